@@ -1,0 +1,136 @@
+// swift-tools-version:6.1
+//
+// Liaison: customer service as part of incident response.
+// Five executables (intake, correlation, sla, communications, followup) over shared plumbing:
+//   CLibPQ / LiaisonStorage   PostgreSQL through libpq
+//   CLiaisonGRPC / LiaisonRPC gRPC through a C shim over libgrpc++, as a GRPCCore transport
+//   LiaisonAPI                protobuf models and stubs generated from protos/ (committed)
+//   LiaisonRuntime            config, logs, metrics, admin HTTP, lifecycle, outbox, idempotency
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+/// grpc++ is linked by explicit library names: its pkg-config graph (abseil) overwhelms SwiftPM.
+let grpcLinker: [LinkerSetting] = [
+    .linkedLibrary("grpc++"),
+    .linkedLibrary("grpc"),
+    .linkedLibrary("gpr"),
+    .linkedLibrary("protobuf"),
+    .linkedLibrary("absl_synchronization"),
+]
+
+let services: [(product: String, target: String)] = [
+    ("intake", "Intake"),
+    ("correlation", "Correlation"),
+    ("sla", "SLA"),
+    ("communications", "Communications"),
+    ("followup", "Followup"),
+]
+
+let package = Package(
+    name: "Liaison",
+    platforms: [.macOS(.v15)],
+    products: services.map { .executable(name: $0.product, targets: [$0.target]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    ],
+    targets: [
+        // MARK: PostgreSQL
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "LiaisonStorage",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: gRPC
+        .target(
+            name: "CLiaisonGRPC",
+            cxxSettings: [.define("NOMINMAX")],
+            linkerSettings: grpcLinker
+        ),
+        .target(
+            name: "LiaisonRPC",
+            dependencies: [
+                "CLiaisonGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: API contract (generated, committed)
+        .target(
+            name: "LiaisonAPI",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Service runtime
+        .target(
+            name: "LiaisonRuntime",
+            dependencies: [
+                "LiaisonStorage",
+                "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Test tooling
+        .target(
+            name: "LiaisonTestSupport",
+            dependencies: ["LiaisonStorage"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LiaisonStorageTests",
+            dependencies: ["LiaisonStorage", "LiaisonTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LiaisonRuntimeTests",
+            dependencies: ["LiaisonRuntime", "LiaisonStorage", "LiaisonTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LiaisonRPCTests",
+            dependencies: [
+                "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+        // MARK: The five services
+        + services.map { service in
+            .executableTarget(
+                name: service.target,
+                dependencies: ["LiaisonRuntime", "LiaisonAPI", "LiaisonStorage"],
+                swiftSettings: swiftSettings
+            )
+        },
+    cxxLanguageStandard: .cxx17
+)
