@@ -1,0 +1,1 @@
+int lgrpc_placeholder(void);

@@ -1,0 +1,370 @@
+import CLibPQ
+import Foundation
+import Synchronization
+
+/// One libpq connection, used from one thread at a time (the pool's worker thread).
+///
+/// All methods block; never call them from Swift's cooperative thread pool — go through
+/// `PostgresPool`, which runs them on threads of their own. Only `cancelCurrentStatement` may be
+/// called from another thread.
+public final class PostgresConnection {
+    private var conn: OpaquePointer?
+    private var statementNames: [String: String] = [:]
+    private var nextStatementID = 0
+    private let cancelState: CancelState
+
+    /// Cross-thread cancellation: a PGcancel plus what the current operation is.
+    final class CancelState: @unchecked Sendable {
+        // Guarded by `lock`: the PGcancel object and the operation it may cancel.
+        private let lock = NSLock()
+        private var cancel: OpaquePointer?
+        private var currentOperation: UInt64 = 0
+        private var reason: PostgresError.Kind?
+
+        init(cancel: OpaquePointer?) { self.cancel = cancel }
+
+        func begin(_ op: UInt64) {
+            lock.lock()
+            currentOperation = op
+            reason = nil
+            lock.unlock()
+        }
+
+        /// Ends the operation and returns why it was cancelled, if it was.
+        func end() -> PostgresError.Kind? {
+            lock.lock()
+            defer { lock.unlock() }
+            currentOperation = 0
+            let r = reason
+            reason = nil
+            return r
+        }
+
+        /// Sends a cancel request for `op` if it is still running. Blocks briefly (one round trip).
+        func cancel(_ op: UInt64, reason: PostgresError.Kind) {
+            lock.lock()
+            defer { lock.unlock() }
+            guard op != 0, op == currentOperation, let cancel else { return }
+            self.reason = reason
+            var buf = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(cancel, &buf, 256)
+        }
+
+        func close() {
+            lock.lock()
+            if let cancel { PQfreeCancel(cancel) }
+            cancel = nil
+            currentOperation = 0
+            lock.unlock()
+        }
+    }
+
+    /// Opens a connection. `url` is a libpq connection URI or keyword string.
+    public init(url: String, applicationName: String = "liaison") throws {
+        let keys = ["dbname", "application_name", "options", "connect_timeout", "keepalives",
+                    "keepalives_idle", "keepalives_interval", "keepalives_count"]
+        let values = [url, applicationName, "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3",
+                      "5", "1", "10", "5", "3"]
+        let c = withCStrings(keys) { k in
+            withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            if let c { PQfinish(c) }
+            throw PostgresError(.connection, message: "cannot connect: \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        conn = c
+        cancelState = CancelState(cancel: PQgetCancel(c))
+    }
+
+    deinit { close() }
+
+    /// Closes the connection. Idempotent.
+    public func close() {
+        cancelState.close()
+        if let conn { PQfinish(conn) }
+        conn = nil
+    }
+
+    /// Whether the connection is usable. Checks the socket without blocking: a server restart
+    /// (which sends a FATAL message and closes) is noticed here, before a statement is sent.
+    public var isHealthy: Bool {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else { return false }
+        guard PQtransactionStatus(conn) == PQTRANS_IDLE else { return false }
+        var pfd = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&pfd, 1, 0)
+        if ready > 0 {
+            // Something arrived while idle: a notice, a notification, or the server going away.
+            if PQconsumeInput(conn) == 0 { return false }
+            return PQstatus(conn) == CONNECTION_OK
+        }
+        return ready == 0
+    }
+
+    /// The server's process ID for this connection (useful in tests that terminate backends).
+    public var backendPID: Int32 { conn.map { PQbackendPID($0) } ?? 0 }
+
+    // MARK: Statements
+
+    /// Runs one parameterised statement through a cached prepared statement.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
+        let conn = try live()
+        let name = try prepared(sql, conn: conn)
+        let texts = parameters.map { $0.postgresText }
+        let result = withCStrings(texts) { values in
+            PQexecPrepared(conn, name, Int32(texts.count), values, nil, nil, 0)
+        }
+        return try check(result, conn: conn)
+    }
+
+    /// Runs SQL text without parameters; may contain several statements (migrations, DDL).
+    public func execute(script sql: String) throws {
+        let conn = try live()
+        _ = try check(PQexec(conn, sql), conn: conn)
+    }
+
+    /// Runs `statements` in one pipeline (libpq pipeline mode): all are sent before any result is
+    /// read, so the batch costs one round trip. Stops at the first error, which is thrown; the
+    /// statements after it are not executed. Wrap in a transaction for all-or-nothing.
+    public func pipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
+        -> [PostgresResult]
+    {
+        let conn = try live()
+        if statements.isEmpty { return [] }
+        // Prepare outside the pipeline so that each statement is sent as Bind/Execute only.
+        var names: [String] = []
+        names.reserveCapacity(statements.count)
+        for s in statements { names.append(try prepared(s.sql, conn: conn)) }
+
+        guard PQenterPipelineMode(conn) == 1 else { throw lastError(conn, "enter pipeline mode") }
+        PQsetnonblocking(conn, 1)
+        defer {
+            PQsetnonblocking(conn, 0)
+            if PQpipelineStatus(conn) != PQ_PIPELINE_OFF, PQexitPipelineMode(conn) == 0 {
+                // Results still pending after an error: drain them so the connection is reusable.
+                while let r = PQgetResult(conn) { PQclear(r) }
+                _ = PQexitPipelineMode(conn)
+            }
+        }
+
+        var results: [PostgresResult] = []
+        results.reserveCapacity(statements.count)
+        var firstError: PostgresError?
+        var current: OpaquePointer?  // result of the statement being read, until its NULL
+        var done = false
+
+        func drainAvailable() throws {
+            guard PQconsumeInput(conn) == 1 else { throw lastError(conn, "read pipeline results") }
+            while !done, PQisBusy(conn) == 0 {
+                guard let r = PQgetResult(conn) else {
+                    // End of one statement's results.
+                    if let c = current {
+                        results.append(PostgresResult(c))
+                        current = nil
+                    }
+                    continue
+                }
+                switch PQresultStatus(r) {
+                case PGRES_PIPELINE_SYNC:
+                    PQclear(r)
+                    done = true
+                case PGRES_PIPELINE_ABORTED:
+                    PQclear(r)
+                case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
+                    if let c = current { PQclear(c) }
+                    current = r
+                default:
+                    if firstError == nil { firstError = error(from: r, conn: conn) }
+                    PQclear(r)
+                }
+            }
+        }
+
+        for (i, s) in statements.enumerated() {
+            let texts = s.parameters.map { $0.postgresText }
+            let ok = withCStrings(texts) { values in
+                PQsendQueryPrepared(conn, names[i], Int32(texts.count), values, nil, nil, 0)
+            }
+            guard ok == 1 else { throw lastError(conn, "send pipeline statement") }
+            // Keep the socket moving both ways so neither side's buffers fill up.
+            if i % 64 == 63 {
+                _ = PQflush(conn)
+                try drainAvailable()
+            }
+        }
+        guard PQpipelineSync(conn) == 1 else { throw lastError(conn, "pipeline sync") }
+        while !done {
+            let flush = PQflush(conn)
+            if flush < 0 { throw lastError(conn, "flush pipeline") }
+            var pfd = pollfd(
+                fd: PQsocket(conn), events: Int16(POLLIN) | (flush == 1 ? Int16(POLLOUT) : 0), revents: 0)
+            let n = poll(&pfd, 1, 1000)
+            if n < 0, errno != EINTR { throw PostgresError(.connection, message: "poll failed: \(errno)") }
+            if PQstatus(conn) != CONNECTION_OK { throw lastError(conn, "pipeline") }
+            if n > 0, pfd.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 { try drainAvailable() }
+        }
+        if let c = current { PQclear(c) }
+        if let firstError { throw firstError }
+        return results
+    }
+
+    /// Streams rows into the server with `COPY ... FROM STDIN` (text format). `copySQL` is the
+    /// COPY statement; `rows` are the column values (nil for NULL). Returns the rows copied.
+    @discardableResult
+    public func copyIn(_ copySQL: String, rows: [[String?]]) throws -> Int {
+        let conn = try live()
+        let start = PQexec(conn, copySQL)
+        guard PQresultStatus(start) == PGRES_COPY_IN else { _ = try check(start, conn: conn); return 0 }
+        PQclear(start)
+        var buffer = [UInt8]()
+        buffer.reserveCapacity(1 << 16)
+        func send() throws {
+            let rc = buffer.withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) {
+                    PQputCopyData(conn, $0, Int32(p.count))
+                }
+            }
+            guard rc == 1 else { throw lastError(conn, "COPY data") }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        for row in rows {
+            for (i, value) in row.enumerated() {
+                if i > 0 { buffer.append(9) }
+                if let value { Self.appendCopyEscaped(value, to: &buffer) } else {
+                    buffer.append(UInt8(ascii: "\\"))
+                    buffer.append(UInt8(ascii: "N"))
+                }
+            }
+            buffer.append(10)
+            if buffer.count >= 1 << 16 { try send() }
+        }
+        if !buffer.isEmpty { try send() }
+        guard PQputCopyEnd(conn, nil) == 1 else { throw lastError(conn, "COPY end") }
+        var copied = 0
+        var failure: PostgresError?
+        while let r = PQgetResult(conn) {
+            if PQresultStatus(r) == PGRES_COMMAND_OK {
+                copied = Int(String(cString: PQcmdTuples(r))) ?? rows.count
+            } else if failure == nil {
+                failure = error(from: r, conn: conn)
+            }
+            PQclear(r)
+        }
+        if let failure { throw failure }
+        return copied
+    }
+
+    static func appendCopyEscaped(_ value: String, to buffer: inout [UInt8]) {
+        for b in value.utf8 {
+            switch b {
+            case UInt8(ascii: "\\"): buffer.append(92); buffer.append(92)
+            case 9: buffer.append(92); buffer.append(UInt8(ascii: "t"))
+            case 10: buffer.append(92); buffer.append(UInt8(ascii: "n"))
+            case 13: buffer.append(92); buffer.append(UInt8(ascii: "r"))
+            default: buffer.append(b)
+            }
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Isolation levels for `transaction`.
+    public enum IsolationLevel: String, Sendable {
+        case readCommitted = "READ COMMITTED"
+        case repeatableRead = "REPEATABLE READ"
+        case serializable = "SERIALIZABLE"
+    }
+
+    /// Runs `body` inside BEGIN/COMMIT, rolling back on any error. A connection failure on BEGIN
+    /// is marked safe to retry (nothing was sent yet).
+    public func inTransaction<T>(_ isolation: IsolationLevel = .readCommitted, _ body: (PostgresConnection) throws -> T) throws -> T {
+        do {
+            try query(isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+        } catch var e as PostgresError where e.kind == .connection {
+            e.safeToRetry = true
+            throw e
+        }
+        do {
+            let value = try body(self)
+            try query("COMMIT")
+            return value
+        } catch {
+            if let conn, PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) != PQTRANS_IDLE {
+                _ = try? execute(script: "ROLLBACK")
+            }
+            throw error
+        }
+    }
+
+    // MARK: Cancellation
+
+    func beginOperation(_ op: UInt64) { cancelState.begin(op) }
+    func endOperation() -> PostgresError.Kind? { cancelState.end() }
+    var canceller: CancelState { cancelState }
+
+    // MARK: Internals
+
+    private func live() throws -> OpaquePointer {
+        guard let conn else { throw PostgresError(.connection, message: "connection is closed") }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            throw PostgresError(.connection, message: "connection is broken")
+        }
+        return conn
+    }
+
+    private func prepared(_ sql: String, conn: OpaquePointer) throws -> String {
+        if let name = statementNames[sql] { return name }
+        nextStatementID += 1
+        let name = "lq\(nextStatementID)"
+        _ = try check(PQprepare(conn, name, sql, 0, nil), conn: conn)
+        statementNames[sql] = name
+        return name
+    }
+
+    private func check(_ result: OpaquePointer?, conn: OpaquePointer) throws -> PostgresResult {
+        guard let result else { throw lastError(conn, "statement") }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return PostgresResult(result)
+        default:
+            let e = error(from: result, conn: conn)
+            PQclear(result)
+            throw e
+        }
+    }
+
+    private func error(from result: OpaquePointer, conn: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let p = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: p)
+        }
+        let state = field("C")
+        let message = field("M") ?? String(cString: PQresultErrorMessage(result))
+        if PQstatus(conn) != CONNECTION_OK, state == nil || state!.hasPrefix("08") || state!.hasPrefix("57P") {
+            return PostgresError(.connection, sqlState: state, message: message)
+        }
+        return PostgresError(
+            .server, sqlState: state, message: message, detail: field("D"),
+            constraint: field("n"), table: field("t"), column: field("c"))
+    }
+
+    private func lastError(_ conn: OpaquePointer, _ what: String) -> PostgresError {
+        let message = String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let kind: PostgresError.Kind = PQstatus(conn) == CONNECTION_OK ? .client : .connection
+        return PostgresError(kind, message: "\(what): \(message)")
+    }
+}
+
+/// Calls `body` with a C array of C strings (NULL entries for nil), valid only during the call.
+func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
+    defer { for p in pointers { free(p) } }
+    return body(pointers.map { $0.map { UnsafePointer($0) } })
+}
+
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
+    defer { for p in pointers { free(p) } }
+    return body(pointers.map { $0.map { UnsafePointer($0) } })
+}

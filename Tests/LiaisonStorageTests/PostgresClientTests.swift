@@ -1,0 +1,218 @@
+import Foundation
+import LiaisonStorage
+import LiaisonTestSupport
+import Synchronization
+import XCTest
+
+final class PostgresClientTests: XCTestCase {
+    var pool: PostgresPool!
+
+    override func setUp() async throws {
+        let url = try TestPostgres.shared.createDatabase("storage")
+        pool = PostgresPool(.init(url: url, maxConnections: 4))
+    }
+
+    override func tearDown() async throws {
+        await pool.close()
+    }
+
+    func testValuesRoundTripThroughParametersAndRows() async throws {
+        let date = Date(timeIntervalSince1970: 1_764_373_938.123456)
+        let id = UUID()
+        let row = try await pool.query(
+            "SELECT $1::text, $2::bigint, $3::float8, $4::bool, $5::timestamptz, $6::uuid, $7::bytea, $8::text[], $9::text",
+            ["tab\there 'quote' \"dq\" é", Int64.max, 3.25, true, date, id, ByteA([0, 1, 254, 255]),
+             TextArray(["a", "b,c", "d\"e", "", "f\\g"]), String?.none]
+        ).first!
+        XCTAssertEqual(try row.decode(String.self, 0), "tab\there 'quote' \"dq\" é")
+        XCTAssertEqual(try row.decode(Int64.self, 1), Int64.max)
+        XCTAssertEqual(try row.decode(Double.self, 2), 3.25)
+        XCTAssertEqual(try row.decode(Bool.self, 3), true)
+        XCTAssertEqual(try row.decode(Date.self, 4).timeIntervalSince1970, date.timeIntervalSince1970, accuracy: 0.000001)
+        XCTAssertEqual(try row.decode(UUID.self, 5), id)
+        XCTAssertEqual(try row.decode(ByteA.self, 6), ByteA([0, 1, 254, 255]))
+        XCTAssertEqual(try row.decode(TextArray.self, 7).values, ["a", "b,c", "d\"e", "", "f\\g"])
+        XCTAssertNil(try row.decode(String?.self, 8))
+        XCTAssertTrue(row.isNull(8))
+        XCTAssertThrowsError(try row.decode(String.self, 8))  // NULL into non-optional
+        XCTAssertThrowsError(try row.decode(Int.self, 0))  // wrong type
+    }
+
+    func testInjectionAttemptIsJustAValue() async throws {
+        try await pool.query("CREATE TABLE t (v text)")
+        try await pool.query("INSERT INTO t VALUES ($1)", ["x'); DROP TABLE t; --"])
+        let n = try await pool.query("SELECT count(*) FROM t").first!.decode(Int.self, 0)
+        XCTAssertEqual(n, 1)
+    }
+
+    func testServerErrorsAreClassifiedAndMappedToStatusCodes() async throws {
+        try await pool.query("CREATE TABLE u (id int PRIMARY KEY, n int CHECK (n > 0), p int REFERENCES u(id))")
+        try await pool.query("INSERT INTO u VALUES (1, 1, NULL)")
+        func code(_ sql: String, _ params: [any PostgresBindable]) async -> StatusCodeMapping.Code? {
+            do { try await pool.query(sql, params); return nil } catch let e as PostgresError {
+                return StatusCodeMapping.code(for: e)
+            } catch { return nil }
+        }
+        let dup = await code("INSERT INTO u VALUES ($1, 1, NULL)", [1])
+        XCTAssertEqual(dup, .alreadyExists)
+        let check = await code("INSERT INTO u VALUES ($1, -1, NULL)", [2])
+        XCTAssertEqual(check, .invalidArgument)
+        let fk = await code("INSERT INTO u VALUES ($1, 1, 99)", [3])
+        XCTAssertEqual(fk, .failedPrecondition)
+        do {
+            try await pool.query("INSERT INTO u VALUES ($1, 1, NULL)", [1])
+            XCTFail("expected unique violation")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .server)
+            XCTAssertEqual(e.sqlState, SQLState.uniqueViolation)
+            XCTAssertEqual(e.constraint, "u_pkey")
+        }
+        // The failed statements changed nothing.
+        let value1 = try await pool.query("SELECT count(*) FROM u").first!.decode(Int.self, 0)
+        XCTAssertEqual(value1, 1)
+    }
+
+    func testPoolUnderConcurrentLoadNeitherDeadlocksNorLeaks() async throws {
+        try await pool.query("CREATE TABLE load (id serial PRIMARY KEY, worker int)")
+        let pool = self.pool!
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<64 {
+                group.addTask {
+                    for _ in 0..<25 {
+                        try await pool.query("INSERT INTO load (worker) VALUES ($1)", [worker])
+                        _ = try await pool.transaction { c in
+                            try c.query("SELECT count(*) FROM load WHERE worker = $1", [worker]).first!.decode(Int.self, 0)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let value2 = try await pool.query("SELECT count(*) FROM load").first!.decode(Int.self, 0)
+        XCTAssertEqual(value2, 64 * 25)
+        XCTAssertLessThanOrEqual(pool.openConnections, 4)
+        let db = try await pool.query("SELECT current_database()").first!.decode(String.self, 0)
+        let backends = try await pool.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", [db]).first!.decode(Int.self, 0)
+        XCTAssertLessThanOrEqual(backends, 4)
+    }
+
+    func testSerializationFailuresAreRetriedUntilEveryIncrementLands() async throws {
+        try await pool.query("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")
+        try await pool.query("INSERT INTO counter VALUES (1, 0)")
+        let attempts = Shared(0)
+        let pool = self.pool!
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    try await pool.transaction(.serializable) { c in
+                        attempts.with { $0 += 1 }
+                        let n = try c.query("SELECT n FROM counter WHERE id = 1").first!.decode(Int.self, 0)
+                        // Widen the race window so that concurrent transactions really conflict.
+                        try c.query("SELECT pg_sleep(0.01)")
+                        try c.query("UPDATE counter SET n = $1 WHERE id = 1", [n + 1])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let value3 = try await pool.query("SELECT n FROM counter").first!.decode(Int.self, 0)
+        XCTAssertEqual(value3, 16)
+        XCTAssertGreaterThan(attempts.current, 16, "no serialization failure was provoked")
+    }
+
+    func testNonRetryableErrorRollsBackTheWholeTransaction() async throws {
+        try await pool.query("CREATE TABLE r (id int PRIMARY KEY)")
+        do {
+            try await pool.transaction { c in
+                try c.query("INSERT INTO r VALUES (1)")
+                try c.query("INSERT INTO r VALUES (1)")
+            }
+            XCTFail("expected unique violation")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.sqlState, SQLState.uniqueViolation)
+        }
+        let value4 = try await pool.query("SELECT count(*) FROM r").first!.decode(Int.self, 0)
+        XCTAssertEqual(value4, 0)
+    }
+
+    func testPipelineBatchOfTenThousandRows() async throws {
+        try await pool.query("CREATE TABLE p (id int PRIMARY KEY, body text)")
+        let statements: [(sql: String, parameters: [any PostgresBindable])] = (0..<10_000).map {
+            ("INSERT INTO p (id, body) VALUES ($1, $2) RETURNING id", [$0, "row \($0)"])
+        }
+        let results = try await pool.transaction { c in try c.pipeline(statements) }
+        XCTAssertEqual(results.count, 10_000)
+        XCTAssertEqual(try results[9_999].first!.decode(Int.self, 0), 9_999)
+        let value5 = try await pool.query("SELECT count(*) FROM p").first!.decode(Int.self, 0)
+        XCTAssertEqual(value5, 10_000)
+    }
+
+    func testPipelineErrorStopsTheBatchAndLeavesTheConnectionUsable() async throws {
+        try await pool.query("CREATE TABLE pe (id int PRIMARY KEY)")
+        let statements: [(sql: String, parameters: [any PostgresBindable])] =
+            [1, 2, 2, 3].map { ("INSERT INTO pe VALUES ($1)", [$0]) }
+        do {
+            _ = try await pool.transaction { c in try c.pipeline(statements) }
+            XCTFail("expected unique violation")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.sqlState, SQLState.uniqueViolation)
+        }
+        let value6 = try await pool.query("SELECT count(*) FROM pe").first!.decode(Int.self, 0)
+        XCTAssertEqual(value6, 0)
+        // Every connection still works.
+        for _ in 0..<8 {
+            let one = try await pool.query("SELECT 1").first!.decode(Int.self, 0)
+            XCTAssertEqual(one, 1)
+        }
+    }
+
+    func testCopyInWithSpecialCharactersAndNulls() async throws {
+        try await pool.query("CREATE TABLE c (id int, body text, note text)")
+        var rowsBuilder: [[String?]] = (0..<10_000).map { [String($0), "line\t\(String($0))\nnext \\ end", nil] }
+        rowsBuilder.append(["-1", "", "not null"])
+        let rows = rowsBuilder
+        let copied = try await pool.withConnection { c in try c.copyIn("COPY c (id, body, note) FROM STDIN", rows: rows) }
+        XCTAssertEqual(copied, 10_001)
+        let r = try await pool.query("SELECT body, note FROM c WHERE id = 42").first!
+        XCTAssertEqual(try r.decode(String.self, 0), "line\t42\nnext \\ end")
+        XCTAssertNil(try r.decode(String?.self, 1))
+        let value7 = try await pool.query("SELECT count(*) FROM c WHERE note IS NULL").first!.decode(Int.self, 0)
+        XCTAssertEqual(value7, 10_000)
+        let value8 = try await pool.query("SELECT body FROM c WHERE id = -1").first!.decode(String.self, 0)
+        XCTAssertEqual(value8, "")
+    }
+
+    func testCancellingTheTaskCancelsTheRunningStatement() async throws {
+        let pool = self.pool!
+        let start = ContinuousClock.now
+        let task = Task { try await pool.query("SELECT pg_sleep(30)") }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        do {
+            _ = try await task.value
+            XCTFail("expected cancellation")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .cancelled)
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(20))
+        let value9 = try await pool.query("SELECT 1").first!.decode(Int.self, 0)
+        XCTAssertEqual(value9, 1)
+    }
+
+    func testDeadlineCancelsTheStatementWithDeadlineExceeded() async throws {
+        do {
+            _ = try await pool.withConnection(deadline: .now + .milliseconds(300)) { c in
+                try c.query("SELECT pg_sleep(30)")
+            }
+            XCTFail("expected deadline exceeded")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .deadlineExceeded)
+            XCTAssertEqual(StatusCodeMapping.code(for: e), .deadlineExceeded)
+        }
+        let late = try await PostgresPool.$deadline.withValue(.now - .seconds(1)) {
+            do { try await pool.query("SELECT 1"); return false } catch let e as PostgresError { return e.kind == .deadlineExceeded }
+        }
+        XCTAssertTrue(late)
+    }
+}
