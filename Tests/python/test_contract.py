@@ -79,7 +79,7 @@ EXPECTED_EVENTS = {
     "liaison.intake.v1": {"CustomerUpserted", "ReportAccepted", "CaseOpened", "CaseAssigned",
                           "CasesMerged", "CaseAwaitingCustomerNotice", "CaseClosed",
                           "CaseReopened"},
-    "liaison.correlation.v1": {"IncidentDeclared", "IncidentStatusChanged", "IncidentUpdated",
+    "liaison.correlation.v1": {"ServiceUpserted", "ServiceDeleted", "IncidentDeclared", "IncidentStatusChanged", "IncidentUpdated",
                                "PostmortemAttached", "ReportLinked", "ReportUnlinked",
                                "EmergingIssueRaised", "EmergingIssueStatusChanged",
                                "BlastRadiusChanged"},
@@ -230,6 +230,33 @@ def test_vendored_google_rpc_defines_standard_details(modules):
     names = {"ErrorInfo", "RetryInfo", "PreconditionFailure", "BadRequest", "ResourceInfo"}
     assert names <= set(ours.message_types_by_name)
     assert ours.package == "google.rpc"
+
+
+def test_embedded_descriptor_set_matches_protos(modules):
+    """Sources/LiaisonAPI/Generated/DescriptorSet.swift embeds a FileDescriptorSet
+    of every Liaison proto (for server reflection) and the service names."""
+    import base64
+    import re
+
+    from google.protobuf import descriptor_pb2
+
+    swift = (REPO / "Sources/LiaisonAPI/Generated/DescriptorSet.swift").read_text()
+    b64 = re.search(r'base64 = """\n(.*?)\n"""', swift, re.S).group(1)
+    fds = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode("".join(b64.split())))
+    files = {f.name for f in fds.file}
+    liaison = {p for p in _proto_files() if p.startswith("liaison/")}
+    assert liaison <= files
+    assert "google/protobuf/timestamp.proto" in files  # imports included
+    seen = set()
+    for f in fds.file:  # dependencies precede dependents
+        assert set(f.dependency) <= seen, f.name
+        seen.add(f.name)
+    services = sorted(f"{f.package}.{s.name}" for f in fds.file for s in f.service)
+    declared = re.findall(r'^    "(liaison\.[^"]+)",$', swift, re.M)
+    assert services == sorted(EXPECTED_METHODS) == declared
+    for f in fds.file:  # same methods as the protos compiled here
+        for s in f.service:
+            assert {m.name for m in s.method} == EXPECTED_METHODS[f"{f.package}.{s.name}"]
 
 
 def test_round_trip_over_a_socket_with_error_details(modules):

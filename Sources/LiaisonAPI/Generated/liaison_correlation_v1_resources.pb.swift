@@ -616,7 +616,8 @@ public nonisolated struct Liaison_Correlation_V1_Link: @unchecked Sendable {
     set {_uniqueStorage()._report = newValue}
   }
 
-  /// Output only. The report's case, `cases/{case}`.
+  /// Output only. The report's case, `cases/{case}`, as of the latest
+  /// ReportAccepted / CasesMerged event seen.
   public var `case`: String {
     get {_storage._case}
     set {_uniqueStorage()._case = newValue}

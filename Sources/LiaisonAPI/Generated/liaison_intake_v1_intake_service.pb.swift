@@ -65,8 +65,8 @@ public nonisolated struct Liaison_Intake_V1_ListCustomersRequest: Sendable {
   /// Optional. Filter expression (AIP-160 subset): comparisons joined by AND,
   /// on `region`, `country`, `tier` (e.g. "ENTERPRISE"), `white_glove`,
   /// `features` (has: `features:"teapot-customization"`), `platform`,
-  /// `client_version`, `owning_agent`, `state`, `account_partition`,
-  /// `update_time`. Example:
+  /// `client_version`, `owning_agent`, `state`, `account_number`,
+  /// `account_partition`, `update_time`. Example:
   /// `region="eu-south" AND tier="ENTERPRISE" AND white_glove=true`.
   public var filter: String = String()
 

@@ -240,7 +240,8 @@ public nonisolated struct Liaison_Intake_V1_Customer: @unchecked Sendable {
     set {_uniqueStorage()._labels = newValue}
   }
 
-  /// Output only. Lifecycle state.
+  /// Optional. Lifecycle state; default ACTIVE. The CRM sync sets CLOSED when
+  /// the account ends (customers are never deleted, reports keep naming them).
   public var state: Liaison_Intake_V1_Customer.State {
     get {_storage._state}
     set {_uniqueStorage()._state = newValue}
@@ -551,7 +552,8 @@ public nonisolated struct Liaison_Intake_V1_Case: @unchecked Sendable {
   }
 
   /// Output only. The owning agent, `agents/{agent_id}`; the customer's single
-  /// point of contact. Changed with AssignCase.
+  /// point of contact until the case closes. Initially the agent of the first
+  /// report, else the customer's owning agent; changed only with AssignCase.
   public var owner: String {
     get {_storage._owner}
     set {_uniqueStorage()._owner = newValue}
