@@ -1051,6 +1051,16 @@ public nonisolated struct Liaison_Communications_V1_Delivery: @unchecked Sendabl
   /// Clears the value of `nextAttemptTime`. Subsequent reads from it will return its default value.
   public mutating func clearNextAttemptTime() {_uniqueStorage()._nextAttemptTime = nil}
 
+  /// When the state last changed.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// State of a delivery.
@@ -2161,7 +2171,7 @@ nonisolated extension Liaison_Communications_V1_Recipient: SwiftProtobuf.Message
 
 nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Delivery"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}recipient\0\u{1}channel\0\u{3}channel_config\0\u{1}state\0\u{1}attempts\0\u{3}last_error\0\u{3}suppress_reason\0\u{3}rendered_subject\0\u{3}rendered_body\0\u{3}provider_message_id\0\u{3}dedupe_key\0\u{1}incident\0\u{3}create_time\0\u{3}finish_time\0\u{3}next_attempt_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}recipient\0\u{1}channel\0\u{3}channel_config\0\u{1}state\0\u{1}attempts\0\u{3}last_error\0\u{3}suppress_reason\0\u{3}rendered_subject\0\u{3}rendered_body\0\u{3}provider_message_id\0\u{3}dedupe_key\0\u{1}incident\0\u{3}create_time\0\u{3}finish_time\0\u{3}next_attempt_time\0\u{3}update_time\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -2180,6 +2190,7 @@ nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message,
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _finishTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _nextAttemptTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2206,6 +2217,7 @@ nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message,
       _createTime = source._createTime
       _finishTime = source._finishTime
       _nextAttemptTime = source._nextAttemptTime
+      _updateTime = source._updateTime
     }
   }
 
@@ -2240,6 +2252,7 @@ nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message,
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._finishTime) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._nextAttemptTime) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         default: break
         }
       }
@@ -2300,6 +2313,9 @@ nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message,
       try { if let v = _storage._nextAttemptTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2325,6 +2341,7 @@ nonisolated extension Liaison_Communications_V1_Delivery: SwiftProtobuf.Message,
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._finishTime != rhs_storage._finishTime {return false}
         if _storage._nextAttemptTime != rhs_storage._nextAttemptTime {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -433,6 +433,7 @@ public nonisolated struct Liaison_Intake_V1_ListReportsRequest: Sendable {
 
   /// Optional. Filter on `customer`, `case`, `channel`, `symptom`, `agent`,
   /// `service_hint`, `incidents` (has), `duplicate_assessment.duplicate`,
+  /// `external_ticket.system`, `external_ticket.id`,
   /// `receive_time`, `create_time`, and snapshot attributes such as
   /// `customer_snapshot.region`. Example:
   /// `receive_time >= "2026-11-28T10:00:00Z" AND symptom = "UNAVAILABLE"`.

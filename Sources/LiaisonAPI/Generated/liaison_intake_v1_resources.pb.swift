@@ -512,6 +512,16 @@ public nonisolated struct Liaison_Intake_V1_Report: @unchecked Sendable {
     set {_uniqueStorage()._incidents = newValue}
   }
 
+  /// Output only. When `case` or `incidents` last changed.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1113,7 +1123,7 @@ nonisolated extension Liaison_Intake_V1_DuplicateAssessment.Signal: SwiftProtobu
 
 nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Report"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{3}contact_id\0\u{1}channel\0\u{1}agent\0\u{3}external_ticket\0\u{1}text\0\u{1}symptom\0\u{3}service_hint\0\u{3}reported_platform\0\u{3}receive_time\0\u{3}customer_snapshot\0\u{1}case\0\u{3}duplicate_assessment\0\u{3}create_time\0\u{1}incidents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{3}contact_id\0\u{1}channel\0\u{1}agent\0\u{3}external_ticket\0\u{1}text\0\u{1}symptom\0\u{3}service_hint\0\u{3}reported_platform\0\u{3}receive_time\0\u{3}customer_snapshot\0\u{1}case\0\u{3}duplicate_assessment\0\u{3}create_time\0\u{1}incidents\0\u{3}update_time\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1132,6 +1142,7 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
     var _duplicateAssessment: Liaison_Intake_V1_DuplicateAssessment? = nil
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _incidents: [String] = []
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1158,6 +1169,7 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
       _duplicateAssessment = source._duplicateAssessment
       _createTime = source._createTime
       _incidents = source._incidents
+      _updateTime = source._updateTime
     }
   }
 
@@ -1192,6 +1204,7 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._duplicateAssessment) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 16: try { try decoder.decodeRepeatedStringField(value: &_storage._incidents) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         default: break
         }
       }
@@ -1252,6 +1265,9 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
       if !_storage._incidents.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._incidents, fieldNumber: 16)
       }
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1277,6 +1293,7 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
         if _storage._duplicateAssessment != rhs_storage._duplicateAssessment {return false}
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._incidents != rhs_storage._incidents {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
         return true
       }
       if !storagesAreEqual {return false}

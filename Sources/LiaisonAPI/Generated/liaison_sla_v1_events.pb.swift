@@ -64,36 +64,37 @@ public nonisolated struct Liaison_Sla_V1_BreachPredicted: Sendable {
 }
 
 /// A breach occurred. Aggregate: the breach.
-public nonisolated struct Liaison_Sla_V1_BreachOccurred: @unchecked Sendable {
+public nonisolated struct Liaison_Sla_V1_BreachOccurred: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Event header.
   public var header: Liaison_Common_V1_EventHeader {
-    get {_storage._header ?? Liaison_Common_V1_EventHeader()}
-    set {_uniqueStorage()._header = newValue}
+    get {_header ?? Liaison_Common_V1_EventHeader()}
+    set {_header = newValue}
   }
   /// Returns true if `header` has been explicitly set.
-  public var hasHeader: Bool {_storage._header != nil}
+  public var hasHeader: Bool {self._header != nil}
   /// Clears the value of `header`. Subsequent reads from it will return its default value.
-  public mutating func clearHeader() {_uniqueStorage()._header = nil}
+  public mutating func clearHeader() {self._header = nil}
 
   /// The breach.
   public var breach: Liaison_Sla_V1_Breach {
-    get {_storage._breach ?? Liaison_Sla_V1_Breach()}
-    set {_uniqueStorage()._breach = newValue}
+    get {_breach ?? Liaison_Sla_V1_Breach()}
+    set {_breach = newValue}
   }
   /// Returns true if `breach` has been explicitly set.
-  public var hasBreach: Bool {_storage._breach != nil}
+  public var hasBreach: Bool {self._breach != nil}
   /// Clears the value of `breach`. Subsequent reads from it will return its default value.
-  public mutating func clearBreach() {_uniqueStorage()._breach = nil}
+  public mutating func clearBreach() {self._breach = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _header: Liaison_Common_V1_EventHeader? = nil
+  fileprivate var _breach: Liaison_Sla_V1_Breach? = nil
 }
 
 /// A credit became owed. Aggregate: the credit. Followup creates an SLA
@@ -265,74 +266,36 @@ nonisolated extension Liaison_Sla_V1_BreachOccurred: SwiftProtobuf.Message, Swif
   public static let protoMessageName: String = _protobuf_package + ".BreachOccurred"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}header\0\u{1}breach\0")
 
-  fileprivate class _StorageClass {
-    var _header: Liaison_Common_V1_EventHeader? = nil
-    var _breach: Liaison_Sla_V1_Breach? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _header = source._header
-      _breach = source._breach
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._header) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._breach) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._header) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._breach) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._header {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._breach {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-    }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._header {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._breach {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_BreachOccurred, rhs: Liaison_Sla_V1_BreachOccurred) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._header != rhs_storage._header {return false}
-        if _storage._breach != rhs_storage._breach {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._header != rhs._header {return false}
+    if lhs._breach != rhs._breach {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

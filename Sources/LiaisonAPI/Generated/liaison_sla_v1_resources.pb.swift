@@ -849,64 +849,100 @@ public nonisolated struct Liaison_Sla_V1_RestorationPriority: Sendable {
 }
 
 /// An SLA breach. Resource name: `breaches/{breach}`.
-public nonisolated struct Liaison_Sla_V1_Breach: Sendable {
+public nonisolated struct Liaison_Sla_V1_Breach: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Identifier. `breaches/{breach}`.
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// The customer, `customers/{customer_id}`.
-  public var customer: String = String()
+  public var customer: String {
+    get {_storage._customer}
+    set {_uniqueStorage()._customer = newValue}
+  }
 
   /// The contract, `contracts/{contract}`.
-  public var contract: String = String()
+  public var contract: String {
+    get {_storage._contract}
+    set {_uniqueStorage()._contract = newValue}
+  }
 
   /// The service, `services/{service}` (empty: all covered services).
-  public var service: String = String()
+  public var service: String {
+    get {_storage._service}
+    set {_uniqueStorage()._service = newValue}
+  }
 
   /// Which objective.
-  public var objectiveKind: Liaison_Sla_V1_ObjectiveKind = .unspecified
+  public var objectiveKind: Liaison_Sla_V1_ObjectiveKind {
+    get {_storage._objectiveKind}
+    set {_uniqueStorage()._objectiveKind = newValue}
+  }
 
   /// The period (availability) or incident window (time to restore).
   public var window: Liaison_Common_V1_TimeWindow {
-    get {_window ?? Liaison_Common_V1_TimeWindow()}
-    set {_window = newValue}
+    get {_storage._window ?? Liaison_Common_V1_TimeWindow()}
+    set {_uniqueStorage()._window = newValue}
   }
   /// Returns true if `window` has been explicitly set.
-  public var hasWindow: Bool {self._window != nil}
+  public var hasWindow: Bool {_storage._window != nil}
   /// Clears the value of `window`. Subsequent reads from it will return its default value.
-  public mutating func clearWindow() {self._window = nil}
+  public mutating func clearWindow() {_uniqueStorage()._window = nil}
 
   /// Target, e.g. "99.9%" or "4h".
-  public var target: String = String()
+  public var target: String {
+    get {_storage._target}
+    set {_uniqueStorage()._target = newValue}
+  }
 
   /// Actual, e.g. "99.62%" or "5h12m".
-  public var actual: String = String()
+  public var actual: String {
+    get {_storage._actual}
+    set {_uniqueStorage()._actual = newValue}
+  }
 
   /// Incidents that contributed.
-  public var incidents: [String] = []
+  public var incidents: [String] {
+    get {_storage._incidents}
+    set {_uniqueStorage()._incidents = newValue}
+  }
 
   /// When the breach happened.
   public var occurTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_occurTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_occurTime = newValue}
+    get {_storage._occurTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._occurTime = newValue}
   }
   /// Returns true if `occurTime` has been explicitly set.
-  public var hasOccurTime: Bool {self._occurTime != nil}
+  public var hasOccurTime: Bool {_storage._occurTime != nil}
   /// Clears the value of `occurTime`. Subsequent reads from it will return its default value.
-  public mutating func clearOccurTime() {self._occurTime = nil}
+  public mutating func clearOccurTime() {_uniqueStorage()._occurTime = nil}
 
   /// The credit owed for it, `credits/{credit}`, if any.
-  public var credit: String = String()
+  public var credit: String {
+    get {_storage._credit}
+    set {_uniqueStorage()._credit = newValue}
+  }
+
+  /// When sla recorded the breach.
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {_storage._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _window: Liaison_Common_V1_TimeWindow? = nil
-  fileprivate var _occurTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A credit owed to a customer. Resource name: `credits/{credit}`.
@@ -997,6 +1033,16 @@ public nonisolated struct Liaison_Sla_V1_Credit: @unchecked Sendable {
     get {_storage._etag}
     set {_uniqueStorage()._etag = newValue}
   }
+
+  /// When last changed.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1882,83 +1928,146 @@ nonisolated extension Liaison_Sla_V1_RestorationPriority: SwiftProtobuf.Message,
 
 nonisolated extension Liaison_Sla_V1_Breach: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Breach"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}contract\0\u{1}service\0\u{3}objective_kind\0\u{1}window\0\u{1}target\0\u{1}actual\0\u{1}incidents\0\u{3}occur_time\0\u{1}credit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}contract\0\u{1}service\0\u{3}objective_kind\0\u{1}window\0\u{1}target\0\u{1}actual\0\u{1}incidents\0\u{3}occur_time\0\u{1}credit\0\u{3}create_time\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _customer: String = String()
+    var _contract: String = String()
+    var _service: String = String()
+    var _objectiveKind: Liaison_Sla_V1_ObjectiveKind = .unspecified
+    var _window: Liaison_Common_V1_TimeWindow? = nil
+    var _target: String = String()
+    var _actual: String = String()
+    var _incidents: [String] = []
+    var _occurTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _credit: String = String()
+    var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _customer = source._customer
+      _contract = source._contract
+      _service = source._service
+      _objectiveKind = source._objectiveKind
+      _window = source._window
+      _target = source._target
+      _actual = source._actual
+      _incidents = source._incidents
+      _occurTime = source._occurTime
+      _credit = source._credit
+      _createTime = source._createTime
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.customer) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.contract) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.service) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.objectiveKind) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._window) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.target) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.actual) }()
-      case 9: try { try decoder.decodeRepeatedStringField(value: &self.incidents) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._occurTime) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.credit) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._customer) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._contract) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._service) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._objectiveKind) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._window) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._target) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._actual) }()
+        case 9: try { try decoder.decodeRepeatedStringField(value: &_storage._incidents) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._occurTime) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._credit) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.customer.isEmpty {
-      try visitor.visitSingularStringField(value: self.customer, fieldNumber: 2)
-    }
-    if !self.contract.isEmpty {
-      try visitor.visitSingularStringField(value: self.contract, fieldNumber: 3)
-    }
-    if !self.service.isEmpty {
-      try visitor.visitSingularStringField(value: self.service, fieldNumber: 4)
-    }
-    if self.objectiveKind != .unspecified {
-      try visitor.visitSingularEnumField(value: self.objectiveKind, fieldNumber: 5)
-    }
-    try { if let v = self._window {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if !self.target.isEmpty {
-      try visitor.visitSingularStringField(value: self.target, fieldNumber: 7)
-    }
-    if !self.actual.isEmpty {
-      try visitor.visitSingularStringField(value: self.actual, fieldNumber: 8)
-    }
-    if !self.incidents.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.incidents, fieldNumber: 9)
-    }
-    try { if let v = self._occurTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
-    if !self.credit.isEmpty {
-      try visitor.visitSingularStringField(value: self.credit, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._customer.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customer, fieldNumber: 2)
+      }
+      if !_storage._contract.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._contract, fieldNumber: 3)
+      }
+      if !_storage._service.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._service, fieldNumber: 4)
+      }
+      if _storage._objectiveKind != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._objectiveKind, fieldNumber: 5)
+      }
+      try { if let v = _storage._window {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._target.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._target, fieldNumber: 7)
+      }
+      if !_storage._actual.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._actual, fieldNumber: 8)
+      }
+      if !_storage._incidents.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._incidents, fieldNumber: 9)
+      }
+      try { if let v = _storage._occurTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._credit.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._credit, fieldNumber: 11)
+      }
+      try { if let v = _storage._createTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_Breach, rhs: Liaison_Sla_V1_Breach) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.customer != rhs.customer {return false}
-    if lhs.contract != rhs.contract {return false}
-    if lhs.service != rhs.service {return false}
-    if lhs.objectiveKind != rhs.objectiveKind {return false}
-    if lhs._window != rhs._window {return false}
-    if lhs.target != rhs.target {return false}
-    if lhs.actual != rhs.actual {return false}
-    if lhs.incidents != rhs.incidents {return false}
-    if lhs._occurTime != rhs._occurTime {return false}
-    if lhs.credit != rhs.credit {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._customer != rhs_storage._customer {return false}
+        if _storage._contract != rhs_storage._contract {return false}
+        if _storage._service != rhs_storage._service {return false}
+        if _storage._objectiveKind != rhs_storage._objectiveKind {return false}
+        if _storage._window != rhs_storage._window {return false}
+        if _storage._target != rhs_storage._target {return false}
+        if _storage._actual != rhs_storage._actual {return false}
+        if _storage._incidents != rhs_storage._incidents {return false}
+        if _storage._occurTime != rhs_storage._occurTime {return false}
+        if _storage._credit != rhs_storage._credit {return false}
+        if _storage._createTime != rhs_storage._createTime {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1966,7 +2075,7 @@ nonisolated extension Liaison_Sla_V1_Breach: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Credit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}breach\0\u{1}amount\0\u{1}calculation\0\u{1}state\0\u{3}billing_reference\0\u{1}note\0\u{3}create_time\0\u{3}settle_time\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}breach\0\u{1}amount\0\u{1}calculation\0\u{1}state\0\u{3}billing_reference\0\u{1}note\0\u{3}create_time\0\u{3}settle_time\0\u{1}etag\0\u{3}update_time\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1980,6 +2089,7 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _settleTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _etag: String = String()
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2001,6 +2111,7 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
       _createTime = source._createTime
       _settleTime = source._settleTime
       _etag = source._etag
+      _updateTime = source._updateTime
     }
   }
 
@@ -2030,6 +2141,7 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._settleTime) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         default: break
         }
       }
@@ -2075,6 +2187,9 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._etag.isEmpty {
         try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 11)
       }
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2095,6 +2210,7 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._settleTime != rhs_storage._settleTime {return false}
         if _storage._etag != rhs_storage._etag {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
         return true
       }
       if !storagesAreEqual {return false}
