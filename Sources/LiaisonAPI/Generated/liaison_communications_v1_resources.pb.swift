@@ -304,7 +304,8 @@ public nonisolated struct Liaison_Communications_V1_Template: @unchecked Sendabl
     set {_uniqueStorage()._body = newValue}
   }
 
-  /// Required. Variables the body and subject use.
+  /// Optional. Variables the body and subject use; every `{{name}}` in them
+  /// must be declared here.
   public var variables: [Liaison_Communications_V1_TemplateVariable] {
     get {_storage._variables}
     set {_uniqueStorage()._variables = newValue}
@@ -735,8 +736,8 @@ public nonisolated struct Liaison_Communications_V1_Announcement: @unchecked Sen
     set {_uniqueStorage()._templateRevisions = newValue}
   }
 
-  /// Required. The audience, `audiences/{audience}`. Not needed when every
-  /// template targets STATUS_PAGE or SOCIAL.
+  /// The audience, `audiences/{audience}`. Required unless every template
+  /// targets STATUS_PAGE or SOCIAL (broadcast channels without recipients).
   public var audience: String {
     get {_storage._audience}
     set {_uniqueStorage()._audience = newValue}

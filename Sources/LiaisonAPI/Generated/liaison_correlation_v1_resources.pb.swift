@@ -430,9 +430,10 @@ public nonisolated struct Liaison_Correlation_V1_Incident: @unchecked Sendable {
     set {_uniqueStorage()._name = newValue}
   }
 
-  /// Optional. Identifier in the declaring system (e.g. the alerting tool's
-  /// incident id). Unique per `source_system`: declaring again with the same
-  /// pair returns ALREADY_EXISTS naming the existing incident.
+  /// Optional. The incident in the declaring system (e.g. the alerting tool's
+  /// incident id). Unique per (`system`, `id`): declaring again with the same
+  /// pair fails with ALREADY_EXISTS whose ErrorInfo metadata "resource" names
+  /// the existing incident.
   public var externalReference: Liaison_Common_V1_ExternalReference {
     get {_storage._externalReference ?? Liaison_Common_V1_ExternalReference()}
     set {_uniqueStorage()._externalReference = newValue}
@@ -991,8 +992,9 @@ public nonisolated struct Liaison_Correlation_V1_BlastRadius: @unchecked Sendabl
     set {_uniqueStorage()._testedSegments = newValue}
   }
 
-  /// AFFECTED entries, most specific explanation first: single dimensions and
-  /// combinations not explained by a parent, ordered by adjusted p-value.
+  /// AFFECTED entries (single dimensions and combinations) that no less
+  /// specific entry explains, ordered by adjusted p-value: the answer to
+  /// "who is hit".
   public var affected: [Liaison_Correlation_V1_BlastRadiusEntry] {
     get {_storage._affected}
     set {_uniqueStorage()._affected = newValue}

@@ -198,8 +198,8 @@ extension Liaison_Followup_V1_FollowupService {
         /// > Source IDL Documentation:
         /// >
         /// > Creates a task by hand.
-        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-        /// > NOT_FOUND (customer).
+        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+        /// > and none to default to), NOT_FOUND (customer).
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Liaison_Followup_V1_CreateTaskRequest` messages.
@@ -389,8 +389,8 @@ extension Liaison_Followup_V1_FollowupService {
         /// > Source IDL Documentation:
         /// >
         /// > Creates a task by hand.
-        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-        /// > NOT_FOUND (customer).
+        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+        /// > and none to default to), NOT_FOUND (customer).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Followup_V1_CreateTaskRequest` message.
@@ -578,8 +578,8 @@ extension Liaison_Followup_V1_FollowupService {
         /// > Source IDL Documentation:
         /// >
         /// > Creates a task by hand.
-        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-        /// > NOT_FOUND (customer).
+        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+        /// > and none to default to), NOT_FOUND (customer).
         ///
         /// - Parameters:
         ///   - request: A `Liaison_Followup_V1_CreateTaskRequest` message.
@@ -1101,8 +1101,8 @@ extension Liaison_Followup_V1_FollowupService {
         /// > Source IDL Documentation:
         /// >
         /// > Creates a task by hand.
-        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-        /// > NOT_FOUND (customer).
+        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+        /// > and none to default to), NOT_FOUND (customer).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Followup_V1_CreateTaskRequest` message.
@@ -1345,8 +1345,8 @@ extension Liaison_Followup_V1_FollowupService {
         /// > Source IDL Documentation:
         /// >
         /// > Creates a task by hand.
-        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-        /// > NOT_FOUND (customer).
+        /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+        /// > and none to default to), NOT_FOUND (customer).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Followup_V1_CreateTaskRequest` message.
@@ -1672,8 +1672,8 @@ extension Liaison_Followup_V1_FollowupService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a task by hand.
-    /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-    /// > NOT_FOUND (customer).
+    /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+    /// > and none to default to), NOT_FOUND (customer).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Liaison_Followup_V1_CreateTaskRequest` message.
@@ -1953,8 +1953,8 @@ extension Liaison_Followup_V1_FollowupService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a task by hand.
-    /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner),
-    /// > NOT_FOUND (customer).
+    /// > Errors: INVALID_ARGUMENT (kind unspecified, no customer, no owner given
+    /// > and none to default to), NOT_FOUND (customer).
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -317,8 +317,9 @@ public nonisolated struct Liaison_Followup_V1_Task: @unchecked Sendable {
     set {_uniqueStorage()._credit = newValue}
   }
 
-  /// Required. Owning agent, `agents/{agent_id}`. Defaults to the case owner
-  /// or the customer's owning agent.
+  /// Optional. Owning agent, `agents/{agent_id}`; defaults to the owner of the
+  /// task's first case, else the customer's owning agent. Every task has an
+  /// owner once created.
   public var owner: String {
     get {_storage._owner}
     set {_uniqueStorage()._owner = newValue}
