@@ -19,6 +19,8 @@ let grpcLinker: [LinkerSetting] = [
     .linkedLibrary("absl_synchronization"),
 ]
 
+/// Each service is a library (`Sources/<Name>`: handlers, repository, domain) and a thin executable
+/// (`Sources/Executables/<product>/main.swift`).
 let services: [(product: String, target: String)] = [
     ("intake", "Intake"),
     ("correlation", "Correlation"),
@@ -30,7 +32,7 @@ let services: [(product: String, target: String)] = [
 let package = Package(
     name: "Liaison",
     platforms: [.macOS(.v15)],
-    products: services.map { .executable(name: $0.product, targets: [$0.target]) },
+    products: services.map { .executable(name: $0.product, targets: [$0.product]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -126,11 +128,31 @@ let package = Package(
     ]
         // MARK: The five services
         + services.map { service in
-            .executableTarget(
+            .target(
                 name: service.target,
                 dependencies: ["LiaisonRuntime", "LiaisonAPI", "LiaisonStorage"],
                 swiftSettings: swiftSettings
             )
-        },
+        }
+        + services.map { service in
+            .executableTarget(
+                name: service.product,
+                dependencies: [.target(name: service.target), "LiaisonRuntime"],
+                path: "Sources/Executables/\(service.product)",
+                swiftSettings: swiftSettings
+            )
+        }
+        + [
+            .testTarget(
+                name: "CorrelationTests",
+                dependencies: ["Correlation", "LiaisonTestSupport"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "IntakeTests",
+                dependencies: ["Intake", "LiaisonTestSupport"],
+                swiftSettings: swiftSettings
+            ),
+        ],
     cxxLanguageStandard: .cxx17
 )

@@ -1,0 +1,1 @@
+// Replaced as the service is built.
