@@ -66,6 +66,7 @@ EXPECTED_METHODS = {
         "CreateTask", "GetTask", "ListTasks", "UpdateTask", "AssignTask", "StartTask",
         "CompleteTask", "CancelTask", "ListAttentionEntries",
     },
+    "liaison.events.v1.EventSinkService": {"DeliverEvents"},
 }
 
 SERVER_STREAMING = {("liaison.correlation.v1.CorrelationService", "WatchIncident")}
@@ -73,7 +74,9 @@ SERVER_STREAMING = {("liaison.correlation.v1.CorrelationService", "WatchIncident
 # Methods that change nothing and therefore take no request_id.
 READ_ONLY_PREFIXES = ("Get", "List", "Watch", "Validate", "Render", "Recommend", "Rank")
 # Mutating methods whose idempotency keys sit on each entry instead.
-PER_ENTRY_REQUEST_ID = {"BatchSubmitReports"}
+# Methods whose retries are made safe by ids inside each entry rather than one request_id:
+# BatchSubmitReports (a request_id per report) and DeliverEvents (the event ids themselves).
+PER_ENTRY_REQUEST_ID = {"BatchSubmitReports", "DeliverEvents"}
 
 EXPECTED_EVENTS = {
     "liaison.intake.v1": {"CustomerUpserted", "ReportAccepted", "CaseOpened", "CaseAssigned",

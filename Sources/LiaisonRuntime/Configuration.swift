@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+
+/// A configuration problem found at start-up; names the variable and what is wrong with it.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var variable: String
+    public var problem: String
+    public init(variable: String, problem: String) {
+        self.variable = variable
+        self.problem = problem
+    }
+    public var description: String { "\(variable): \(problem)" }
+}
+
+/// Reads `LIAISON_*` environment variables with validation. Every service is configured through
+/// the environment only (12-factor); `LIAISON_` is the one documented prefix.
+public struct Environment: Sendable {
+    public static let prefix = "LIAISON_"
+    public let values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    /// The raw value of `LIAISON_<name>`, nil when unset or empty.
+    public func string(_ name: String) -> String? {
+        guard let v = values[Self.prefix + name]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+        return v
+    }
+
+    public func required(_ name: String) throws -> String {
+        guard let v = string(name) else {
+            throw ConfigurationError(variable: Self.prefix + name, problem: "is required but not set")
+        }
+        return v
+    }
+
+    public func int(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let raw = string(name) else { return value }
+        guard let v = Int(raw), range.contains(v) else {
+            throw ConfigurationError(
+                variable: Self.prefix + name,
+                problem: "must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(raw)'")
+        }
+        return v
+    }
+
+    public func double(_ name: String, default value: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let raw = string(name) else { return value }
+        guard let v = Double(raw), range.contains(v) else {
+            throw ConfigurationError(
+                variable: Self.prefix + name,
+                problem: "must be a number in \(range.lowerBound)...\(range.upperBound), got '\(raw)'")
+        }
+        return v
+    }
+
+    public func bool(_ name: String, default value: Bool) throws -> Bool {
+        guard let raw = string(name)?.lowercased() else { return value }
+        switch raw {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigurationError(variable: Self.prefix + name, problem: "must be true or false, got '\(raw)'")
+        }
+    }
+
+    /// A `host:port` listen address.
+    public func address(_ name: String, default value: String) throws -> String {
+        let raw = string(name) ?? value
+        guard let colon = raw.lastIndex(of: ":"), let port = Int(raw[raw.index(after: colon)...]),
+            (0...65535).contains(port), colon > raw.startIndex
+        else {
+            throw ConfigurationError(variable: Self.prefix + name, problem: "must be host:port, got '\(raw)'")
+        }
+        return raw
+    }
+
+    /// A file's contents (PEM material for TLS), nil when the variable is unset.
+    public func fileContents(_ name: String) throws -> String? {
+        guard let path = string(name) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError(variable: Self.prefix + name, problem: "cannot read file '\(path)'")
+        }
+        return text
+    }
+}
+
+/// The settings every service shares. Service-specific settings are read by the service itself
+/// from the same `Environment`.
+public struct ServiceConfiguration: Sendable {
+    /// gRPC listen address (`LIAISON_LISTEN_ADDRESS`).
+    public var listenAddress: String
+    /// Admin HTTP address for /metrics, /healthz, /readyz (`LIAISON_ADMIN_ADDRESS`).
+    public var adminAddress: String
+    /// libpq URL of the service's own database (`LIAISON_DATABASE_URL`). Never logged.
+    public var databaseURL: String
+    /// Connections in the pool (`LIAISON_DATABASE_POOL_SIZE`).
+    public var databasePoolSize: Int
+    /// Folder of the service's SQL migrations (`LIAISON_MIGRATIONS_DIR`).
+    public var migrationsDirectory: String
+    /// Apply migrations when serving starts (`LIAISON_MIGRATE_ON_START`, default true).
+    public var migrateOnStart: Bool
+    /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical` (`LIAISON_LOG_LEVEL`).
+    public var logLevel: Logger.Level
+    /// How long in-flight calls may drain after SIGTERM (`LIAISON_SHUTDOWN_GRACE_SECONDS`).
+    public var shutdownGrace: Duration
+    /// Largest request message (`LIAISON_MAX_MESSAGE_BYTES`).
+    public var maxMessageBytes: Int
+    /// Connections are recycled after this many seconds so clients spread to new replicas
+    /// (`LIAISON_MAX_CONNECTION_AGE_SECONDS`, 0 = never).
+    public var maxConnectionAgeSeconds: Int
+    /// Identity of this replica in leases and logs (`LIAISON_REPLICA_ID`, default host name + pid).
+    public var replicaID: String
+
+    /// Reads and validates the shared settings for `service` with its default ports.
+    public init(service: String, defaultPort: Int, defaultAdminPort: Int, environment env: Environment = Environment()) throws {
+        listenAddress = try env.address("LISTEN_ADDRESS", default: "0.0.0.0:\(defaultPort)")
+        adminAddress = try env.address("ADMIN_ADDRESS", default: "0.0.0.0:\(defaultAdminPort)")
+        databaseURL = try env.required("DATABASE_URL")
+        guard databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://") || databaseURL.contains("=") else {
+            throw ConfigurationError(
+                variable: "LIAISON_DATABASE_URL",
+                problem: "must be a libpq URL (postgresql://user@host:port/db) or keyword string")
+        }
+        databasePoolSize = try env.int("DATABASE_POOL_SIZE", default: 8, range: 1...256)
+        migrationsDirectory = env.string("MIGRATIONS_DIR") ?? "services/\(service)/migrations"
+        migrateOnStart = try env.bool("MIGRATE_ON_START", default: true)
+        let level = env.string("LOG_LEVEL")?.lowercased() ?? "info"
+        guard let parsed = Logger.Level(rawValue: level) else {
+            throw ConfigurationError(
+                variable: "LIAISON_LOG_LEVEL",
+                problem: "must be one of trace, debug, info, notice, warning, error, critical; got '\(level)'")
+        }
+        logLevel = parsed
+        shutdownGrace = .seconds(try env.int("SHUTDOWN_GRACE_SECONDS", default: 10, range: 0...600))
+        maxMessageBytes = try env.int("MAX_MESSAGE_BYTES", default: 4 << 20, range: 1024...(256 << 20))
+        maxConnectionAgeSeconds = try env.int("MAX_CONNECTION_AGE_SECONDS", default: 300, range: 0...86_400)
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, 255)
+        replicaID = env.string("REPLICA_ID") ?? "\(String(cString: host))-\(getpid())"
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import LiaisonStorage
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// An event waiting in the outbox.
+public struct OutboxMessage: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: UUID
+    public var destination: String
+    /// Full protobuf type name of the payload, e.g. `liaison.intake.v1.ReportAccepted`.
+    public var topic: String
+    /// Serialized event message.
+    public var payload: [UInt8]
+    /// Delivery attempts so far, this one included.
+    public var attempts: Int
+}
+
+/// Writing events: call inside the transaction that makes the change, so that the event exists
+/// if and only if the change committed.
+public enum Outbox {
+    /// Queues one event for each destination.
+    public static func enqueue(
+        _ c: PostgresConnection, eventID: UUID, topic: String, payload: [UInt8], destinations: [String]
+    ) throws {
+        for destination in destinations {
+            try c.query(
+                "INSERT INTO outbox (event_id, destination, topic, payload) VALUES ($1, $2, $3, $4)",
+                [eventID, destination, topic, ByteA(payload)])
+        }
+    }
+}
+
+/// Delivers outbox rows to their destinations, at least once.
+///
+/// Replicas share the work: a relay claims due rows with `FOR UPDATE SKIP LOCKED` and marks them
+/// with a lease (owner + expiry), delivers them, then marks them delivered. If the process dies
+/// between delivery and marking, the lease expires and another relay (or this one, restarted)
+/// delivers again: consumers must apply idempotently (see `Inbox`). A row is never handed to two
+/// relays at once: a relay does not start a delivery whose lease has less than half its length
+/// left, and deliveries are bounded by `deliveryTimeout` (shorter than the lease).
+/// Failures back off exponentially; after `maxAttempts` a row is dead-lettered (state `dead`).
+public struct OutboxRelay: Service {
+    /// Sends a batch to one destination; returns normally only when the destination applied all.
+    public typealias Deliver = @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> Void
+
+    public struct Settings: Sendable {
+        public var batchSize = 100
+        public var lease: Duration = .seconds(30)
+        public var deliveryTimeout: Duration = .seconds(10)
+        public var idlePoll: Duration = .milliseconds(100)
+        public var maxAttempts = 20
+        public var baseBackoff: Duration = .milliseconds(200)
+        public var maxBackoff: Duration = .seconds(60)
+        /// Delivered rows older than this are deleted.
+        public var retention: Duration = .seconds(7 * 24 * 3600)
+        public init() {}
+    }
+
+    let pool: PostgresPool
+    let owner: String
+    let settings: Settings
+    let deliver: Deliver
+    let logger: Logger
+
+    public init(pool: PostgresPool, owner: String, settings: Settings = Settings(), logger: Logger, deliver: @escaping Deliver) {
+        self.pool = pool
+        self.owner = owner
+        self.settings = settings
+        self.deliver = deliver
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var lastCleanup = ContinuousClock.now
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let n = try await runOnce()
+                if n == 0 { try? await Task.sleep(for: settings.idlePoll) }
+                if ContinuousClock.now - lastCleanup > .seconds(600) {
+                    lastCleanup = .now
+                    try await cleanup()
+                }
+            } catch {
+                logger.warning("outbox relay pass failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Claims one batch of due rows and delivers it; returns how many rows were claimed.
+    @discardableResult
+    public func runOnce() async throws -> Int {
+        let claimed = try await claim()
+        if claimed.isEmpty { return 0 }
+        let claimedAt = ContinuousClock.now
+        let byDestination = Dictionary(grouping: claimed, by: \.destination)
+        for (destination, messages) in byDestination.sorted(by: { $0.key < $1.key }) {
+            guard ContinuousClock.now - claimedAt < settings.lease / 2 else {
+                // Too little lease left to deliver safely; the rows become due again.
+                break
+            }
+            do {
+                try await withDeadline(settings.deliveryTimeout) {
+                    try await deliver(destination, messages)
+                }
+                try await markDelivered(messages.map(\.id))
+                Counter(label: "liaison_outbox_delivered_total", dimensions: [("destination", destination)]).increment(by: messages.count)
+            } catch {
+                logger.warning("outbox delivery failed", metadata: [
+                    "destination": "\(destination)", "events": "\(messages.count)", "error": "\(error)",
+                ])
+                try await markFailed(messages, error: "\(error)")
+                Counter(label: "liaison_outbox_failed_total", dimensions: [("destination", destination)]).increment(by: messages.count)
+            }
+        }
+        return claimed.count
+    }
+
+    func claim() async throws -> [OutboxMessage] {
+        let owner = self.owner
+        let leaseSeconds = Double(settings.lease.components.seconds)
+        let limit = settings.batchSize
+        let result = try await pool.query("""
+            UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
+                              attempts = attempts + 1
+            WHERE id IN (SELECT id FROM outbox
+                         WHERE state = 'pending' AND next_attempt_at <= now()
+                           AND (lease_until IS NULL OR lease_until < now())
+                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+            RETURNING id, event_id, destination, topic, payload, attempts
+            """, [owner, leaseSeconds, limit])
+        return try result.rows.map {
+            OutboxMessage(
+                id: try $0.decode(Int64.self, 0), eventID: try $0.decode(UUID.self, 1),
+                destination: try $0.decode(String.self, 2), topic: try $0.decode(String.self, 3),
+                payload: try $0.decode(ByteA.self, 4).bytes, attempts: try $0.decode(Int.self, 5))
+        }.sorted { $0.id < $1.id }
+    }
+
+    func markDelivered(_ ids: [Int64]) async throws {
+        try await pool.query("""
+            UPDATE outbox SET state = 'delivered', delivered_at = now(), lease_owner = NULL, lease_until = NULL,
+                              last_error = NULL
+            WHERE id = ANY($1::bigint[]) AND lease_owner = $2
+            """, [TextArray(ids.map(String.init)), owner])
+    }
+
+    func markFailed(_ messages: [OutboxMessage], error: String) async throws {
+        let attempts = messages.map(\.attempts).max() ?? 1
+        let backoffMs = min(
+            Double(settings.maxBackoff.components.seconds) * 1000,
+            Double(settings.baseBackoff.components.attoseconds / 1_000_000_000_000_000 + settings.baseBackoff.components.seconds * 1000)
+                * pow(2, Double(min(attempts - 1, 20))))
+        let jittered = backoffMs * Double.random(in: 0.5...1.0)
+        try await pool.query("""
+            UPDATE outbox SET lease_owner = NULL, lease_until = NULL, last_error = left($3, 2000),
+                              next_attempt_at = now() + make_interval(secs => $4),
+                              state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END
+            WHERE id = ANY($1::bigint[]) AND lease_owner = $2
+            """, [TextArray(messages.map { String($0.id) }), owner, error, jittered / 1000, settings.maxAttempts])
+    }
+
+    func cleanup() async throws {
+        try await pool.query(
+            "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < now() - make_interval(secs => $1)",
+            [Double(settings.retention.components.seconds)])
+    }
+}
+
+/// Remembers applied events so that a redelivered event changes nothing.
+public enum Inbox {
+    /// Records `eventID` for `consumer` inside the applying transaction. Returns false when the
+    /// event was applied before: the caller then skips the effect.
+    public static func claim(_ c: PostgresConnection, consumer: String, eventID: UUID) throws -> Bool {
+        try c.query(
+            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [consumer, eventID]
+        ).affectedRows == 1
+    }
+}
+
+/// Runs `body`, cancelling it when `timeout` passes.
+public func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        guard let first = try await group.next() else { throw CancellationError() }
+        group.cancelAll()
+        guard let value = first else { throw DeadlineExceeded(timeout: timeout) }
+        return value
+    }
+}
+
+/// `withDeadline`'s timeout passed.
+public struct DeadlineExceeded: Error, CustomStringConvertible {
+    public var timeout: Duration
+    public var description: String { "deadline of \(timeout) exceeded" }
+}
