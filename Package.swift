@@ -69,8 +69,21 @@ let package = Package(
             dependencies: [
                 "CLiaisonGRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // grpc.testing.TestService over the shim transport, driven by grpcio's interop client
+        // (Tests/interop/run.sh). Also the child process of LiaisonRPCTests' kill test.
+        .executableTarget(
+            name: "InteropServer",
+            dependencies: [
+                "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -121,7 +134,10 @@ let package = Package(
             name: "LiaisonRPCTests",
             dependencies: [
                 "LiaisonRPC",
+                "CLiaisonGRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),

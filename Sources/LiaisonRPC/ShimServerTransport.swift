@@ -1,0 +1,640 @@
+internal import CLiaisonGRPC
+public import GRPCCore
+import Foundation
+import Synchronization
+
+/// A `GRPCCore.ServerTransport` over grpc++ (through the `CLiaisonGRPC` shim).
+///
+/// Serve it with `GRPCServer(transport:services:)`. grpc++ owns sockets, HTTP/2, TLS,
+/// keepalive and flow control; this type turns each inbound call into an `RPCStream`.
+/// `grpc.health.v1` is answered by grpc++ itself and driven through ``health``.
+public final class ShimServerTransport: ServerTransport, Sendable {
+    public typealias Bytes = [UInt8]
+
+    /// Server settings.
+    public struct Config: Sendable {
+        /// "host:port" to listen on; port 0 picks a free port (see ``listeningPort``).
+        public var listenAddress: String
+        /// Largest message accepted; bigger ones fail the call with RESOURCE_EXHAUSTED.
+        public var maxReceiveMessageBytes: Int
+        /// Largest message sent; `nil` is unlimited.
+        public var maxSendMessageBytes: Int?
+        /// HTTP/2 keepalive ping interval; `nil` keeps grpc's default (2 hours).
+        public var keepaliveTime: Duration?
+        /// How long to wait for a keepalive ack before closing the connection.
+        public var keepaliveTimeout: Duration?
+        /// Connections older than this are sent GOAWAY so clients re-resolve and spread to
+        /// new replicas. `nil` is unlimited.
+        public var maxConnectionAge: Duration?
+        /// How long calls on an aged connection may still run.
+        public var maxConnectionAgeGrace: Duration?
+        /// After ``ShimServerTransport/beginGracefulShutdown()``, how long in-flight calls may
+        /// finish before they are cancelled.
+        public var shutdownGracePeriod: Duration
+        /// Serve `grpc.health.v1` (grpc++'s default health service).
+        public var enableHealthService: Bool
+        /// TLS / mTLS; `nil` is plaintext.
+        public var tls: ShimTLS?
+
+        public init(
+            listenAddress: String,
+            maxReceiveMessageBytes: Int = 4 * 1024 * 1024,
+            maxSendMessageBytes: Int? = nil,
+            keepaliveTime: Duration? = nil,
+            keepaliveTimeout: Duration? = nil,
+            maxConnectionAge: Duration? = nil,
+            maxConnectionAgeGrace: Duration? = nil,
+            shutdownGracePeriod: Duration = .seconds(10),
+            enableHealthService: Bool = true,
+            tls: ShimTLS? = nil
+        ) {
+            self.listenAddress = listenAddress
+            self.maxReceiveMessageBytes = maxReceiveMessageBytes
+            self.maxSendMessageBytes = maxSendMessageBytes
+            self.keepaliveTime = keepaliveTime
+            self.keepaliveTimeout = keepaliveTimeout
+            self.maxConnectionAge = maxConnectionAge
+            self.maxConnectionAgeGrace = maxConnectionAgeGrace
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.enableHealthService = enableHealthService
+            self.tls = tls
+        }
+    }
+
+    /// Controls the `grpc.health.v1` status of each service.
+    public final class Health: Sendable {
+        private struct State {
+            var server: ServerCore?
+            var statuses: [String: Bool] = [:]
+        }
+        private let state = Mutex(State())
+
+        init() {}
+
+        /// Sets `service`'s status ("" is the whole server). Services start NOT_SERVING and
+        /// turn NOT_SERVING again when shutdown begins. Safe to call before `listen`.
+        public func setServingStatus(service: String, serving: Bool) {
+            let server: ServerCore? = state.withLock { st in
+                st.statuses[service] = serving
+                return st.server
+            }
+            server?.setServing(service, serving)
+        }
+
+        fileprivate func attach(_ server: ServerCore) {
+            let statuses = state.withLock { st in
+                st.server = server
+                return st.statuses
+            }
+            for (service, serving) in statuses { server.setServing(service, serving) }
+        }
+    }
+
+    /// The transport's settings.
+    public let config: Config
+    /// Health status control (`grpc.health.v1`).
+    public let health = Health()
+
+    private enum Lifecycle {
+        case idle
+        case running(ServerCore)
+        case shutdownRequested
+        case stopped
+    }
+    private let lifecycle = Mutex(Lifecycle.idle)
+    private let port = Promise<Result<Int, RPCError>>()
+
+    /// Creates a transport; nothing is bound until `listen` runs.
+    public init(config: Config) {
+        self.config = config
+    }
+
+    /// The bound port, once `listen` has started (waits for it).
+    public var listeningPort: Int {
+        get async throws { try await port.wait().get() }
+    }
+
+    public func listen(
+        streamHandler: @escaping @Sendable (
+            _ stream: RPCStream<Inbound, Outbound>,
+            _ context: ServerContext
+        ) async -> Void
+    ) async throws {
+        let core = ServerCore()
+        let proceed: Bool = lifecycle.withLock { st in
+            guard case .idle = st else { return false }
+            st = .running(core)
+            return true
+        }
+        guard proceed else {
+            let error = RPCError(code: .failedPrecondition, message: "Transport already used or shut down.")
+            port.fulfil(.failure(error))
+            if case .shutdownRequested = lifecycle.withLock({ $0 }) { return }
+            throw error
+        }
+
+        do {
+            try core.start(config: config)
+        } catch {
+            lifecycle.withLock { $0 = .stopped }
+            port.fulfil(.failure(error as? RPCError ?? RPCError(code: .unavailable, message: "\(error)")))
+            throw error
+        }
+        health.attach(core)
+        port.fulfil(.success(core.port))
+
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                while let call = await core.queue.next() {
+                    group.addTask {
+                        await Self.serve(call, streamHandler: streamHandler)
+                    }
+                }
+            }
+        } onCancel: {
+            core.shutdown(graceMilliseconds: 0)
+        }
+        lifecycle.withLock { $0 = .stopped }
+        core.destroy()
+    }
+
+    public func beginGracefulShutdown() {
+        let core: ServerCore? = lifecycle.withLock { st in
+            switch st {
+            case .idle:
+                st = .shutdownRequested
+                return nil
+            case .running(let core):
+                return core
+            case .shutdownRequested, .stopped:
+                return nil
+            }
+        }
+        core?.shutdown(graceMilliseconds: config.shutdownGracePeriod.milliseconds)
+    }
+
+    private static func serve(
+        _ call: ServerCallBox,
+        streamHandler: @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+    ) async {
+        await withServerContextRPCCancellationHandle { handle in
+            call.attach(handle)
+            let stream = RPCStream<Inbound, Outbound>(
+                descriptor: call.descriptor,
+                inbound: RPCAsyncSequence(wrapping: ServerInbound(call: call)),
+                outbound: RPCWriter.Closable(wrapping: ServerOutbound(call: call))
+            )
+            let context = ServerContext(
+                descriptor: call.descriptor,
+                remotePeer: call.peer,
+                localPeer: call.localPeer,
+                cancellation: handle
+            )
+            await streamHandler(stream, context)
+            // A handler always ends with a status; this only covers a handler that did not.
+            call.finish(status: Status(code: .internalError, message: "Handler ended without a status."), trailers: [:])
+        }
+    }
+}
+
+// MARK: - Server core (owns the C server)
+
+/// Owns one `lgrpc_server`; the C side holds an unretained pointer to it for the server's
+/// lifetime (the transport keeps it alive until after shutdown completed).
+final class ServerCore: Sendable {
+    /// The C server; `nil` before start and after destroy. The lock also orders
+    /// set_serving against destroy.
+    private let handle = Mutex<CServerPointer?>(nil)
+    /// A shutdown requested before the server existed, applied right after start.
+    private let pendingShutdownGrace = Mutex<Int64?>(nil)
+    private let boundPort = Atomic<Int>(0)
+    let queue = CallQueue()
+    private let shutdownStarted = Atomic<Bool>(false)
+    let localPeer = ""
+
+    var port: Int { boundPort.load(ordering: .acquiring) }
+
+    func start(config: ShimServerTransport.Config) throws {
+        let strings = CStrings()
+        var c = lgrpc_server_config()
+        c.listen_address = strings.dup(config.listenAddress)
+        c.max_receive_message_bytes = Int32(clamping: config.maxReceiveMessageBytes)
+        c.max_send_message_bytes = Int32(clamping: config.maxSendMessageBytes ?? -1)
+        c.keepalive_time_ms = config.keepaliveTime?.milliseconds ?? 0
+        c.keepalive_timeout_ms = config.keepaliveTimeout?.milliseconds ?? 0
+        c.max_connection_age_ms = config.maxConnectionAge?.milliseconds ?? 0
+        c.max_connection_age_grace_ms = config.maxConnectionAgeGrace?.milliseconds ?? 0
+        c.enable_health = config.enableHealthService ? 1 : 0
+        c.on_new_call = shimServerOnNewCall
+        c.on_event = shimServerOnEvent
+        c.server_ctx = Unmanaged.passUnretained(self).toOpaque()
+        var status = lgrpc_status()
+        let created: OpaquePointer? = withExtendedLifetime(strings) {
+            if let tls = config.tls {
+                return tls.withC { tlsPtr in
+                    c.tls = tlsPtr
+                    return lgrpc_server_create(&c, &status)
+                }
+            }
+            return lgrpc_server_create(&c, &status)
+        }
+        guard let created else {
+            let message = withUnsafeBytes(of: status.message) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            throw RPCError(code: .unavailable, message: "Could not start server on \(config.listenAddress): \(message)")
+        }
+        boundPort.store(Int(lgrpc_server_port(created)), ordering: .releasing)
+        let server = CServerPointer(pointer: created)
+        handle.withLock { $0 = server }
+        if let grace = pendingShutdownGrace.withLock({ $0 }) {
+            shutdown(graceMilliseconds: grace)
+        }
+    }
+
+    func setServing(_ service: String, _ serving: Bool) {
+        handle.withLock { server in
+            guard let server = server?.pointer, !shutdownStarted.load(ordering: .acquiring) else { return }
+            _ = lgrpc_server_set_serving(server, service, serving ? 1 : 0, nil)
+        }
+    }
+
+    /// Non-blocking: grpc++'s Shutdown+Wait runs on the shim's own thread; when every call is
+    /// done, the call queue is finished and `listen` returns.
+    func shutdown(graceMilliseconds: Int64) {
+        handle.withLock { server in
+            guard let server = server?.pointer else {
+                pendingShutdownGrace.withLock { $0 = graceMilliseconds }
+                return
+            }
+            guard shutdownStarted.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+                return
+            }
+            let ctx = Unmanaged.passRetained(self).toOpaque()
+            let rc = lgrpc_server_shutdown(server, max(graceMilliseconds, 0), shimServerShutdownDone, ctx, nil)
+            if rc != 0 {
+                Unmanaged<ServerCore>.fromOpaque(ctx).release()
+                queue.finish()
+            }
+        }
+    }
+
+    fileprivate func shutdownCompleted() {
+        queue.finish()
+    }
+
+    /// Frees the C server. Only after `queue` finished (shutdown complete), so the join
+    /// inside lgrpc_server_destroy is immediate.
+    func destroy() {
+        let server: CServerPointer? = handle.withLock { h in
+            defer { h = nil }
+            return h
+        }
+        if let server { lgrpc_server_destroy(server.pointer) }
+    }
+}
+
+/// The C server pointer; only used under ServerCore's lock.
+struct CServerPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+private func shimServerShutdownDone(_ ctx: UnsafeMutableRawPointer?) {
+    guard let ctx else { return }
+    let core = Unmanaged<ServerCore>.fromOpaque(ctx).takeRetainedValue()
+    core.shutdownCompleted()
+}
+
+private func shimServerOnNewCall(
+    _ serverCtx: UnsafeMutableRawPointer?,
+    _ call: OpaquePointer?,
+    _ info: UnsafePointer<lgrpc_call_info>?
+) -> UnsafeMutableRawPointer? {
+    guard let serverCtx, let call, let info else { return nil }
+    let core = Unmanaged<ServerCore>.fromOpaque(serverCtx).takeUnretainedValue()
+    let i = info.pointee
+    let path = String(decoding: UnsafeRawBufferPointer(start: i.method, count: i.method_len), as: UTF8.self)
+    let peer = String(decoding: UnsafeRawBufferPointer(start: i.peer, count: i.peer_len), as: UTF8.self)
+    var metadata = MetadataBridge.fromC(i.metadata, i.metadata_count)
+    if i.deadline_remaining_us >= 0 {
+        metadata.replaceOrAddString(GRPCTimeout.encode(microseconds: i.deadline_remaining_us), forKey: "grpc-timeout")
+    }
+    let box = ServerCallBox(
+        call: call,
+        descriptor: MethodDescriptor(path: path),
+        peer: peer,
+        localPeer: core.localPeer,
+        metadata: metadata
+    )
+    // Retained until the DONE event.
+    let ctx = Unmanaged.passRetained(box).toOpaque()
+    if !core.queue.push(box) {
+        box.finish(status: Status(code: .unavailable, message: "Server is shutting down."), trailers: [:])
+    }
+    return ctx
+}
+
+private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafePointer<lgrpc_event>?) {
+    guard let ctx, let event else { return }
+    let ev = event.pointee
+    let unmanaged = Unmanaged<ServerCallBox>.fromOpaque(ctx)
+    let box = unmanaged.takeUnretainedValue()
+    switch ev.kind {
+    case LGRPC_EVENT_READ:
+        if ev.ok != 0 {
+            box.readCompleted(Array(UnsafeBufferPointer(start: ev.data, count: ev.len)))
+        } else {
+            box.readCompleted(nil)
+        }
+    case LGRPC_EVENT_WRITE_DONE:
+        box.writeCompleted(ok: ev.ok != 0)
+    case LGRPC_EVENT_CANCELLED:
+        box.cancelledByPeer()
+    case LGRPC_EVENT_DONE:
+        box.done()
+        unmanaged.release()
+    default:
+        break
+    }
+}
+
+// MARK: - New-call queue
+
+/// Hands new calls from gRPC threads to `listen`. Unlike AsyncStream it never drops a call
+/// on cancellation: every call pushed is either served or finished (`push` returns false).
+final class CallQueue: Sendable {
+    private struct State {
+        var items: [ServerCallBox] = []
+        var head = 0
+        var waiter: UnsafeContinuation<ServerCallBox?, Never>?
+        var finished = false
+    }
+    private let state = Mutex(State())
+
+    func push(_ box: ServerCallBox) -> Bool {
+        let (accepted, waiter): (Bool, UnsafeContinuation<ServerCallBox?, Never>?) = state.withLock { st in
+            if st.finished { return (false, nil) }
+            if let w = st.waiter {
+                st.waiter = nil
+                return (true, w)
+            }
+            st.items.append(box)
+            return (true, nil)
+        }
+        waiter?.resume(returning: box)
+        return accepted
+    }
+
+    func finish() {
+        let waiter: UnsafeContinuation<ServerCallBox?, Never>? = state.withLock { st in
+            st.finished = true
+            defer { st.waiter = nil }
+            return st.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    func next() async -> ServerCallBox? {
+        await withUnsafeContinuation { cont in
+            enum Outcome { case item(ServerCallBox), end, wait }
+            let outcome: Outcome = state.withLock { st in
+                if st.head < st.items.count {
+                    let b = st.items[st.head]
+                    st.head += 1
+                    if st.head == st.items.count {
+                        st.items.removeAll(keepingCapacity: true)
+                        st.head = 0
+                    }
+                    return .item(b)
+                }
+                if st.finished { return .end }
+                st.waiter = cont
+                return .wait
+            }
+            switch outcome {
+            case .item(let b): cont.resume(returning: b)
+            case .end: cont.resume(returning: nil)
+            case .wait: break
+            }
+        }
+    }
+}
+
+// MARK: - Per-call state
+
+/// One inbound call. Owns the caller's reference to the C call (released in deinit); the C
+/// side keeps this object alive (retained context) until DONE.
+final class ServerCallBox: @unchecked Sendable {
+    // Immutable after init.
+    private let call: OpaquePointer
+    let descriptor: MethodDescriptor
+    let peer: String
+    let localPeer: String
+    let metadata: Metadata
+
+    private struct State {
+        var readWaiter: UnsafeContinuation<[UInt8]?, Never>?
+        var writeWaiter: UnsafeContinuation<Bool, Never>?
+        var handle: ServerContext.RPCCancellationHandle?
+        var cancelled = false
+        var finished = false
+        var done = false
+    }
+    private let state = Mutex(State())
+
+    init(call: OpaquePointer, descriptor: MethodDescriptor, peer: String, localPeer: String, metadata: Metadata) {
+        self.call = call
+        self.descriptor = descriptor
+        self.peer = peer
+        self.localPeer = localPeer
+        self.metadata = metadata
+    }
+
+    deinit {
+        lgrpc_server_call_release(call)
+    }
+
+    func attach(_ handle: ServerContext.RPCCancellationHandle) {
+        let cancelled = state.withLock { st in
+            st.handle = handle
+            return st.cancelled
+        }
+        if cancelled { handle.cancel() }
+    }
+
+    // Events (gRPC threads; never block).
+
+    func readCompleted(_ bytes: [UInt8]?) {
+        let w = state.withLock { st in
+            defer { st.readWaiter = nil }
+            return st.readWaiter
+        }
+        w?.resume(returning: bytes)
+    }
+
+    func writeCompleted(ok: Bool) {
+        let w = state.withLock { st in
+            defer { st.writeWaiter = nil }
+            return st.writeWaiter
+        }
+        w?.resume(returning: ok)
+    }
+
+    func cancelledByPeer() {
+        let handle = state.withLock { st in
+            st.cancelled = true
+            return st.handle
+        }
+        handle?.cancel()
+    }
+
+    func done() {
+        let (r, w) = state.withLock { st in
+            st.done = true
+            st.finished = true
+            defer {
+                st.readWaiter = nil
+                st.writeWaiter = nil
+            }
+            return (st.readWaiter, st.writeWaiter)
+        }
+        r?.resume(returning: nil)
+        w?.resume(returning: false)
+    }
+
+    // Operations (called sequentially by the reader / the writer).
+
+    func read() async -> [UInt8]? {
+        await withUnsafeContinuation { cont in
+            let proceed = state.withLock { st in
+                if st.done { return false }
+                st.readWaiter = cont
+                return true
+            }
+            guard proceed else { return cont.resume(returning: nil) }
+            if lgrpc_server_call_read(call, nil) != 0 {
+                let w = state.withLock { st in
+                    defer { st.readWaiter = nil }
+                    return st.readWaiter
+                }
+                w?.resume(returning: nil)
+            }
+        }
+    }
+
+    func write(_ bytes: [UInt8]) async -> Bool {
+        await withUnsafeContinuation { cont in
+            let proceed = state.withLock { st in
+                if st.done || st.finished { return false }
+                st.writeWaiter = cont
+                return true
+            }
+            guard proceed else { return cont.resume(returning: false) }
+            let rc = bytes.withUnsafeBufferPointer { lgrpc_server_call_write(call, $0.baseAddress, $0.count, nil) }
+            if rc != 0 {
+                let w = state.withLock { st in
+                    defer { st.writeWaiter = nil }
+                    return st.writeWaiter
+                }
+                w?.resume(returning: false)
+            }
+        }
+    }
+
+    func sendInitialMetadata(_ metadata: Metadata) throws {
+        var status = lgrpc_status()
+        let rc = MetadataBridge.withC(metadata) { md, n in
+            lgrpc_server_call_send_initial_metadata(call, md, n, &status)
+        }
+        if rc != 0 && status.code == Int32(LGRPC_ERR_INVALID_ARGUMENT) {
+            throw RPCError(code: .internalError, message: "Illegal response metadata.")
+        }
+    }
+
+    /// Sends the status once; later calls do nothing.
+    func finish(status: Status, trailers: Metadata) {
+        let first = state.withLock { st in
+            if st.finished { return false }
+            st.finished = true
+            return true
+        }
+        guard first else { return }
+        var utf8 = Array(status.message.utf8)
+        var rc = utf8.withUnsafeBufferPointer { msg in
+            MetadataBridge.withC(trailers) { md, n in
+                msg.withMemoryRebound(to: CChar.self) { m in
+                    lgrpc_server_call_finish(call, Int32(status.code.rawValue), m.baseAddress, m.count, md, n, nil)
+                }
+            }
+        }
+        if rc == Int32(LGRPC_ERR_INVALID_ARGUMENT) {
+            // Illegal trailers: still end the call, without them.
+            utf8 = Array("Illegal trailing metadata.".utf8)
+            rc = utf8.withUnsafeBufferPointer { msg in
+                msg.withMemoryRebound(to: CChar.self) { m in
+                    lgrpc_server_call_finish(call, Int32(Status.Code.internalError.rawValue), m.baseAddress, m.count, nil, 0, nil)
+                }
+            }
+        }
+    }
+}
+
+struct ServerInbound: AsyncSequence, Sendable {
+    typealias Element = RPCRequestPart<[UInt8]>
+    let call: ServerCallBox
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let call: ServerCallBox
+        var sentMetadata = false
+        var ended = false
+
+        mutating func next() async throws -> RPCRequestPart<[UInt8]>? {
+            if !sentMetadata {
+                sentMetadata = true
+                return .metadata(call.metadata)
+            }
+            if ended { return nil }
+            if let bytes = await call.read() {
+                return .message(bytes)
+            }
+            ended = true
+            return nil
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
+}
+
+struct ServerOutbound: ClosableRPCWriterProtocol {
+    typealias Element = RPCResponsePart<[UInt8]>
+    let call: ServerCallBox
+
+    func write(_ element: RPCResponsePart<[UInt8]>) async throws {
+        switch element {
+        case .metadata(let md):
+            try call.sendInitialMetadata(md)
+        case .message(let bytes):
+            if !(await call.write(bytes)) {
+                throw RPCError(code: .unavailable, message: "The stream is closed.")
+            }
+        case .status(let status, let trailers):
+            call.finish(status: status, trailers: trailers)
+        }
+    }
+
+    func write(contentsOf elements: some Sequence<RPCResponsePart<[UInt8]>>) async throws {
+        for e in elements { try await write(e) }
+    }
+
+    func finish() async {
+        call.finish(status: Status(code: .internalError, message: "Stream closed without a status."), trailers: [:])
+    }
+
+    func finish(throwing error: any Error) async {
+        if let rpc = error as? RPCError {
+            call.finish(status: Status(code: Status.Code(rpc.code), message: rpc.message), trailers: rpc.metadata)
+        } else {
+            call.finish(status: Status(code: .unknown, message: "\(error)"), trailers: [:])
+        }
+    }
+}
