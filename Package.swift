@@ -105,7 +105,10 @@ let package = Package(
             dependencies: [
                 "LiaisonStorage",
                 "LiaisonRPC",
+                "LiaisonAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -146,7 +149,14 @@ let package = Package(
         + services.map { service in
             .target(
                 name: service.target,
-                dependencies: ["LiaisonRuntime", "LiaisonAPI", "LiaisonStorage"],
+                dependencies: [
+                    "LiaisonRuntime", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
                 swiftSettings: swiftSettings
             )
         }

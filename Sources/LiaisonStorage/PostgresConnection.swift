@@ -63,7 +63,7 @@ public final class PostgresConnection {
     public init(url: String, applicationName: String = "liaison") throws {
         let keys = ["dbname", "application_name", "options", "connect_timeout", "keepalives",
                     "keepalives_idle", "keepalives_interval", "keepalives_count"]
-        let values = [url, applicationName, "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3",
+        let values = [url, applicationName, "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c client_min_messages=warning",
                       "5", "1", "10", "5", "3"]
         let c = withCStrings(keys) { k in
             withCStrings(values) { v in PQconnectdbParams(k, v, 1) }

@@ -1,1 +1,4 @@
-// Replaced as the target is built.
+import Communications
+import LiaisonRuntime
+
+await ServiceMain.main(CommunicationsService.self)

@@ -1,1 +1,4 @@
-// Replaced as the target is built.
+import Correlation
+import LiaisonRuntime
+
+await ServiceMain.main(CorrelationService.self)

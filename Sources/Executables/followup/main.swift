@@ -1,1 +1,4 @@
-// Replaced as the target is built.
+import Followup
+import LiaisonRuntime
+
+await ServiceMain.main(FollowupService.self)

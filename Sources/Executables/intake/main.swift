@@ -1,1 +1,4 @@
-// Replaced as the target is built.
+import Intake
+import LiaisonRuntime
+
+await ServiceMain.main(IntakeService.self)

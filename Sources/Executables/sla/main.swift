@@ -1,1 +1,4 @@
-// Replaced as the target is built.
+import SLA
+import LiaisonRuntime
+
+await ServiceMain.main(SLAService.self)
