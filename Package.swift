@@ -130,7 +130,13 @@ let package = Package(
         ),
         .testTarget(
             name: "LiaisonRuntimeTests",
-            dependencies: ["LiaisonRuntime", "LiaisonStorage", "LiaisonTestSupport"],
+            dependencies: [
+                "LiaisonRuntime", "LiaisonStorage", "LiaisonTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

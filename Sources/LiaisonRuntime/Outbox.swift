@@ -201,3 +201,15 @@ public struct DeadlineExceeded: Error, CustomStringConvertible {
     public var timeout: Duration
     public var description: String { "deadline of \(timeout) exceeded" }
 }
+
+extension OutboxRelay {
+    /// Claims and delivers one batch but never marks it: what a relay killed between the
+    /// consumer's commit and its own bookkeeping leaves behind. For crash tests only.
+    public func runOnceWithoutMarking() async throws -> Int {
+        let claimed = try await claim()
+        for (destination, messages) in Dictionary(grouping: claimed, by: \.destination) {
+            try? await deliver(destination, messages)
+        }
+        return claimed.count
+    }
+}

@@ -1,0 +1,42 @@
+# Liaison — the two commands of the README, and a few more.
+#   make run    install what is missing, build (release), start PostgreSQL and all five services, run the demo
+#   make stop   stop the services and PostgreSQL
+#   make test   install what is missing and run every test on a throwaway PostgreSQL
+.PHONY: run stop status test deps build interop bench-storage bench-transport generate check-generated lint
+
+run: deps
+	swift build -c release
+	scripts/stack.sh start
+
+stop:
+	scripts/stack.sh stop
+
+status:
+	scripts/stack.sh status
+
+test: deps
+	scripts/test.sh
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	swift build -c release
+
+interop: deps
+	Tests/interop/run.sh
+
+bench-storage: deps
+	Benchmarks/storage/run.sh
+
+bench-transport: deps
+	Benchmarks/transport/run.sh
+
+generate:
+	protos/generate.sh
+
+check-generated:
+	protos/check-generated.sh
+
+lint:
+	protos/lint.sh

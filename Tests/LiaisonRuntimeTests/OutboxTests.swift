@@ -1,0 +1,151 @@
+import Foundation
+import LiaisonRuntime
+import LiaisonStorage
+import LiaisonTestSupport
+import Logging
+import XCTest
+
+final class OutboxTests: XCTestCase {
+    var pool: PostgresPool!
+    let logger = Logger(label: "test")
+
+    override func setUp() async throws {
+        pool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("outbox"), maxConnections: 8))
+        try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        try await pool.query("CREATE TABLE things (id int PRIMARY KEY)")
+    }
+
+    override func tearDown() async throws { await pool.close() }
+
+    /// Enqueues `n` events, each with a change in the same transaction.
+    func produce(_ n: Int, destinations: [String] = ["consumer"]) async throws -> [UUID] {
+        var ids: [UUID] = []
+        for i in 0..<n {
+            let id = UUID()
+            ids.append(id)
+            try await pool.transaction { c in
+                try c.query("INSERT INTO things VALUES ($1)", [i])
+                try Outbox.enqueue(c, eventID: id, topic: "test.v1.Thing", payload: Array("thing \(i)".utf8), destinations: destinations)
+            }
+        }
+        return ids
+    }
+
+    func testEventExistsOnlyIfTheChangeCommitted() async throws {
+        do {
+            try await pool.transaction { c in
+                try Outbox.enqueue(c, eventID: UUID(), topic: "test.v1.Thing", payload: [1], destinations: ["consumer"])
+                try c.query("INSERT INTO things VALUES (1)")
+                try c.query("INSERT INTO things VALUES (1)")  // fails: the event must vanish too
+            }
+        } catch {}
+        let n = try await pool.query("SELECT count(*) FROM outbox").first!.decode(Int.self, 0)
+        XCTAssertEqual(n, 0)
+    }
+
+    func testRelayDeliversEveryEventInOrderAndMarksIt() async throws {
+        let ids = try await produce(25, destinations: ["a", "b"])
+        let received = Shared<[String: [UUID]]>([:])
+        let relay = OutboxRelay(pool: pool, owner: "r1", logger: logger) { destination, messages in
+            received.with { $0[destination, default: []] += messages.map(\.eventID) }
+        }
+        while try await relay.runOnce() > 0 {}
+        XCTAssertEqual(received.current["a"], ids)
+        XCTAssertEqual(received.current["b"], ids)
+        let pending = try await pool.query("SELECT count(*) FROM outbox WHERE state <> 'delivered'").first!.decode(Int.self, 0)
+        XCTAssertEqual(pending, 0)
+    }
+
+    /// The relay dies after the consumer applied a batch but before marking it delivered: the
+    /// lease expires, another relay delivers again, and the consumer (with its inbox) applies once.
+    func testRelayKilledBetweenSendAndMarkRedeliversAndConsumerAppliesOnce() async throws {
+        let consumerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("consumer"), maxConnections: 2))
+        try await Migrator(pool: consumerPool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        try await consumerPool.query("CREATE TABLE applied (event_id uuid, n int)")
+        @Sendable func consume(_ messages: [OutboxMessage]) async throws {
+            try await consumerPool.transaction { c in
+                for m in messages where try Inbox.claim(c, consumer: "test", eventID: m.eventID) {
+                    try c.query("INSERT INTO applied VALUES ($1, 1)", [m.eventID])
+                }
+            }
+        }
+        let ids = try await produce(10)
+        var settings = OutboxRelay.Settings()
+        settings.lease = .seconds(1)
+
+        // First relay: delivers, then "dies" (throws past the point of no return, never marks).
+        struct Killed: Error {}
+        let dying = OutboxRelay(pool: pool, owner: "dying", settings: settings, logger: logger) { _, messages in
+            try await consume(messages)
+            throw Killed()  // stands for kill -9 after the consumer committed
+        }
+        // Simulate the crash precisely: claim and deliver without marking anything.
+        _ = try? await dying.runOnceWithoutMarking()
+        let leased = try await pool.query("SELECT count(*) FROM outbox WHERE lease_owner = 'dying'").first!.decode(Int.self, 0)
+        XCTAssertEqual(leased, 10)
+
+        // While the lease holds, nobody else takes the rows.
+        let other = OutboxRelay(pool: pool, owner: "survivor", settings: settings, logger: logger) { _, messages in
+            try await consume(messages)
+        }
+        let early = try await other.runOnce()
+        XCTAssertEqual(early, 0)
+
+        try await Task.sleep(for: .milliseconds(1200))
+        let redelivered = try await other.runOnce()
+        XCTAssertEqual(redelivered, 10)
+        let applied = try await consumerPool.query("SELECT count(*), count(DISTINCT event_id) FROM applied").first!
+        XCTAssertEqual(try applied.decode(Int.self, 0), 10, "consumer applied an event twice")
+        XCTAssertEqual(try applied.decode(Int.self, 1), ids.count)
+        let delivered = try await pool.query("SELECT count(*) FROM outbox WHERE state = 'delivered'").first!.decode(Int.self, 0)
+        XCTAssertEqual(delivered, 10)
+        await consumerPool.close()
+    }
+
+    func testTwoRelaysNeverDeliverTheSameRowConcurrently() async throws {
+        _ = try await produce(300)
+        let inFlight = Shared<Set<UUID>>([])
+        let deliveries = Shared<[UUID: Int]>([:])
+        let overlaps = Shared(0)
+        func relay(_ name: String) -> OutboxRelay {
+            var settings = OutboxRelay.Settings()
+            settings.batchSize = 7
+            return OutboxRelay(pool: pool, owner: name, settings: settings, logger: logger) { _, messages in
+                inFlight.with { set in
+                    for m in messages where !set.insert(m.eventID).inserted { overlaps.with { $0 += 1 } }
+                }
+                try await Task.sleep(for: .milliseconds(2))
+                inFlight.with { set in for m in messages { set.remove(m.eventID) } }
+                deliveries.with { d in for m in messages { d[m.eventID, default: 0] += 1 } }
+            }
+        }
+        let r1 = relay("r1"), r2 = relay("r2")
+        async let a: Void = { while try await r1.runOnce() > 0 {} }()
+        async let b: Void = { while try await r2.runOnce() > 0 {} }()
+        _ = try await (a, b)
+        XCTAssertEqual(overlaps.current, 0)
+        XCTAssertEqual(deliveries.current.count, 300)
+        XCTAssertTrue(deliveries.current.values.allSatisfy { $0 == 1 })
+    }
+
+    func testFailuresBackOffAndEndInTheDeadLetterState() async throws {
+        _ = try await produce(1)
+        var settings = OutboxRelay.Settings()
+        settings.maxAttempts = 3
+        settings.baseBackoff = .milliseconds(1)
+        struct Refused: Error {}
+        let relay = OutboxRelay(pool: pool, owner: "r", settings: settings, logger: logger) { _, _ in throw Refused() }
+        for _ in 0..<3 {
+            try await pool.query("UPDATE outbox SET next_attempt_at = now()")
+            let claimed = try await relay.runOnce()
+            XCTAssertEqual(claimed, 1)
+        }
+        let row = try await pool.query("SELECT state, attempts, last_error FROM outbox").first!
+        XCTAssertEqual(try row.decode(String.self, 0), "dead")
+        XCTAssertEqual(try row.decode(Int.self, 1), 3)
+        XCTAssertTrue(try row.decode(String.self, 2).contains("Refused"))
+        try await pool.query("UPDATE outbox SET next_attempt_at = now()")
+        let again = try await relay.runOnce()
+        XCTAssertEqual(again, 0, "a dead-lettered row was retried")
+    }
+}

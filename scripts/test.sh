@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test on a throwaway PostgreSQL cluster (loopback, free port, fsync off), then tears
+# it down. The summary line at the end counts the suites that passed and failed.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PG_DIR="$(mktemp -d /tmp/liaison-test-pg.XXXXXX)"
+cleanup() { scripts/pg.sh destroy "$PG_DIR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+passed=0; failed=0; failures=()
+step() {
+  local name="$1"; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+
+scripts/pg.sh start "$PG_DIR" 0 fast >/dev/null || { echo "cannot start PostgreSQL"; echo "0 passed, 1 failed"; exit 1; }
+export LIAISON_TEST_PG_DIR="$PG_DIR"
+
+step "protos: buf lint" protos/lint.sh
+step "protos: generated code in sync" protos/check-generated.sh
+step "contract: Python grpcio-tools" python3 -m pytest -q Tests/python
+step "swift build (tests)" swift build --build-tests
+step "swift test" swift test --skip-build
+step "shim under AddressSanitizer" make -s -C Tests/shim asan
+step "shim under ThreadSanitizer" make -s -C Tests/shim tsan
+step "interop: grpcio client against the Swift server" Tests/interop/run.sh
+
+echo
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "test suites: $passed passed, $failed failed"
+[ "$failed" = 0 ]
