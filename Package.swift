@@ -117,6 +117,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Benchmarks (programs, not tests: Benchmarks/*/run.sh)
+        .executableTarget(
+            name: "StorageBenchmark",
+            dependencies: ["LiaisonStorage"],
+            path: "Benchmarks/storage",
+            exclude: ["run.sh"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Test tooling
         .target(
             name: "LiaisonTestSupport",

@@ -22,7 +22,7 @@ step "protos: buf lint" protos/lint.sh
 step "protos: generated code in sync" protos/check-generated.sh
 step "contract: Python grpcio-tools" python3 -m pytest -q Tests/python
 step "swift build (tests)" swift build --build-tests
-step "swift test" swift test --skip-build
+step "swift test" timeout --kill-after=30 1500 swift test --skip-build
 step "shim under AddressSanitizer" make -s -C Tests/shim asan
 step "shim under ThreadSanitizer" make -s -C Tests/shim tsan
 step "interop: grpcio client against the Swift server" Tests/interop/run.sh
