@@ -140,8 +140,9 @@ let package = Package(
         .testTarget(
             name: "LiaisonRuntimeTests",
             dependencies: [
-                "LiaisonRuntime", "LiaisonStorage", "LiaisonTestSupport",
+                "LiaisonRuntime", "LiaisonStorage", "LiaisonTestSupport", "LiaisonAPI", "LiaisonRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

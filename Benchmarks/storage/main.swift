@@ -48,7 +48,9 @@ let total = try await withThrowingTaskGroup(of: Int.self) { group in
             return rows
         }
     }
-    return try await group.reduce(0, +)
+    var sum = 0
+    for try await rows in group { sum += rows }
+    return sum
 }
 let elapsed = ContinuousClock.now - start
 let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

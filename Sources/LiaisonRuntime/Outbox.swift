@@ -15,6 +15,15 @@ public struct OutboxMessage: Sendable, Equatable {
     public var payload: [UInt8]
     /// Delivery attempts so far, this one included.
     public var attempts: Int
+
+    public init(id: Int64, eventID: UUID, destination: String, topic: String, payload: [UInt8], attempts: Int) {
+        self.id = id
+        self.eventID = eventID
+        self.destination = destination
+        self.topic = topic
+        self.payload = payload
+        self.attempts = attempts
+    }
 }
 
 /// Writing events: call inside the transaction that makes the change, so that the event exists
