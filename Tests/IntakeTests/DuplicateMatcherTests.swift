@@ -230,4 +230,32 @@ final class DuplicateMatcherTests: XCTestCase {
         XCTAssertEqual(DuplicateMatcher.match(candidate: r, openCases: []).action,
                        .openCase(owner: "agents/account-manager"))
     }
+
+    func testNewReportFromSubmissionInfersTheSymptom() {
+        let submission = ReportSubmission(customer: acme, channel: .chat, agent: "agents/a",
+                                          text: "Checkout keeps failing with error 500", receiveTime: t0)
+        let r = NewReport(submission, customerOwningAgent: "agents/am", now: t0)
+        XCTAssertEqual(r.symptom, .errors)
+        XCTAssertEqual(r.receiveTime, t0)
+        XCTAssertEqual(r.customerOwningAgent, "agents/am")
+        var given = submission
+        given.symptom = .slow
+        XCTAssertEqual(NewReport(given, now: t0).symptom, .slow)
+    }
+
+    func testParaphrasesWithoutAnySymptomOrServiceNeedMoreText() {
+        // Documented behaviour of the default weights: text alone must reach Jaccard 0.5.
+        let c = CaseCandidate(name: "cases/c1", customer: acme, owner: "agents/a", reports: [
+            CandidateReport(name: "reports/r1", text: "The checkout page keeps failing with error 500 when I try to pay",
+                            receiveTime: t0),
+        ])
+        let weak = NewReport(customer: acme, agent: "agents/b", text: "checkout broken - error 500 every time I pay",
+                             receiveTime: t0)
+        let d = DuplicateMatcher.match(candidate: weak, openCases: [c])
+        XCTAssertEqual(d.assessment.similarity, 0.6 * 0.4 + 0.25 * 0.5 + 0.15 * 0.5, accuracy: 1e-9)
+        XCTAssertFalse(d.isDuplicate)
+        let strong = NewReport(customer: acme, agent: "agents/b", text: "Payment fails at checkout, getting a 500 error",
+                               receiveTime: t0)
+        XCTAssertTrue(DuplicateMatcher.match(candidate: strong, openCases: [c]).isDuplicate)
+    }
 }

@@ -10,6 +10,9 @@ public struct NewReport: Hashable, Sendable {
     /// The submitting agent, `agents/{id}`, or "".
     public var agent: String
     public var text: String
+    /// The symptom, given or inferred (see `init(_:customerOwningAgent:classifier:now:)`). With
+    /// the default weights, two paraphrases (Jaccard ~0.4) join only if symptom or service agree:
+    /// resolve the symptom before matching.
     public var symptom: SymptomKind
     /// Suspected service, or "".
     public var serviceHint: String
@@ -29,6 +32,20 @@ public struct NewReport: Hashable, Sendable {
         self.receiveTime = receiveTime
         self.externalTicket = externalTicket
         self.customerOwningAgent = customerOwningAgent
+    }
+}
+
+extension NewReport {
+    /// The matcher's view of a validated submission. The symptom is the submitted one, or the one
+    /// `classifier` infers from the text when unspecified (so that the symptom signal is known on
+    /// both sides as often as possible; store the same resolved symptom on the report).
+    /// `receiveTime` must be set (validation guarantees it); `nil` falls back to `now`.
+    public init(_ submission: ReportSubmission, customerOwningAgent: String = "",
+                classifier: SymptomClassifier = SymptomClassifier(), now: Date) {
+        self.init(customer: submission.customer, agent: submission.agent, text: submission.text,
+                  symptom: classifier.resolve(submission.symptom, text: submission.text),
+                  serviceHint: submission.serviceHint, receiveTime: submission.receiveTime ?? now,
+                  externalTicket: submission.externalTicket, customerOwningAgent: customerOwningAgent)
     }
 }
 
