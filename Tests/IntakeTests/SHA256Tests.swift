@@ -41,6 +41,20 @@ final class SHA256Tests: XCTestCase {
         }
     }
 
+    func testNonContiguousSequencesHashTheSame() {
+        let message = (0 ..< 1000).map { UInt8(truncatingIfNeeded: $0 * 13) }
+        var slow = SHA256()
+        slow.update(message.lazy.map { $0 })  // no contiguous storage: byte-wise path
+        var mixed = SHA256()
+        mixed.update(message[..<10])
+        mixed.update(message[10...].lazy.map { $0 })
+        XCTAssertEqual(slow.finalize(), SHA256.hash(message))
+        XCTAssertEqual(mixed.finalize(), SHA256.hash(message))
+        var a = SHA256()
+        a.update(repeatElement(UInt8(0x61), count: 1_000))
+        XCTAssertEqual(a.finalize(), SHA256.hash([UInt8](repeating: 0x61, count: 1_000)))
+    }
+
     func testHMACRFC4231Case1And2() {
         let key1 = [UInt8](repeating: 0x0b, count: 20)
         XCTAssertEqual(hexString(HMACSHA256.mac(key: key1, message: Array("Hi There".utf8))),

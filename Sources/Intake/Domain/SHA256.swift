@@ -38,6 +38,29 @@ public struct SHA256: Sendable {
 
     /// Feeds bytes into the hash.
     public mutating func update<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        // Fast path: whole blocks straight from contiguous storage.
+        let handled: Bool? = bytes.withContiguousStorageIfAvailable { buffer -> Bool in
+            var offset = 0
+            while offset < buffer.count {
+                if buffer.isEmpty { break }
+                if self.buffer.isEmpty && buffer.count - offset >= Self.blockByteCount {
+                    compress(UnsafeBufferPointer(rebasing: buffer[offset ..< offset + Self.blockByteCount]))
+                    offset += Self.blockByteCount
+                    totalBytes &+= UInt64(Self.blockByteCount)
+                } else {
+                    let take = min(Self.blockByteCount - self.buffer.count, buffer.count - offset)
+                    self.buffer.append(contentsOf: buffer[offset ..< offset + take])
+                    offset += take
+                    totalBytes &+= UInt64(take)
+                    if self.buffer.count == Self.blockByteCount {
+                        compress(self.buffer)
+                        self.buffer.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            return true
+        }
+        if handled == true { return }
         for byte in bytes {
             buffer.append(byte)
             totalBytes &+= 1
