@@ -387,3 +387,42 @@ final class ContractEnumTests: XCTestCase {
         XCTAssertFalse(SymptomKind.unrecognized(8).isKnown)
     }
 }
+
+final class UpdateMaskValidationTests: XCTestCase {
+    func customer() -> CustomerUpsert {
+        CustomerUpsert(name: "customers/acme", displayName: "",
+                       attributes: CustomerAttributes(accountNumber: "1", region: "eu-south", country: "XX", tier: .free),
+                       contacts: [Contact(contactId: "c1", email: "bad")])
+    }
+
+    func fields(_ mask: [String]) -> [String] {
+        CustomerValidator.updateViolations(of: customer(), updateMask: mask).map(\.field)
+    }
+
+    func testOnlyMaskedFieldsAreValidated() {
+        XCTAssertEqual(fields(["attributes.tier"]), [])
+        XCTAssertEqual(fields(["attributes.country"]), ["customer.attributes.country"])
+        XCTAssertEqual(fields(["attributes"]), ["customer.attributes.country"])
+        XCTAssertEqual(fields(["contacts"]), ["customer.contacts[0].email"])
+        XCTAssertEqual(fields(["*"]), ["customer.display_name", "customer.attributes.country", "customer.contacts[0].email"])
+    }
+
+    func testUnknownAndOutputOnlyPathsAndEmptyMask() {
+        XCTAssertEqual(fields([]), ["update_mask"])
+        XCTAssertEqual(fields(["etag", "create_time", "attributes.account_partition", "name", "nope"]),
+                       Array(repeating: "update_mask", count: 5))
+    }
+
+    func testNameIsAlwaysChecked() {
+        var c = customer()
+        c.name = "acme"
+        XCTAssertEqual(CustomerValidator.updateViolations(of: c, updateMask: ["state"]).map(\.field), ["customer.name"])
+    }
+
+    func testMissingAttributesWithSubfieldMask() {
+        var c = customer()
+        c.attributes = nil
+        XCTAssertEqual(CustomerValidator.updateViolations(of: c, updateMask: ["attributes.tier"]).map(\.field),
+                       ["customer.attributes"])
+    }
+}

@@ -497,3 +497,41 @@ public enum CustomerValidator {
         if !v.isEmpty { throw ValidationError(violations: v) }
     }
 }
+
+// MARK: - Update masks
+
+extension CustomerValidator {
+    /// Field paths UpdateCustomer may name in `update_mask` ("*" replaces all of them).
+    public static let updatablePaths: Set<String> = [
+        "display_name", "attributes", "attributes.account_number", "attributes.region", "attributes.country",
+        "attributes.tier", "attributes.white_glove", "attributes.features", "attributes.platforms", "contacts",
+        "preferred_channel", "owning_agent", "crm_reference", "source_update_time", "labels", "state",
+    ]
+
+    /// Violations of an UpdateCustomer request: unknown or output-only `update_mask` paths (field
+    /// "update_mask"), `customer.name`, and the violations of the fields the mask names (a path
+    /// covers its sub-fields and list entries). An empty mask is refused.
+    public static func updateViolations(of customer: CustomerUpsert, updateMask: [String],
+                                        config: CustomerValidationConfig = .init()) -> [FieldViolation] {
+        var out: [FieldViolation] = []
+        if updateMask.isEmpty {
+            out.append(FieldViolation(field: "update_mask", description: "required: the fields to update, or \"*\""))
+        }
+        for path in updateMask where path != "*" && !updatablePaths.contains(path) {
+            out.append(FieldViolation(field: "update_mask",
+                                      description: "\"\(path)\" is not an updatable field of Customer"))
+        }
+        let all = violations(of: customer, config: config, prefix: "customer")
+        let replaceAll = updateMask.contains("*")
+        out += all.filter { v in
+            let field = String(v.field.dropFirst("customer.".count))
+            if field == "name" || replaceAll { return true }
+            return updateMask.contains { path in
+                field == path || field.hasPrefix(path + ".") || field.hasPrefix(path + "[")
+                    // "attributes" itself missing is a violation only when the mask names it whole.
+                    || (field == "attributes" && path.hasPrefix("attributes."))
+            }
+        }
+        return out
+    }
+}
