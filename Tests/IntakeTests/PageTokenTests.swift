@@ -24,6 +24,11 @@ final class PageTokenTests: XCTestCase {
         XCTAssertEqual(back.lastTimeMicros, 1_799_999_000_123_456)
     }
 
+    func testConvenienceEncodeDecode() throws {
+        let s = token().encoded(using: codec)
+        XCTAssertEqual(try PageToken.decode(s, using: codec, expecting: query, now: now), token())
+    }
+
     func testRoundTripWithoutExpiryAndUnicodeId() throws {
         let t = PageToken(query: query, lastTime: Date(timeIntervalSince1970: 1_800_000_000.5), lastId: "ünï-çødé")
         XCTAssertEqual(try codec.decode(codec.encode(t), expecting: query, now: now), t)

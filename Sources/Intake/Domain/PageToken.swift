@@ -218,3 +218,16 @@ public enum Base64URL {
         return out
     }
 }
+
+extension PageToken {
+    /// The opaque token string for this position (see `PageTokenCodec.encode(_:)`).
+    public func encoded(using codec: PageTokenCodec) -> String {
+        codec.encode(self)
+    }
+
+    /// Decodes and checks a token string (see `PageTokenCodec.decode(_:expecting:now:)`).
+    public static func decode(_ string: String, using codec: PageTokenCodec, expecting query: QueryFingerprint,
+                              now: Date = Date()) throws(PageTokenError) -> PageToken {
+        try codec.decode(string, expecting: query, now: now)
+    }
+}
