@@ -17,6 +17,7 @@ public struct ReportRef: Hashable, Sendable {
     /// The report's `receive_time`.
     public var receiveTime: Date
 
+    /// Creates the value from its fields.
     public init(name: String, receiveTime: Date) {
         self.name = name
         self.receiveTime = receiveTime
@@ -25,16 +26,20 @@ public struct ReportRef: Hashable, Sendable {
 
 /// One entry of a case's status history (`liaison.intake.v1.CaseHistoryEntry`).
 public struct CaseHistoryEntry: Hashable, Sendable {
+    /// What happened.
     public var action: CaseHistoryAction
     /// State after the action.
     public var state: CaseState
     /// `agents/{id}` or `services/{producer}`.
     public var actor: String
+    /// When it happened.
     public var time: Date
     /// Related resources: other case of a merge/split, added report, new owner, incident.
     public var related: [String]
+    /// Free-text note given with the action.
     public var note: String
 
+    /// Creates the value from its fields.
     public init(action: CaseHistoryAction, state: CaseState, actor: String, time: Date, related: [String] = [],
                 note: String = "") {
         self.action = action
@@ -52,7 +57,9 @@ public struct CaseRecord: Hashable, Sendable {
     public var name: String
     /// `customers/{id}`.
     public var customer: String
+    /// Short summary; defaults to the first report's first line.
     public var title: String
+    /// Lifecycle state.
     public var state: CaseState
     /// The owning agent, `agents/{id}`: the customer's single point of contact.
     public var owner: String
@@ -62,17 +69,24 @@ public struct CaseRecord: Hashable, Sendable {
     public var incidents: [String]
     /// Dominant symptom across the reports.
     public var symptom: SymptomKind
+    /// Outcome recorded by closing; `.unspecified` while not closed.
     public var outcome: CaseOutcome
+    /// Note recorded with the outcome.
     public var outcomeNote: String
     /// For MERGED cases, the survivor.
     public var mergedInto: String
+    /// When the customer was last told about the resolution.
     public var customerNotifyTime: Date?
+    /// When the case was opened.
     public var createTime: Date
+    /// When the case last changed.
     public var updateTime: Date
+    /// When the case closed (or was merged away).
     public var closeTime: Date?
     /// Status history, oldest first.
     public var history: [CaseHistoryEntry]
 
+    /// Creates the value from its fields.
     public init(name: String, customer: String, title: String, state: CaseState, owner: String, reports: [ReportRef],
                 incidents: [String] = [], symptom: SymptomKind = .unspecified, outcome: CaseOutcome = .unspecified,
                 outcomeNote: String = "", mergedInto: String = "", customerNotifyTime: Date? = nil, createTime: Date,
@@ -107,6 +121,7 @@ public struct PreconditionViolation: Hashable, Sendable {
     public var subject: String
     public var description: String
 
+    /// Creates the value from its fields.
     public init(type: String, subject: String, description: String) {
         self.type = type
         self.subject = subject
@@ -149,6 +164,7 @@ public enum CaseRuleError: Error, Hashable, Sendable {
         case failedPrecondition
     }
 
+    /// Which status the handler answers with.
     public var kind: Kind {
         switch self {
         case .invalidState, .reportAlreadyInCase: .failedPrecondition

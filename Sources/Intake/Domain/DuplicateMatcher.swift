@@ -9,6 +9,7 @@ public struct NewReport: Hashable, Sendable {
     public var customer: String
     /// The submitting agent, `agents/{id}`, or "".
     public var agent: String
+    /// What the customer said.
     public var text: String
     /// The symptom, given or inferred (see `init(_:customerOwningAgent:classifier:now:)`). With
     /// the default weights, two paraphrases (Jaccard ~0.4) join only if symptom or service agree:
@@ -16,11 +17,14 @@ public struct NewReport: Hashable, Sendable {
     public var symptom: SymptomKind
     /// Suspected service, or "".
     public var serviceHint: String
+    /// When the customer contacted support.
     public var receiveTime: Date
+    /// The help-desk ticket, if any.
     public var externalTicket: ExternalReference?
     /// The customer's `owning_agent`, the case owner when the report has no agent ("" if none).
     public var customerOwningAgent: String
 
+    /// Creates the value from its fields.
     public init(customer: String, agent: String, text: String, symptom: SymptomKind = .unspecified,
                 serviceHint: String = "", receiveTime: Date, externalTicket: ExternalReference? = nil,
                 customerOwningAgent: String = "") {
@@ -54,13 +58,20 @@ extension NewReport {
 public struct CandidateReport: Hashable, Sendable {
     /// `reports/{id}`.
     public var name: String
+    /// The report text, when the repository loaded it.
     public var text: String?
+    /// The stored MinHash fingerprint, if any.
     public var fingerprint: ReportFingerprint?
+    /// The report's (resolved) symptom.
     public var symptom: SymptomKind
+    /// Suspected service, or "".
     public var serviceHint: String
+    /// When the customer contacted support.
     public var receiveTime: Date
+    /// The help-desk ticket, if any.
     public var externalTicket: ExternalReference?
 
+    /// Creates the value from its fields.
     public init(name: String, text: String?, fingerprint: ReportFingerprint? = nil, symptom: SymptomKind = .unspecified,
                 serviceHint: String = "", receiveTime: Date, externalTicket: ExternalReference? = nil) {
         self.name = name
@@ -79,12 +90,14 @@ public struct CaseCandidate: Hashable, Sendable {
     public var name: String
     /// `customers/{id}`.
     public var customer: String
+    /// Lifecycle state; only OPEN cases are joined.
     public var state: CaseState
     /// `agents/{id}`.
     public var owner: String
     /// The case's reports (any order).
     public var reports: [CandidateReport]
 
+    /// Creates the value from its fields.
     public init(name: String, customer: String, state: CaseState = .open, owner: String, reports: [CandidateReport]) {
         self.name = name
         self.customer = customer
@@ -122,6 +135,7 @@ public struct DuplicateConfig: Sendable, Hashable {
     /// Text shingling and fingerprints.
     public var similarity: SimilarityConfig = .standard
 
+    /// The defaults.
     public init() {}
 }
 
@@ -137,6 +151,7 @@ public struct DuplicateSignal: Hashable, Sendable {
     /// Human-readable explanation.
     public var detail: String
 
+    /// Creates the value from its fields.
     public init(name: String, score: Double, weight: Double, detail: String) {
         self.name = name
         self.score = score
@@ -159,6 +174,7 @@ public struct DuplicateAssessment: Hashable, Sendable {
     /// The signals behind `similarity`.
     public var signals: [DuplicateSignal]
 
+    /// Creates the value from its fields.
     public init(duplicate: Bool, matchedReport: String, similarity: Double, threshold: Double, signals: [DuplicateSignal]) {
         self.duplicate = duplicate
         self.matchedReport = matchedReport
@@ -182,6 +198,7 @@ public struct MatchDecision: Hashable, Sendable {
         case openCase(owner: String)
     }
 
+    /// Join or open.
     public var action: Action
     /// The assessment to store on the report.
     public var assessment: DuplicateAssessment
@@ -209,6 +226,7 @@ public enum DuplicateMatcher {
         public var vetoed: Bool
         /// Whether the pair shares the external ticket (always a duplicate).
         public var sameTicket: Bool
+        /// The signals behind `score`.
         public var signals: [DuplicateSignal]
         /// Text similarity details (shared shingles), when texts were compared exactly.
         public var text: SimilarityExplanation?

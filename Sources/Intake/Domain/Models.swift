@@ -11,6 +11,7 @@ public struct ExternalReference: Hashable, Sendable {
     /// Optional link for humans ("" when absent).
     public var uri: String
 
+    /// Creates the value from its fields.
     public init(system: String, id: String, uri: String = "") {
         self.system = system
         self.id = id
@@ -27,6 +28,7 @@ public struct PlatformUsage: Hashable, Sendable {
     /// Dotted client version, e.g. "5.1.3" ("" when absent).
     public var clientVersion: String
 
+    /// Creates the value from its fields.
     public init(platform: Platform, platformName: String = "", clientVersion: String = "") {
         self.platform = platform
         self.platformName = platformName
@@ -37,18 +39,24 @@ public struct PlatformUsage: Hashable, Sendable {
 /// A person at the customer who can be contacted (`liaison.common.v1.Contact`). PII: never echo
 /// these values in errors or logs.
 public struct Contact: Hashable, Sendable {
+    /// Required. Stable id of the contact in the source system (recipient key).
     public var contactId: String
+    /// Name for humans.
     public var displayName: String
     /// RFC 5322 addr-spec ("" when absent).
     public var email: String
     /// E.164, e.g. "+4930123456" ("" when absent).
     public var phone: String
+    /// Role at the customer, e.g. "technical".
     public var role: String
+    /// Whether this is the primary contact (at most one per customer).
     public var primary: Bool
+    /// Preferred contact channel.
     public var preferredChannel: ContactChannel
     /// BCP 47 tag, e.g. "de-CH" ("" when absent).
     public var locale: String
 
+    /// Creates the value from its fields.
     public init(contactId: String, displayName: String = "", email: String = "", phone: String = "", role: String = "",
                 primary: Bool = false, preferredChannel: ContactChannel = .unspecified, locale: String = "") {
         self.contactId = contactId
@@ -71,12 +79,16 @@ public struct CustomerAttributes: Hashable, Sendable {
     public var region: String
     /// ISO 3166-1 alpha-2, upper case, e.g. "IT".
     public var country: String
+    /// Commercial tier.
     public var tier: Tier
+    /// Whether the customer gets priority / white-glove outreach.
     public var whiteGlove: Bool
     /// Enabled features, lower-kebab-case.
     public var features: [String]
+    /// Platforms and client versions in use.
     public var platforms: [PlatformUsage]
 
+    /// Creates the value from its fields.
     public init(accountNumber: String, region: String, country: String, tier: Tier, whiteGlove: Bool = false,
                 features: [String] = [], platforms: [PlatformUsage] = []) {
         self.accountNumber = accountNumber
@@ -98,18 +110,26 @@ public struct CustomerAttributes: Hashable, Sendable {
 public struct CustomerUpsert: Hashable, Sendable {
     /// `customers/{customer_id}`.
     public var name: String
+    /// Name for humans.
     public var displayName: String
     /// `nil` when the message field is absent.
     public var attributes: CustomerAttributes?
+    /// People to contact (PII).
     public var contacts: [Contact]
+    /// Preferred contact channel.
     public var preferredChannel: ContactChannel
     /// `agents/{agent_id}` or "".
     public var owningAgent: String
+    /// The account's CRM record.
     public var crmReference: ExternalReference?
+    /// When the CRM last changed the record (orders upserts).
     public var sourceUpdateTime: Date?
+    /// Free-form labels (keys and values up to 63 bytes).
     public var labels: [String: String]
+    /// Lifecycle state; unspecified means ACTIVE.
     public var state: CustomerState
 
+    /// Creates the value from its fields.
     public init(name: String, displayName: String, attributes: CustomerAttributes?, contacts: [Contact] = [],
                 preferredChannel: ContactChannel = .unspecified, owningAgent: String = "",
                 crmReference: ExternalReference? = nil, sourceUpdateTime: Date? = nil, labels: [String: String] = [:],
@@ -133,18 +153,24 @@ public struct ReportSubmission: Hashable, Sendable {
     public var customer: String
     /// `Contact.contact_id` of the reporter, or "".
     public var contactId: String
+    /// Channel the report arrived on.
     public var channel: ReportChannel
     /// `agents/{agent_id}`, or "".
     public var agent: String
+    /// The help-desk ticket the report came from, if any.
     public var externalTicket: ExternalReference?
+    /// What the customer said (up to 16 KiB).
     public var text: String
+    /// Kind of symptom; unspecified means "infer from text".
     public var symptom: SymptomKind
     /// Catalogue id or alias of the suspected service, e.g. "checkout", or "".
     public var serviceHint: String
+    /// Platform and client version reported from, if any.
     public var reportedPlatform: PlatformUsage?
     /// When the customer contacted support; `nil` when the field is absent.
     public var receiveTime: Date?
 
+    /// Creates the value from its fields.
     public init(customer: String, contactId: String = "", channel: ReportChannel, agent: String = "",
                 externalTicket: ExternalReference? = nil, text: String, symptom: SymptomKind = .unspecified,
                 serviceHint: String = "", reportedPlatform: PlatformUsage? = nil, receiveTime: Date?) {

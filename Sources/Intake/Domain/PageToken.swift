@@ -45,6 +45,7 @@ public struct PageToken: Hashable, Sendable {
     /// When the token stops being accepted, microseconds since the epoch; `nil` for never.
     public var expireTimeMicros: Int64?
 
+    /// Creates the value from its fields.
     public init(query: QueryFingerprint, lastTimeMicros: Int64, lastId: String, expireTimeMicros: Int64? = nil) {
         self.query = query
         self.lastTimeMicros = lastTimeMicros

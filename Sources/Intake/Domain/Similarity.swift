@@ -17,6 +17,7 @@ public struct TextNormalizer: Sendable, Hashable {
     /// The default: multilingual stop words (en, de, fr, es, it, pt, nl) and stemming on.
     public static let standard = TextNormalizer(stopWords: TextNormalizer.defaultStopWords, stem: true)
 
+    /// Creates the value from its fields.
     public init(stopWords: Set<String>, stem: Bool) {
         self.stopWords = stopWords
         self.stem = stem
@@ -138,6 +139,7 @@ public struct SimilarityConfig: Sendable, Hashable {
     public static let standard = SimilarityConfig(normalizer: .standard, shingleSize: 1, permutations: 128,
                                                   seed: 0x4c69_6169_736f_6e31)
 
+    /// Creates the value from its fields.
     public init(normalizer: TextNormalizer, shingleSize: Int, permutations: Int, seed: UInt64) {
         precondition(shingleSize >= 1 && permutations >= 1 && permutations <= Int(UInt16.max))
         self.normalizer = normalizer
@@ -307,6 +309,7 @@ public struct SimilarityExplanation: Hashable, Sendable {
     /// Up to `sampleSize` shared shingles, sorted.
     public var sharedSample: [String]
 
+    /// Creates the value from its fields.
     public init(score: Double, overlap: Double, sharedCount: Int, unionCount: Int, sharedSample: [String]) {
         self.score = score
         self.overlap = overlap

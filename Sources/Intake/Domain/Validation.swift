@@ -10,6 +10,7 @@ public struct FieldViolation: Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, for humans. Never contains the offending value for PII fields.
     public var description: String
 
+    /// Creates the value from its fields.
     public init(field: String, description: String) {
         self.field = field
         self.description = description
@@ -21,6 +22,7 @@ public struct ValidationError: Error, Hashable, Sendable {
     /// All violations, in field order of the message.
     public var violations: [FieldViolation]
 
+    /// Creates the value from its fields.
     public init(violations: [FieldViolation]) {
         self.violations = violations
     }
@@ -217,6 +219,7 @@ public struct ReportValidationConfig: Sendable, Hashable {
     /// Maximum length of `reported_platform.platform_name` in bytes.
     public var maxPlatformNameBytes: Int = 64
 
+    /// The defaults.
     public init() {}
 }
 
@@ -351,6 +354,7 @@ public struct CustomerValidationConfig: Sendable, Hashable {
     /// Maximum size of a contact id, name or role in bytes.
     public var maxContactFieldBytes: Int = 256
 
+    /// The defaults.
     public init() {}
 }
 
