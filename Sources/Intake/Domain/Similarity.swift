@@ -1,0 +1,402 @@
+// Text normalisation, shingles, MinHash fingerprints and Jaccard similarity for duplicate
+// detection. Everything is deterministic (seeded hashes) so fingerprints stored by one process
+// compare correctly with those computed by another, across restarts and replicas.
+import Foundation
+
+/// Turns free text into comparable tokens: lower-cases (Unicode-aware), folds diacritics
+/// ("Zahlung fehlgeschlagen" and "zahlúng" compare equal on "zahlung"), splits on anything that is
+/// not a letter or digit, drops stop words and single letters, and strips common English
+/// inflections ("errors" -> "error", "failing"/"failed"/"fails" -> "fail").
+/// Ideographic scripts (no spaces) yield one token per ideograph.
+public struct TextNormalizer: Sendable, Hashable {
+    /// Words dropped from the token stream (already folded).
+    public var stopWords: Set<String>
+    /// Whether to strip English inflection suffixes from ASCII tokens.
+    public var stem: Bool
+
+    /// The default: multilingual stop words (en, de, fr, es, it, pt, nl) and stemming on.
+    public static let standard = TextNormalizer(stopWords: TextNormalizer.defaultStopWords, stem: true)
+
+    /// Creates the value from its fields.
+    public init(stopWords: Set<String>, stem: Bool) {
+        self.stopWords = stopWords
+        self.stem = stem
+    }
+
+    /// A small stop-word list: function words that say nothing about the problem.
+    public static let defaultStopWords: Set<String> = Set("""
+        a an the and or but if of to in on at by for from with without into onto over under about as is are was were be
+        been being am do does did done have has had having it its this that these those there here i me my we us our you
+        your he him his she her they them their what which who whom when where why how all any some no not nor so than
+        too very just also can could will would shall should may might must again still please hi hello thanks thank
+        since today now then get got getting keep keeps kept seem seems
+        der die das den dem des ein eine einer eines und oder aber ist sind war nicht kein keine ich wir sie es mit von zu
+        im am auf fur bei seit noch schon bitte
+        le la les un une des et ou est sont pas je nous vous il elle ils avec pour dans sur au aux du ce cette
+        el los las una y es son yo con por para en del al lo
+        il lo gli uno e di da con per non che
+        o os um uma de do da em com nao
+        het een en van niet ik wij met voor op
+        """.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+
+    /// Letters that do not decompose into base letter + mark but have a conventional ASCII folding.
+    private static let specialFolds: [Unicode.Scalar: String] = [
+        "ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h",
+    ]
+
+    /// Lower-cases and folds diacritics, keeping everything else (punctuation included).
+    public func fold(_ text: String) -> String {
+        let decomposed = text.lowercased().decomposedStringWithCanonicalMapping
+        var out = String.UnicodeScalarView()
+        for scalar in decomposed.unicodeScalars {
+            switch scalar.properties.generalCategory {
+            case .nonspacingMark, .spacingMark, .enclosingMark:
+                continue
+            default:
+                if let folded = Self.specialFolds[scalar] {
+                    out.append(contentsOf: folded.unicodeScalars)
+                } else {
+                    out.append(scalar)
+                }
+            }
+        }
+        return String(out)
+    }
+
+    /// The tokens of `text`, in order, after folding, splitting, stop-word removal and stemming.
+    public func tokens(_ text: String) -> [String] {
+        var result: [String] = []
+        var current = String.UnicodeScalarView()
+        func flush() {
+            guard !current.isEmpty else { return }
+            let word = String(current)
+            current = String.UnicodeScalarView()
+            let isNumber = word.unicodeScalars.allSatisfy { $0.properties.numericType != nil }
+            if !isNumber && word.unicodeScalars.count < 2 { return }
+            if stopWords.contains(word) { return }
+            let token = stem ? Self.stemmed(word) : word
+            if !stopWords.contains(token) { result.append(token) }
+        }
+        for scalar in fold(text).unicodeScalars {
+            let p = scalar.properties
+            if p.isIdeographic {
+                flush()
+                result.append(String(scalar))
+            } else if p.isAlphabetic || p.numericType != nil {
+                current.append(scalar)
+            } else {
+                flush()
+            }
+        }
+        flush()
+        return result
+    }
+
+    /// Strips common English inflections from an ASCII word: "ies" -> "y", "ing", "ed", "es" after
+    /// s/x/z/ch/sh, plural "s" (not "ss"/"us"/"is"); a doubled final consonant left behind
+    /// ("stopped" -> "stopp") is undoubled. Words of four letters or fewer are kept as they are.
+    public static func stemmed(_ word: String) -> String {
+        guard word.utf8.count > 4, word.utf8.allSatisfy({ $0 >= 0x61 && $0 <= 0x7a }) else { return word }
+        var w = Array(word.utf8)
+        func ends(_ s: String) -> Bool { w.count > s.utf8.count && w.suffix(s.utf8.count).elementsEqual(s.utf8) }
+        var strippedVerbal = false
+        if ends("ies") && w.count > 4 {
+            w.removeLast(3)
+            w.append(0x79)
+        } else if ends("ing") && w.count >= 6 {
+            w.removeLast(3)
+            strippedVerbal = true
+        } else if ends("ed") && w.count >= 5 && !ends("eed") {
+            w.removeLast(2)
+            strippedVerbal = true
+        } else if ends("sses") || ends("xes") || ends("zes") || ends("ches") || ends("shes") {
+            w.removeLast(2)
+        } else if ends("s") && !ends("ss") && !ends("us") && !ends("is") {
+            w.removeLast(1)
+        }
+        if strippedVerbal, w.count >= 3, w[w.count - 1] == w[w.count - 2] {
+            let c = w[w.count - 1]
+            if !"aeiouylsz".utf8.contains(c) { w.removeLast() }
+        }
+        return String(decoding: w, as: UTF8.self)
+    }
+}
+
+/// How texts become shingle sets and MinHash signatures. Stored fingerprints are only comparable
+/// when made with the same `shingleSize`, `permutations` and `seed` (checked on comparison).
+public struct SimilarityConfig: Sendable, Hashable {
+    /// The tokenizer.
+    public var normalizer: TextNormalizer
+    /// Word n-gram size of the shingles. 1 (single tokens) suits short support messages best:
+    /// paraphrases rarely share word order.
+    public var shingleSize: Int
+    /// Number of MinHash permutations (signature length).
+    public var permutations: Int
+    /// Seed of the MinHash hash family.
+    public var seed: UInt64
+
+    /// The default: standard normalizer, single-token shingles, 128 permutations, fixed seed.
+    public static let standard = SimilarityConfig(normalizer: .standard, shingleSize: 1, permutations: 128,
+                                                  seed: 0x4c69_6169_736f_6e31)
+
+    /// Creates the value from its fields.
+    public init(normalizer: TextNormalizer, shingleSize: Int, permutations: Int, seed: UInt64) {
+        precondition(shingleSize >= 1 && permutations >= 1 && permutations <= Int(UInt16.max))
+        self.normalizer = normalizer
+        self.shingleSize = shingleSize
+        self.permutations = permutations
+        self.seed = seed
+    }
+
+    /// The shingle set of `text`: word n-grams (joined by a space) of its tokens. A text with fewer
+    /// tokens than `shingleSize` yields its whole token sequence as one shingle; a text without
+    /// tokens yields the empty set.
+    public func shingles(_ text: String) -> Set<String> {
+        let tokens = normalizer.tokens(text)
+        guard !tokens.isEmpty else { return [] }
+        guard tokens.count >= shingleSize else { return [tokens.joined(separator: " ")] }
+        if shingleSize == 1 { return Set(tokens) }
+        var out = Set<String>()
+        for i in 0 ... (tokens.count - shingleSize) {
+            out.insert(tokens[i ..< i + shingleSize].joined(separator: " "))
+        }
+        return out
+    }
+}
+
+/// Seeded 64-bit hashing: FNV-1a over UTF-8 followed by the SplitMix64 finalizer.
+public enum SeededHash {
+    /// SplitMix64 finalizer (a bijection on UInt64 with good avalanche).
+    @inline(__always)
+    public static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9e37_79b9_7f4a_7c15
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+
+    /// FNV-1a 64 of the string's UTF-8 bytes, mixed.
+    public static func hash(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        return mix(h)
+    }
+
+    /// `count` per-permutation seeds derived from `seed` (a SplitMix64 stream).
+    public static func seeds(_ seed: UInt64, count: Int) -> [UInt64] {
+        var state = seed
+        return (0 ..< count).map { _ in
+            state = state &+ 0x9e37_79b9_7f4a_7c15
+            return mix(state)
+        }
+    }
+}
+
+/// A report's MinHash signature over its shingle set: what the repository stores per report (as
+/// `encode()` bytes) to find candidate duplicates without re-reading texts. The fraction of equal
+/// positions between two signatures estimates the Jaccard similarity of the shingle sets (standard
+/// error about sqrt(J(1-J)/permutations), 0.044 at worst for 128).
+public struct ReportFingerprint: Hashable, Sendable {
+    /// Version byte of the encoding.
+    public static let formatVersion: UInt8 = 1
+
+    /// Shingle size the signature was made with.
+    public let shingleSize: Int
+    /// Seed of the hash family.
+    public let seed: UInt64
+    /// Number of distinct shingles of the text (0 for a text without tokens).
+    public let shingleCount: Int
+    /// Minimum hash per permutation (`UInt64.max` everywhere for an empty set).
+    public let minHashes: [UInt64]
+
+    /// Computes the fingerprint of `text`.
+    public init(text: String, config: SimilarityConfig = .standard) {
+        self.init(shingles: config.shingles(text), config: config)
+    }
+
+    /// Computes the fingerprint of a shingle set.
+    public init(shingles: Set<String>, config: SimilarityConfig = .standard) {
+        let seeds = SeededHash.seeds(config.seed, count: config.permutations)
+        var mins = [UInt64](repeating: .max, count: config.permutations)
+        for shingle in shingles {
+            let base = SeededHash.hash(shingle)
+            for i in 0 ..< seeds.count {
+                let h = SeededHash.mix(base ^ seeds[i])
+                if h < mins[i] { mins[i] = h }
+            }
+        }
+        self.shingleSize = config.shingleSize
+        self.seed = config.seed
+        self.shingleCount = shingles.count
+        self.minHashes = mins
+    }
+
+    /// Rebuilds a fingerprint from its parts.
+    public init(shingleSize: Int, seed: UInt64, shingleCount: Int, minHashes: [UInt64]) {
+        self.shingleSize = shingleSize
+        self.seed = seed
+        self.shingleCount = shingleCount
+        self.minHashes = minHashes
+    }
+
+    /// Whether two fingerprints were made the same way and can be compared.
+    public func isComparable(with other: ReportFingerprint) -> Bool {
+        shingleSize == other.shingleSize && seed == other.seed && minHashes.count == other.minHashes.count
+    }
+
+    /// Estimated Jaccard similarity of the two texts' shingle sets; 0 when either text had no
+    /// tokens or the fingerprints are not comparable.
+    public func estimatedJaccard(with other: ReportFingerprint) -> Double {
+        guard isComparable(with: other), shingleCount > 0, other.shingleCount > 0, !minHashes.isEmpty else { return 0 }
+        var equal = 0
+        for i in 0 ..< minHashes.count where minHashes[i] == other.minHashes[i] { equal += 1 }
+        return Double(equal) / Double(minHashes.count)
+    }
+
+    /// Bytes to store: version (1), shingle size (1), permutations (2, big-endian), seed (8),
+    /// shingle count (4), then each min-hash (8, big-endian). 1,040 bytes for 128 permutations.
+    public func encode() -> [UInt8] {
+        var out: [UInt8] = [Self.formatVersion, UInt8(clamping: shingleSize)]
+        out.reserveCapacity(16 + 8 * minHashes.count)
+        out.appendBigEndian(UInt16(clamping: minHashes.count))
+        out.appendBigEndian(seed)
+        out.appendBigEndian(UInt32(clamping: shingleCount))
+        for h in minHashes { out.appendBigEndian(h) }
+        return out
+    }
+
+    /// Decodes bytes made by `encode()`.
+    public init(decoding bytes: [UInt8]) throws(FingerprintDecodingError) {
+        guard bytes.count >= 16 else { throw .truncated }
+        guard bytes[0] == Self.formatVersion else { throw .unsupportedVersion(bytes[0]) }
+        var reader = ByteReader(bytes: bytes, offset: 1)
+        let n = Int(reader.u8()!)
+        let k = Int(reader.u16()!)
+        let seed = reader.u64()!
+        let count = Int(reader.u32()!)
+        guard n >= 1, k >= 1 else { throw .invalid("shingle size and permutations must be positive") }
+        guard bytes.count == 16 + 8 * k else { throw .truncated }
+        var mins: [UInt64] = []
+        mins.reserveCapacity(k)
+        for _ in 0 ..< k { mins.append(reader.u64()!) }
+        self.init(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins)
+    }
+}
+
+/// Why stored fingerprint bytes could not be decoded.
+public enum FingerprintDecodingError: Error, Hashable, Sendable {
+    /// Fewer bytes than the header announces.
+    case truncated
+    /// A version byte this code does not know.
+    case unsupportedVersion(UInt8)
+    /// Inconsistent header values.
+    case invalid(String)
+}
+
+/// Why two texts are (or are not) similar, for `DuplicateAssessment` details and logs.
+public struct SimilarityExplanation: Hashable, Sendable {
+    /// Exact Jaccard similarity of the shingle sets, |A∩B| / |A∪B|, in [0, 1].
+    public var score: Double
+    /// Overlap coefficient |A∩B| / min(|A|, |B|): high when one text is contained in the other.
+    public var overlap: Double
+    /// Number of shared shingles.
+    public var sharedCount: Int
+    /// Number of shingles in either text.
+    public var unionCount: Int
+    /// Up to `sampleSize` shared shingles, sorted.
+    public var sharedSample: [String]
+
+    /// Creates the value from its fields.
+    public init(score: Double, overlap: Double, sharedCount: Int, unionCount: Int, sharedSample: [String]) {
+        self.score = score
+        self.overlap = overlap
+        self.sharedCount = sharedCount
+        self.unionCount = unionCount
+        self.sharedSample = sharedSample
+    }
+
+    /// One-line summary, e.g. `jaccard 0.40 (4 of 10 shingles shared: 500, checkout, error, fail)`.
+    public var summary: String {
+        let s = String(format: "%.2f", score)
+        return "jaccard \(s) (\(sharedCount) of \(unionCount) shingles shared"
+            + (sharedSample.isEmpty ? ")" : ": \(sharedSample.joined(separator: ", ")))")
+    }
+}
+
+/// Text similarity: exact Jaccard over shingle sets. Two texts without any token (empty, only stop
+/// words or punctuation) are not evidence of anything and score 0.
+public enum Similarity {
+    /// Jaccard similarity of two sets; 0 when both are empty.
+    public static func jaccard<T: Hashable>(_ a: Set<T>, _ b: Set<T>) -> Double {
+        guard !a.isEmpty || !b.isEmpty else { return 0 }
+        let shared = a.intersection(b).count
+        return Double(shared) / Double(a.count + b.count - shared)
+    }
+
+    /// The similarity score of two texts in [0, 1].
+    public static func score(_ a: String, _ b: String, config: SimilarityConfig = .standard) -> Double {
+        jaccard(config.shingles(a), config.shingles(b))
+    }
+
+    /// The score of two shingle sets with its explanation.
+    public static func explain(_ a: Set<String>, _ b: Set<String>, sampleSize: Int = 8) -> SimilarityExplanation {
+        let shared = a.intersection(b)
+        let union = a.count + b.count - shared.count
+        let score = union == 0 ? 0 : Double(shared.count) / Double(union)
+        let smaller = min(a.count, b.count)
+        let overlap = smaller == 0 ? 0 : Double(shared.count) / Double(smaller)
+        return SimilarityExplanation(score: score, overlap: overlap, sharedCount: shared.count, unionCount: union,
+                                     sharedSample: Array(shared.sorted().prefix(sampleSize)))
+    }
+
+    /// The score of two texts with its explanation.
+    public static func explain(_ a: String, _ b: String, config: SimilarityConfig = .standard,
+                               sampleSize: Int = 8) -> SimilarityExplanation {
+        explain(config.shingles(a), config.shingles(b), sampleSize: sampleSize)
+    }
+}
+
+// MARK: - Byte helpers
+
+extension Array where Element == UInt8 {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        var v = value.bigEndian
+        Swift.withUnsafeBytes(of: &v) { append(contentsOf: $0) }
+    }
+}
+
+/// Reads big-endian integers from a byte array; `nil` past the end.
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset: Int
+
+    init(bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    var remaining: Int { bytes.count - offset }
+
+    mutating func read<T: FixedWidthInteger>(_: T.Type) -> T? {
+        let size = MemoryLayout<T>.size
+        guard remaining >= size else { return nil }
+        var v: T = 0
+        for i in 0 ..< size { v = v << 8 | T(bytes[offset + i]) }
+        offset += size
+        return v
+    }
+
+    mutating func u8() -> UInt8? { read(UInt8.self) }
+    mutating func u16() -> UInt16? { read(UInt16.self) }
+    mutating func u32() -> UInt32? { read(UInt32.self) }
+    mutating func u64() -> UInt64? { read(UInt64.self) }
+
+    mutating func bytes(_ n: Int) -> [UInt8]? {
+        guard n >= 0, remaining >= n else { return nil }
+        defer { offset += n }
+        return Array(bytes[offset ..< offset + n])
+    }
+}

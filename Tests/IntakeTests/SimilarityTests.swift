@@ -1,0 +1,182 @@
+import Foundation
+import XCTest
+@testable import Intake
+
+/// Deterministic PRNG for reproducible randomized tests (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+final class NormalizationTests: XCTestCase {
+    let n = TextNormalizer.standard
+
+    func testLowercasesStripsPunctuationAndStopWords() {
+        XCTAssertEqual(n.tokens("The CHECKOUT page is DOWN!!! (again?)"), ["checkout", "page", "down"])
+    }
+
+    func testFoldsDiacriticsAndSpecialLetters() {
+        XCTAssertEqual(n.tokens("Zahlungsbestätigung fehlt – Straße"), ["zahlungsbestatigung", "fehlt", "strasse"])
+        XCTAssertEqual(n.tokens("Café crème, ÉCHEC de connexion"), ["cafe", "creme", "echec", "connexion"])
+        XCTAssertEqual(n.tokens("Łódź Ærø"), ["lodz", "aero"])
+        XCTAssertEqual(n.fold("Ñandú"), "nandu")
+    }
+
+    func testStemming() {
+        XCTAssertEqual(n.tokens("errors failing failed fails crashes timeouts payments stopped logged"),
+                       ["error", "fail", "fail", "fail", "crash", "timeout", "payment", "stop", "log"])
+        XCTAssertEqual(TextNormalizer.stemmed("status"), "status")
+        XCTAssertEqual(TextNormalizer.stemmed("access"), "access")
+        XCTAssertEqual(TextNormalizer.stemmed("queries"), "query")
+        XCTAssertEqual(TextNormalizer.stemmed("down"), "down")
+    }
+
+    func testNumbersKeptSingleLettersDropped() {
+        XCTAssertEqual(n.tokens("error 500 on v 5.1.3"), ["error", "500", "5", "1", "3"])
+    }
+
+    func testIdeographsAreTokens() {
+        XCTAssertEqual(n.tokens("支付失败"), ["支", "付", "失", "败"])
+    }
+
+    func testShinglesOfSizeTwoAndShortTexts() {
+        var config = SimilarityConfig.standard
+        config.shingleSize = 2
+        XCTAssertEqual(config.shingles("checkout page down"), ["checkout page", "page down"])
+        XCTAssertEqual(config.shingles("down"), ["down"])
+        XCTAssertEqual(config.shingles("the and of"), [])
+    }
+}
+
+final class SimilarityTests: XCTestCase {
+    let outage = "The checkout page keeps failing with error 500 when I try to pay"
+    let paraphrases = [
+        "Payment fails at checkout, getting a 500 error",
+        "checkout broken - error 500 every time I pay",
+        "Customer cannot pay: checkout returns error 500",
+        "Getting HTTP 500 errors at checkout when paying",
+    ]
+    let unrelated = [
+        "Invoice for October shows the wrong amount, we were charged twice",
+        "Password reset email never arrives",
+        "Dashboard charts load very slowly in the morning",
+        "How do I export my contacts to CSV?",
+    ]
+
+    func testParaphrasesScoreHigherThanDifferentProblems() {
+        for p in paraphrases {
+            let s = Similarity.score(outage, p)
+            XCTAssertGreaterThanOrEqual(s, 0.25, "paraphrase \(p): \(s)")
+            for u in unrelated {
+                XCTAssertLessThan(Similarity.score(u, p), 0.1, "\(u) vs \(p)")
+            }
+        }
+        for u in unrelated {
+            XCTAssertLessThan(Similarity.score(outage, u), 0.1, u)
+        }
+    }
+
+    func testIdenticalAfterNormalisationScoresOne() {
+        XCTAssertEqual(Similarity.score("Checkout is DOWN!", "checkout down"), 1)
+        XCTAssertEqual(Similarity.score("Zahlung fehlgeschlagen", "zahlung FEHLGESCHLAGEN."), 1)
+    }
+
+    func testMultilingualDiacritics() {
+        // Same complaint typed with and without accents.
+        XCTAssertEqual(Similarity.score("Échec du paiement sur la page de caisse",
+                                        "echec du paiement sur la page de caisse"), 1)
+        XCTAssertGreaterThan(Similarity.score("Zahlung schlägt fehl, Fehler 500 im Checkout",
+                                              "Fehler 500 beim Checkout, Zahlung schlagt fehl"), 0.7)
+        XCTAssertLessThan(Similarity.score("Zahlung schlägt fehl, Fehler 500 im Checkout",
+                                           "Rechnung für Oktober ist falsch"), 0.1)
+        XCTAssertEqual(Similarity.score("支付失败", "支付失败"), 1)
+    }
+
+    func testVeryShortTexts() {
+        XCTAssertEqual(Similarity.score("", ""), 0)
+        XCTAssertEqual(Similarity.score("the", "a"), 0, "only stop words: no evidence")
+        XCTAssertEqual(Similarity.score("down", "down!"), 1)
+        XCTAssertEqual(Similarity.score("down", "slow"), 0)
+        XCTAssertEqual(Similarity.score("site down", "website down"), 1.0 / 3.0, accuracy: 1e-9)
+        XCTAssertEqual(Similarity.score("", "checkout down"), 0)
+    }
+
+    func testExplanation() {
+        let e = Similarity.explain(outage, paraphrases[0])
+        XCTAssertEqual(e.score, Similarity.score(outage, paraphrases[0]))
+        XCTAssertTrue(e.sharedSample.contains("checkout"))
+        XCTAssertTrue(e.sharedSample.contains("500"))
+        XCTAssertEqual(e.sharedSample, e.sharedSample.sorted())
+        XCTAssertGreaterThanOrEqual(e.overlap, e.score)
+        XCTAssertEqual(Double(e.sharedCount) / Double(e.unionCount), e.score, accuracy: 1e-12)
+        XCTAssertTrue(e.summary.hasPrefix("jaccard "), e.summary)
+    }
+
+    func testFingerprintEncodeDecodeRoundTrip() throws {
+        let fp = ReportFingerprint(text: outage)
+        let bytes = fp.encode()
+        XCTAssertEqual(bytes.count, 16 + 8 * 128)
+        let back = try ReportFingerprint(decoding: bytes)
+        XCTAssertEqual(back, fp)
+        XCTAssertEqual(back.estimatedJaccard(with: fp), 1)
+        XCTAssertThrowsError(try ReportFingerprint(decoding: Array(bytes.dropLast()))) { error in
+            XCTAssertEqual(error as? FingerprintDecodingError, .truncated)
+        }
+        var wrongVersion = bytes
+        wrongVersion[0] = 9
+        XCTAssertThrowsError(try ReportFingerprint(decoding: wrongVersion)) { error in
+            XCTAssertEqual(error as? FingerprintDecodingError, .unsupportedVersion(9))
+        }
+        XCTAssertThrowsError(try ReportFingerprint(decoding: []))
+    }
+
+    func testFingerprintIsDeterministicAndSeeded() {
+        XCTAssertEqual(ReportFingerprint(text: outage), ReportFingerprint(text: outage))
+        var other = SimilarityConfig.standard
+        other.seed = 7
+        let a = ReportFingerprint(text: outage)
+        let b = ReportFingerprint(text: outage, config: other)
+        XCTAssertNotEqual(a.minHashes, b.minHashes)
+        XCTAssertFalse(a.isComparable(with: b))
+        XCTAssertEqual(a.estimatedJaccard(with: b), 0, "incomparable fingerprints never match")
+        XCTAssertEqual(ReportFingerprint(text: "").estimatedJaccard(with: ReportFingerprint(text: "")), 0)
+    }
+
+    func testMinHashEstimatesJaccardWithinTolerance() {
+        var rng = SeededGenerator(seed: 20261129)
+        let vocabulary = (0 ..< 2000).map { "w\($0)" }
+        var totalError = 0.0
+        var worst = 0.0
+        let pairs = 300
+        for _ in 0 ..< pairs {
+            let sizeA = Int.random(in: 5 ... 80, using: &rng)
+            let sizeB = Int.random(in: 5 ... 80, using: &rng)
+            let sharedWanted = Int.random(in: 0 ... min(sizeA, sizeB), using: &rng)
+            var pool = vocabulary.shuffled(using: &rng)
+            let shared = Array(pool.prefix(sharedWanted))
+            pool.removeFirst(sharedWanted)
+            let onlyA = Array(pool.prefix(sizeA - sharedWanted))
+            pool.removeFirst(sizeA - sharedWanted)
+            let onlyB = Array(pool.prefix(sizeB - sharedWanted))
+            let a = Set(shared + onlyA)
+            let b = Set(shared + onlyB)
+            let exact = Similarity.jaccard(a, b)
+            let estimate = ReportFingerprint(shingles: a).estimatedJaccard(with: ReportFingerprint(shingles: b))
+            let error = abs(estimate - exact)
+            totalError += error
+            worst = max(worst, error)
+            // Standard error is sqrt(J(1-J)/128) <= 0.044; allow 4.5 sigma per pair.
+            let sigma = (exact * (1 - exact) / 128).squareRoot()
+            XCTAssertLessThanOrEqual(error, max(4.5 * sigma, 0.02), "exact \(exact) estimate \(estimate)")
+        }
+        let meanError = totalError / Double(pairs)
+        XCTAssertLessThan(meanError, 0.035, "mean absolute error \(meanError), worst \(worst)")
+    }
+}
