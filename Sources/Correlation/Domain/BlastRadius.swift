@@ -71,7 +71,9 @@ public struct BlastRadiusEntry: Sendable, Hashable {
     public var liftUpper: Double
     /// One-sided exact binomial p-value of observing at least `observed`: P(X ≥ k), X ~ Bin(n, R/N).
     public var pValueAbove: Double
-    /// `pValueAbove` after the multiple-testing correction over all tested segments.
+    /// `pValueAbove` after the multiple-testing correction over all tested segments (under
+    /// Benjamini-Hochberg, a combination neither of whose parents passes gets the larger of its BH
+    /// and Holm adjustments: see the BlastRadius article).
     public var adjustedPValueAbove: Double
     /// One-sided p-value of observing at most `observed` (only for large 1-D segments).
     public var pValueBelow: Double?
@@ -196,6 +198,23 @@ public enum BlastRadiusEngine {
         let adjustedAbove = Stats.adjust(
             entries.map(\.pValueAbove), familySize: familySize, correction: options.correction)
         for i in entries.indices { entries[i].adjustedPValueAbove = adjustedAbove[i] }
+        // Gatekeeping for "pure" combinations: a 2-D segment neither of whose parents passes the
+        // correction gets no credit from the step-up of the Benjamini-Hochberg procedure (whose
+        // leniency comes from discoveries elsewhere in the lattice): it must pass Holm, i.e.
+        // family-wise control, on its own.
+        if options.correction == .benjaminiHochberg, entries.contains(where: { $0.depth == 2 }) {
+            let holm = Stats.adjust(
+                entries.map(\.pValueAbove), familySize: familySize, correction: .holm)
+            var passing = Set<SegmentKey>()
+            for e in entries where e.depth == 1 && e.adjustedPValueAbove < options.alpha {
+                passing.insert(e.segment)
+            }
+            for i in entries.indices where entries[i].depth == 2 {
+                if !entries[i].segment.parents.contains(where: passing.contains) {
+                    entries[i].adjustedPValueAbove = max(entries[i].adjustedPValueAbove, holm[i])
+                }
+            }
+        }
 
         // Lower tail: a second family over the large 1-D segments.
         let minLarge = max(Double(options.minPopulation), options.largeSegmentMinShare * Double(bigN))
@@ -316,7 +335,7 @@ public enum BlastRadiusEngine {
             return String(r)
         }
         var parts: [String] = []
-        var oneDByDimension: [Dimension: [BlastRadiusEntry]] = [:]
+        var oneDByDimension: [SegmentDimension: [BlastRadiusEntry]] = [:]
         for e in affected where e.depth == 1 { oneDByDimension[e.segment.first.dimension, default: []].append(e) }
         for dimension in oneDByDimension.keys.sorted() {
             let group = oneDByDimension[dimension]!.sorted { $0.segment.first.value < $1.segment.first.value }
@@ -329,7 +348,7 @@ public enum BlastRadiusEngine {
             parts.append("\(e.segment) (lift \(fmt(e.lift)))")
         }
         if parts.isEmpty { parts.append("no segment stands out among \(reporters) reporting customers") }
-        var unaffectedByDimension: [Dimension: [String]] = [:]
+        var unaffectedByDimension: [SegmentDimension: [String]] = [:]
         for e in unaffected { unaffectedByDimension[e.segment.first.dimension, default: []].append(e.segment.first.value) }
         for dimension in unaffectedByDimension.keys.sorted() {
             parts.append("not \(dimension.name)=\(unaffectedByDimension[dimension]!.sorted().joined(separator: ", "))")

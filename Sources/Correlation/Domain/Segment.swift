@@ -5,7 +5,7 @@
 
 /// A dimension along which the customer base can be split (mirrors `liaison.common.v1.Dimension`;
 /// the raw values are the proto enum numbers).
-public enum Dimension: Int, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
+public enum SegmentDimension: Int, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
     case region = 1
     case country = 2
     case accountPartition = 3
@@ -34,7 +34,7 @@ public enum Dimension: Int, Sendable, Hashable, Comparable, CaseIterable, Custom
 
     /// Parses a canonical name (see ``name``).
     public init?(name: String) {
-        guard let match = Dimension.allCases.first(where: { $0.name == name }) else { return nil }
+        guard let match = SegmentDimension.allCases.first(where: { $0.name == name }) else { return nil }
         self = match
     }
 
@@ -50,17 +50,17 @@ public enum Dimension: Int, Sendable, Hashable, Comparable, CaseIterable, Custom
 
     public var description: String { name }
 
-    public static func < (lhs: Dimension, rhs: Dimension) -> Bool { lhs.rawValue < rhs.rawValue }
+    public static func < (lhs: SegmentDimension, rhs: SegmentDimension) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// One condition of a segment: a dimension equal to a value (mirrors `DimensionValue`).
 public struct SegmentCondition: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The dimension.
-    public var dimension: Dimension
-    /// The value in the canonical form documented on ``Dimension`` (e.g. `"eu-south"`, `"5.1"`).
+    public var dimension: SegmentDimension
+    /// The value in the canonical form documented on ``SegmentDimension`` (e.g. `"eu-south"`, `"5.1"`).
     public var value: String
 
-    public init(_ dimension: Dimension, _ value: String) {
+    public init(_ dimension: SegmentDimension, _ value: String) {
         self.dimension = dimension
         self.value = value
     }
@@ -92,7 +92,7 @@ public struct SegmentKey: Sendable, Hashable, Comparable, CustomStringConvertibl
     }
 
     /// A 1-D segment from a dimension and value.
-    public init(_ dimension: Dimension, _ value: String) {
+    public init(_ dimension: SegmentDimension, _ value: String) {
         self.init(SegmentCondition(dimension, value))
     }
 
@@ -124,7 +124,7 @@ public struct SegmentKey: Sendable, Hashable, Comparable, CustomStringConvertibl
         var conditions: [SegmentCondition] = []
         for part in text.split(separator: "&") {
             guard let eq = part.firstIndex(of: "=") else { return nil }
-            guard let dimension = Dimension(name: String(part[..<eq])) else { return nil }
+            guard let dimension = SegmentDimension(name: String(part[..<eq])) else { return nil }
             let value = String(part[part.index(after: eq)...])
             guard !value.isEmpty else { return nil }
             conditions.append(SegmentCondition(dimension, value))
