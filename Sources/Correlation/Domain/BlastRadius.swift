@@ -1,5 +1,11 @@
 // Blast radius: which segments of the customer base an incident hits, from aggregates.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Verdict of the blast-radius test for one segment (mirrors `liaison.correlation.v1.Verdict`).
 public enum SegmentVerdict: String, Sendable, Hashable {
     /// Reporters are significantly over-represented (adjusted p-value below alpha, lift at least
@@ -173,7 +179,10 @@ public enum BlastRadiusEngine {
                 let k = min(reportersOf(key), n)
                 // Only over-represented combinations with support can be AFFECTED; the others
                 // count in the family with p treated as 1 (their true p is >= ~0.5).
-                if k >= minObserved, Double(k) > Double(n) * p0 {
+                // A Chernoff bound P(X >= k) <= exp(-n KL(k/n || p0)) above alpha means the
+                // combination cannot pass any correction: it stays in the family, untested.
+                if k >= minObserved, Double(k) > Double(n) * p0,
+                   chernoffLogBound(k: k, n: n, p: p0) <= log(options.alpha) {
                     twoD.append(Cell(key: key, n: n, k: k))
                 }
             } else {
@@ -355,6 +364,15 @@ public enum BlastRadiusEngine {
         }
         return parts.joined(separator: "; ")
     }
+}
+
+/// ln of the Chernoff bound on P(X ≥ k), X ~ Bin(n, p), for k/n > p: −n·KL(k/n ‖ p).
+func chernoffLogBound(k: Int, n: Int, p: Double) -> Double {
+    let q = Double(k) / Double(n)
+    guard q > p else { return 0 }
+    var kl = q * log(q / p)
+    if q < 1 { kl += (1 - q) * log((1 - q) / (1 - p)) }
+    return -Double(n) * kl
 }
 
 /// A tested segment before it becomes an entry.

@@ -34,7 +34,7 @@ public struct Trend: Sendable, Hashable {
     public var verdict: TrendVerdict
     /// Least-squares slope of the rate (reports per hour) over the considered buckets, per hour.
     public var slopePerHour: Double
-    /// Two-sided p-value of the rate-ratio test, recent window versus the window before it.
+    /// Two-sided p-value of the score test for a log-linear trend over the considered buckets.
     public var pValue: Double
     /// `pValue` after the correction across series (per-segment trends); equals `pValue` for the
     /// overall trend.
@@ -83,9 +83,9 @@ public struct MitigationEffect: Sendable, Hashable {
 
 /// Knobs of ``TrendAnalyzer``.
 public struct TrendOptions: Sendable, Hashable {
-    /// k: the last k buckets are compared with the k before them.
-    public var windowBuckets: Int = 3
-    /// Fewer reports than this in the 2k buckets: INSUFFICIENT_DATA.
+    /// Number of most recent buckets the trend is judged on.
+    public var windowBuckets: Int = 6
+    /// Fewer reports than this in those buckets: INSUFFICIENT_DATA.
     public var minReports: Int = 10
     /// Significance level of the trend and mitigation tests.
     public var alpha: Double = 0.05
@@ -114,12 +114,13 @@ public struct TrendResult: Sendable, Hashable {
 /// Trend verdicts and mitigation effects from report counts per time bucket.
 ///
 /// Method: buckets are laid on a regular grid from the first bucket to `now` (missing buckets are
-/// zero); the current bucket counts with its elapsed exposure only. The trend compares the last k
-/// buckets with the k before (an exact conditional rate-ratio test: given the total, the recent
-/// count is Binomial(total, exposure share) under a constant rate), two-sided; WORSENING or
+/// zero); the current bucket counts with its elapsed exposure only. The trend is the score test for
+/// a log-linear (Poisson regression) slope over the most recent buckets, two-sided; WORSENING or
 /// IMPROVING when significant, STABLE otherwise. The reported slope is a least-squares fit of the
-/// per-bucket rate over those 2k buckets. A mitigation compares the rate after it with the rate
-/// before it over equal windows (buckets straddling the mitigation are left out).
+/// per-bucket rate over those buckets. A mitigation compares the rate after it with the rate
+/// before it over equal windows with an exact conditional rate-ratio test (given the total, the
+/// count after is Binomial(total, exposure share) under an unchanged rate); buckets straddling the
+/// mitigation are left out.
 public enum TrendAnalyzer {
     /// Analyzes a timeline with at most one mitigation.
     public static func analyze(
@@ -159,23 +160,40 @@ public enum TrendAnalyzer {
     }
 
     /// Trend of one series of counts with per-bucket exposures in seconds (oldest first).
+    ///
+    /// The verdict comes from the score test for a log-linear trend in Poisson counts over the
+    /// last ``TrendOptions/windowBuckets`` buckets: U = Σ xᵢ (tᵢ − t̄), Var U = λ̂ Σ eᵢ (tᵢ − t̄)²
+    /// with t̄ the exposure-weighted mean time and λ̂ the pooled rate; z = U / √Var, two-sided.
+    /// The recent and previous rates (last half versus first half of the window) are evidence.
     public static func trend(counts: [Int], exposures: [Double], width: TimeInterval, options: TrendOptions) -> Trend {
         let usable = zip(counts, exposures).filter { $0.1 > 0 }
-        let k = min(max(1, options.windowBuckets), usable.count / 2)
-        let window = Array(usable.suffix(2 * k))
+        let window = Array(usable.suffix(max(2, options.windowBuckets)))
         let total = window.reduce(0) { $0 + $1.0 }
-        guard k >= 1, total >= options.minReports else {
+        guard window.count >= 2, total >= options.minReports else {
             return Trend(verdict: .insufficientData, slopePerHour: 0, pValue: 1, adjustedPValue: 1,
                          bucketsConsidered: window.count, recentRatePerHour: 0, previousRatePerHour: 0, rateRatio: 1)
         }
-        let previous = window.prefix(k), recent = window.suffix(k)
+        let hours = window.map { $0.1 / 3600 }
+        let exposure = hours.reduce(0, +)
+        let lambda = Double(total) / exposure
+        var tbar = 0.0
+        for (i, e) in hours.enumerated() { tbar += e * Double(i) }
+        tbar /= exposure
+        var u = 0.0, v = 0.0
+        for (i, (x, _)) in window.enumerated() {
+            let d = Double(i) - tbar
+            u += Double(x) * d
+            v += lambda * hours[i] * d * d
+        }
+        let z = v > 0 ? u / v.squareRoot() : 0
+        let p = min(1, erfc(abs(z) / 2.0.squareRoot()))
+        let verdict: TrendVerdict = p >= options.alpha ? .stable : (z > 0 ? .worsening : .improving)
+
+        let half = window.count / 2
+        let previous = window.prefix(half), recent = window.suffix(half)
         let kp = previous.reduce(0) { $0 + $1.0 }, kr = recent.reduce(0) { $0 + $1.0 }
         let ep = previous.reduce(0) { $0 + $1.1 } / 3600, er = recent.reduce(0) { $0 + $1.1 } / 3600
-        let up = Stats.rateRatioUpperP(kr, er, kp, ep)
-        let down = Stats.rateRatioLowerP(kr, er, kp, ep)
-        let p = min(1, 2 * min(up, down))
         let rr = Double(kr) / er, rp = Double(kp) / ep
-        let verdict: TrendVerdict = p >= options.alpha ? .stable : (up < down ? .worsening : .improving)
         // Least-squares slope of the rate against bucket index, converted to per hour per hour.
         let rates = window.map { Double($0.0) / ($0.1 / 3600) }
         let n = Double(rates.count)
