@@ -46,8 +46,9 @@ public struct BlastRadiusOptions: Sendable, Hashable {
     /// NOT_AFFECTED also needs the upper confidence bound of the lift at or below this value.
     public var unaffectedMaxLiftUpper: Double = 0.75
     /// Significance level of the explanation tests (child vs parent rate, segment vs the rest).
-    /// `nil`: alpha divided by the number of AFFECTED candidates (Bonferroni over the candidates),
-    /// so a child survives its parent only when it clearly differs.
+    /// `nil`: alpha divided by the size of the tested family (Bonferroni over every comparison
+    /// that could have been made: the children that reach this step were selected for being
+    /// high, so a weaker level lets chance interactions through).
     public var explanationAlpha: Double? = nil
     /// Cap on the `combinations` list of the result (AFFECTED combinations, explained or not,
     /// by adjusted p-value).
@@ -171,9 +172,13 @@ public enum BlastRadiusEngine {
             let n = min(rawN, bigN)
             guard n >= options.minPopulation else { continue }
             if let second = key.second {
+                let firstKey = SegmentKey(key.first), secondKey = SegmentKey(second)
                 guard options.searchCombinations,
-                      reportersOf(SegmentKey(key.first)) >= minObserved,
-                      reportersOf(SegmentKey(second)) >= minObserved
+                      reportersOf(firstKey) >= minObserved,
+                      reportersOf(secondKey) >= minObserved,
+                      // A combination equal to one of its parents (country=FI & region=eu-north
+                      // when FI lies in eu-north) is that parent again: not a new hypothesis.
+                      population[firstKey] != rawN, population[secondKey] != rawN
                 else { continue }
                 familySize += 1
                 let k = min(reportersOf(key), n)
@@ -261,14 +266,21 @@ public enum BlastRadiusEngine {
             if x.adjustedPValueAbove != y.adjustedPValueAbove { return x.adjustedPValueAbove < y.adjustedPValueAbove }
             return x.segment < y.segment
         }
-        let level = options.explanationAlpha ?? options.alpha / Double(max(1, candidates.count))
+        let level = options.explanationAlpha ?? options.alpha / Double(max(1, familySize))
         func explains(_ x: Int, by y: Int) -> Bool {
             context.isExplained(entries[x], by: entries[y], level: level)
         }
-        // Pass 1, general to specific: a candidate is explained by an already reported one.
+        var byKey: [SegmentKey: Int] = [:]
+        for i in candidates { byKey[entries[i].segment] = i }
+        // Pass 1, general to specific: a candidate is explained by an already reported one, or
+        // (for a combination) by an AFFECTED parent that is itself explained (country=FI &
+        // tier=free by country=FI, which platform=android explains).
         var reported: [Int] = []
         for x in candidates {
             if let y = reported.first(where: { explains(x, by: $0) }) {
+                entries[x].explainedBy = entries[y].segment
+            } else if let y = entries[x].segment.parents.lazy.compactMap({ byKey[$0] })
+                .first(where: { entries[$0].explainedBy != nil && explains(x, by: $0) }) {
                 entries[x].explainedBy = entries[y].segment
             } else {
                 reported.append(x)
@@ -291,8 +303,6 @@ public enum BlastRadiusEngine {
         }
         // Explained entries point at a reported root when their explainer was later explained.
         let reportedSet = Set(reported.map { entries[$0].segment })
-        var byKey: [SegmentKey: Int] = [:]
-        for i in candidates { byKey[entries[i].segment] = i }
         for i in candidates {
             var hops = 0
             while let e = entries[i].explainedBy, !reportedSet.contains(e), let j = byKey[e],
