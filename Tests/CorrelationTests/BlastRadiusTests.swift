@@ -185,5 +185,16 @@ final class BlastRadiusTests: XCTestCase {
         #endif
         print("[perf] \(mode) build: keys population=\(population.count) reporters=\(reporters.count) tested=\(result!.testedSegments) affected=\(result!.affected.map(\.segment.description)) compute ms=\(timings.map { String(format: "%.1f", $0) })")
         XCTAssertTrue(result!.affectedKeys.contains("feature=v7"))
+
+        // The realistic shape: the 40k-customer synthetic base (all its 1-D and 2-D keys).
+        let r = world.reporters(seed: 1) { $0.region == "eu-central" || $0.region == "eu-south" }
+        var small: [Double] = []
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            _ = world.blastRadius(r)
+            let elapsed = ContinuousClock.now - start
+            small.append(Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15)
+        }
+        print("[perf] \(mode) build: synthetic base keys population=\(world.counts.count) reporters=\(r.counts.count) compute ms=\(small.map { String(format: "%.2f", $0) })")
     }
 }

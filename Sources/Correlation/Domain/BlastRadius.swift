@@ -168,17 +168,20 @@ public enum BlastRadiusEngine {
         var familySize = 0
         var oneD: [Cell] = []
         var twoD: [Cell] = []
+        // 1-D population of the supported conditions: one lookup per parent in the 2-D pass.
+        var supported: [SegmentCondition: Int] = [:]
+        for (key, k) in reporters where key.second == nil && k >= minObserved {
+            supported[key.first] = population[key] ?? 0
+        }
         for (key, rawN) in population {
             let n = min(rawN, bigN)
             guard n >= options.minPopulation else { continue }
             if let second = key.second {
-                let firstKey = SegmentKey(key.first), secondKey = SegmentKey(second)
                 guard options.searchCombinations,
-                      reportersOf(firstKey) >= minObserved,
-                      reportersOf(secondKey) >= minObserved,
+                      let nFirst = supported[key.first], let nSecond = supported[second],
                       // A combination equal to one of its parents (country=FI & region=eu-north
                       // when FI lies in eu-north) is that parent again: not a new hypothesis.
-                      population[firstKey] != rawN, population[secondKey] != rawN
+                      nFirst != rawN, nSecond != rawN
                 else { continue }
                 familySize += 1
                 let k = min(reportersOf(key), n)
