@@ -183,6 +183,18 @@ final class BlastRadiusTests: XCTestCase {
         #else
         let mode = "release"
         #endif
+        // Reference floor: one pass over the population with one reporter lookup per key, the
+        // least any engine over these dictionaries must do.
+        var floor: [Double] = []
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            var sum = 0
+            for (key, n) in population where n >= 20 { sum &+= reporters[key] ?? 0 }
+            let elapsed = ContinuousClock.now - start
+            floor.append(Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15)
+            XCTAssertGreaterThan(sum, 0)
+        }
+        print("[perf] \(mode) build: reference (iterate + 1 lookup per key) ms=\(floor.map { String(format: "%.1f", $0) })")
         print("[perf] \(mode) build: keys population=\(population.count) reporters=\(reporters.count) tested=\(result!.testedSegments) affected=\(result!.affected.map(\.segment.description)) compute ms=\(timings.map { String(format: "%.1f", $0) })")
         XCTAssertTrue(result!.affectedKeys.contains("feature=v7"))
 

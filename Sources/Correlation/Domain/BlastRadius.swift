@@ -292,16 +292,12 @@ public enum BlastRadiusEngine {
         // Pass 2: a reported segment whose whole excess sits in a more specific reported one
         // (e.g. region=eu-south when only region=eu-south & platform=android is hit) is
         // explained by it, unless the explanation also runs the other way.
-        var changed = true
-        while changed {
-            changed = false
-            for x in reported {
-                if let y = reported.first(where: { $0 != x && explains(x, by: $0) && !explains($0, by: x) }) {
-                    entries[x].explainedBy = entries[y].segment
-                    reported.removeAll { $0 == x }
-                    changed = true
-                    break
-                }
+        // One sweep suffices: whether x is explained by y depends on x and y only, and the set
+        // of possible explainers only shrinks, so a segment kept once stays kept.
+        for x in reported {
+            if let y = reported.first(where: { $0 != x && explains(x, by: $0) && !explains($0, by: x) }) {
+                entries[x].explainedBy = entries[y].segment
+                reported.removeAll { $0 == x }
             }
         }
         // Explained entries point at a reported root when their explainer was later explained.

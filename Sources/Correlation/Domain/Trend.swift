@@ -57,7 +57,15 @@ public struct SegmentTrend: Sendable, Hashable {
 
 /// Verdict on a mitigation (mirrors `MitigationEffect.Verdict`).
 public enum MitigationVerdict: String, Sendable, Hashable {
-    case effective, noEffect, worsened, tooEarly
+    /// The rate after is significantly lower.
+    case effective
+    /// No significant change.
+    case noEffect
+    /// The rate after is significantly higher.
+    case worsened
+    /// Less than ``TrendOptions/minObservationAfterMitigation`` has passed, or there is no
+    /// complete bucket before the mitigation to compare with.
+    case tooEarly
 }
 
 /// Effect of one mitigation on the report rate (mirrors `MitigationEffect`).
