@@ -72,6 +72,16 @@ final class BlastRadiusTests: XCTestCase {
         report("teapot", result)
         XCTAssertEqual(result.affectedKeys, ["feature=teapot-customization"])
         XCTAssertGreaterThan(result.affected[0].lift, 4)
+        // Its significant combinations are listed, each explained by the feature.
+        XCTAssertFalse(result.combinations.isEmpty)
+        for combo in result.combinations {
+            XCTAssertEqual(combo.explainedBy, SegmentKey(.feature, "teapot-customization"), "\(combo.segment)")
+        }
+        // Entries carry the figures of the test that decided them.
+        for e in result.perDimension {
+            XCTAssertEqual(e.pValue, e.verdict == .notAffected ? e.pValueBelow! : e.pValueAbove)
+            XCTAssertEqual(e.shareOfReports, Double(e.observed) / Double(result.reportingCustomers), accuracy: 1e-12)
+        }
     }
 
     /// (5) Interaction: only Android in eu-south. The pair is reported; the two 1-D parents are

@@ -127,6 +127,18 @@ final class TrendTests: XCTestCase {
         XCTAssertEqual(spread.first?.adjacentTo, south)
         // Nothing else spread, and the unaffected regions never became significant.
         XCTAssertNil(times[SegmentKey(.region, "eu-north")])
+
+        // A sliding window of 3 buckets sees eu-central join sooner than the cumulative counts.
+        let windowed = SpreadDetector.firstSignificantTimes(
+            buckets: buckets, bucketWidth: width, population: world.counts, populationTotal: world.customers.count,
+            windowBuckets: 3)
+        print("[cascade] sliding window: \(windowed.map { "\($0.key)@\(Int($0.value.timeIntervalSince(t0) / 60))min" }.sorted())")
+        XCTAssertNotNil(windowed[central])
+        XCTAssertLessThanOrEqual(windowed[central]!, times[central]!)
+        XCTAssertGreaterThanOrEqual(windowed[central]!, t0.addingTimeInterval(6 * width))
+        let windowedSpread = SpreadDetector.detect(firstSignificant: windowed, neighbours: neighbours, minDelay: width)
+        XCTAssertEqual(windowedSpread.map(\.segment), [central])
+        XCTAssertEqual(windowedSpread.first?.adjacentTo, south)
     }
 
     func testSpreadWithoutAdjacencyAndSimultaneousOnset() {

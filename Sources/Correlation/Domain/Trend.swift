@@ -344,22 +344,32 @@ public enum SpreadDetector {
         return spread
     }
 
-    /// When each 1-D segment first became AFFECTED, by re-running the blast-radius test on the
-    /// cumulative counts at the end of every bucket (the `segments` of the buckets should be
-    /// first reports of distinct customers, so cumulative sums are distinct counts).
+    /// When each 1-D segment first became AFFECTED, by re-running the blast-radius test at the
+    /// end of every bucket on the counts so far (`windowBuckets == nil`) or on the counts of the
+    /// last `windowBuckets` buckets (a sliding window: a segment joining late stands out sooner,
+    /// as it is not diluted by the early reports of the first segments). The `segments` of the
+    /// buckets should be first reports of distinct customers, so sums are distinct counts; pass
+    /// the keys of the dimension whose spread matters (typically region).
     public static func firstSignificantTimes(
         buckets: [TimeBucketCounts], bucketWidth: TimeInterval, population: SegmentCounts,
-        populationTotal: Int, options: BlastRadiusOptions = BlastRadiusOptions()
+        populationTotal: Int, windowBuckets: Int? = nil,
+        options: BlastRadiusOptions = BlastRadiusOptions()
     ) -> [SegmentKey: Date] {
         var opts = options
         opts.searchCombinations = false
         let onePopulation = population.filter { $0.key.depth == 1 }
+        let ordered = buckets.sorted(by: { $0.start < $1.start })
         var cumulative: SegmentCounts = [:]
         var total = 0
         var result: [SegmentKey: Date] = [:]
-        for bucket in buckets.sorted(by: { $0.start < $1.start }) {
+        for (index, bucket) in ordered.enumerated() {
             total += bucket.total
             for (key, count) in bucket.segments where key.depth == 1 { cumulative[key, default: 0] += count }
+            if let w = windowBuckets, w > 0, index >= w {
+                let old = ordered[index - w]
+                total -= old.total
+                for (key, count) in old.segments where key.depth == 1 { cumulative[key, default: 0] -= count }
+            }
             let radius = BlastRadiusEngine.compute(
                 population: onePopulation, populationTotal: populationTotal,
                 reporters: cumulative, reportersTotal: total, options: opts)
