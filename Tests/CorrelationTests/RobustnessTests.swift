@@ -32,7 +32,29 @@ final class RobustnessTests: XCTestCase {
         },
         Scenario(name: "tier", expected: ["tier=enterprise"], elevated: 0.03) { $0.tier == "enterprise" },
         Scenario(name: "country", expected: ["country=DE"], elevated: 0.02) { $0.country == "DE" },
+        // Two independent causes at once.
+        Scenario(name: "two-causes", expected: ["platform=ios", "feature=teapot-customization"], elevated: 0.02) { c in
+            c.features.contains("teapot-customization") || c.platforms.contains { $0.platform == "ios" }
+        },
+        Scenario(name: "country+feature", expected: ["country=IT", "feature=webhooks"], elevated: 0.02) {
+            $0.country == "IT" || $0.features.contains("webhooks")
+        },
+        Scenario(name: "small-feature", expected: ["feature=beta-dashboard"], elevated: 0.02) {
+            $0.features.contains("beta-dashboard")
+        },
     ]
+
+    /// A broad incident (everyone but eu-north): no segment can stand far above a base rate that
+    /// the incident itself sets, but eu-north is clearly not affected.
+    func testBroadIncidentNamesWhereItIsNot() {
+        let world = SyntheticPopulation.shared
+        for seed in UInt64(7)..<10 {
+            let result = world.blastRadius(world.reporters(seed: seed) { $0.region != "eu-north" })
+            XCTAssertTrue(result.unaffectedKeys.contains("region=eu-north"), result.summary)
+            XCTAssertTrue(result.affected.allSatisfy { $0.segment.first.dimension == .region && $0.segment.depth == 1 },
+                          result.summary)
+        }
+    }
 
     func testScenariosAcrossSeedsAndPopulations() {
         let populations = [SyntheticPopulation.shared, SyntheticPopulation.generate(count: 25_000, seed: 0xBEEF)]
