@@ -565,7 +565,18 @@ struct lgrpc_client_call final
       ev.ok = ok ? 1 : 0;
       ev.metadata = md.data();
       ev.metadata_count = md.size();
+      if (!ok) {
+        // Trailers-only response or failed call: nothing more can be written; reads that
+        // are already pending still complete. Let OnDone come without a further read.
+        std::lock_guard<std::recursive_mutex> g(mu);
+        write_closed = true;
+        if (!read_pending) read_closed = true;
+      }
       emit(ev);
+      if (!ok) {
+        std::lock_guard<std::recursive_mutex> g(mu);
+        drop_hold_locked();
+      }
     } catch (...) {
     }
   }

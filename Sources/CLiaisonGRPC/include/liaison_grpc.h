@@ -35,6 +35,9 @@
  *    not-yet-released-by-you handle is safe (it fails with LGRPC_ERR_CLOSED).
  *  - The per-call `ctx` you supplied is never used after LGRPC_EVENT_DONE returns: release
  *    your context in the DONE handler.
+ *  - Client: DONE arrives once the server's status is in AND the shim knows you will start no
+ *    more operations: a read completed with ok = 0, INITIAL_METADATA completed with ok = 0
+ *    (trailers-only response), or you released the call. So read until ok = 0 (or release).
  */
 #ifndef LIAISON_GRPC_H
 #define LIAISON_GRPC_H
