@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -150,6 +151,43 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const lgrpc_tls *tls
 }
 
 class GenericService;
+
+// Releases channel (GenericStub) references on a thread of its own. grpc 1.51 crashes
+// (Subchannel::Orphan) when the last reference to a channel is dropped on one of its own
+// callback threads — which is exactly where a call's OnDone runs. So neither a finished call
+// nor lgrpc_channel_destroy ever drops a channel reference inline: they hand it here.
+class Reaper {
+ public:
+  static Reaper &get() {
+    static Reaper *r = new Reaper();  // never destroyed: its thread may outlive main()
+    return *r;
+  }
+  void drop(std::shared_ptr<grpc::GenericStub> stub) {
+    if (!stub) return;
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(std::move(stub));
+    cv_.notify_one();
+  }
+
+ private:
+  Reaper() {
+    std::thread([this] { run(); }).detach();
+  }
+  void run() {
+    std::vector<std::shared_ptr<grpc::GenericStub>> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return !queue_.empty(); });
+        batch.swap(queue_);
+      }
+      batch.clear();  // may destroy channels: safe here
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<grpc::GenericStub>> queue_;
+};
 
 }  // namespace
 
@@ -537,7 +575,10 @@ struct lgrpc_channel {
 struct lgrpc_client_call final
     : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
   lgrpc_client_call() { g_live_calls.fetch_add(1); }
-  ~lgrpc_client_call() override { g_live_calls.fetch_sub(1); }
+  ~lgrpc_client_call() override {
+    Reaper::get().drop(std::move(stub));  // often runs inside OnDone, on a gRPC thread
+    g_live_calls.fetch_sub(1);
+  }
 
   void unref() {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -726,7 +767,9 @@ lgrpc_channel *lgrpc_channel_create(const char *target, const lgrpc_channel_conf
 }
 
 void lgrpc_channel_destroy(lgrpc_channel *channel) {
+  if (channel == nullptr) return;
   try {
+    Reaper::get().drop(std::move(channel->stub));
     delete channel;
   } catch (...) {
   }

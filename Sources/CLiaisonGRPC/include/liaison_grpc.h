@@ -221,8 +221,10 @@ typedef struct lgrpc_channel_config {
 } lgrpc_channel_config;
 
 /** Creates a channel to `target` (e.g. "ipv4:127.0.0.1:1,127.0.0.1:2", "dns:///host:port",
- *  "127.0.0.1:50051"). Connects lazily. Destroy with lgrpc_channel_destroy; calls still
- *  running keep the underlying connection alive until they are DONE. */
+ *  "127.0.0.1:50051"). Connects lazily. Destroy with lgrpc_channel_destroy (any thread,
+ *  including inside a callback); calls still running keep the underlying connection alive
+ *  until they are DONE. The grpc channel itself is always torn down on a shim-owned thread:
+ *  grpc 1.51 crashes when a channel's last reference goes away on its own callback thread. */
 lgrpc_channel *lgrpc_channel_create(const char *target, const lgrpc_channel_config *config,
                                     lgrpc_status *status);
 void lgrpc_channel_destroy(lgrpc_channel *channel);
