@@ -389,7 +389,8 @@ final class TransportTests: XCTestCase {
                     server.beginGracefulShutdown()
                     try await inflight.waitForAll()
                 }
-                XCTAssertEqual(probe.count("hang.cancelled"), calls)
+                let cancelled = await probe.wait("hang.cancelled", atLeast: calls)
+                XCTAssertTrue(cancelled, "cancelled handlers: \(probe.count("hang.cancelled")) of \(calls)")
             }
             try await group.waitForAll()
         }
