@@ -224,19 +224,22 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
 
   void OnReadDone(bool ok) override {
     try {
+      // Take the message out of read_buf first: once read_pending is false (and certainly
+      // once the event is delivered) the caller may start the next read into read_buf.
+      grpc::ByteBuffer message;
+      message.Swap(&read_buf);
       std::vector<grpc::Slice> slices;
       std::string storage;
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_READ;
       ev.ok = ok ? 1 : 0;
-      if (ok && !flatten(read_buf, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
+      if (ok && !flatten(message, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
         read_pending = false;
         if (!ev.ok) read_closed = true;
       }
       emit(ev);
-      read_buf.Clear();
     } catch (...) {
     }
   }
@@ -624,12 +627,15 @@ struct lgrpc_client_call final
 
   void OnReadDone(bool ok) override {
     try {
+      // See the server's OnReadDone: never touch read_buf after read_pending is cleared.
+      grpc::ByteBuffer message;
+      message.Swap(&read_buf);
       std::vector<grpc::Slice> slices;
       std::string storage;
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_READ;
       ev.ok = ok ? 1 : 0;
-      if (ok && !flatten(read_buf, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
+      if (ok && !flatten(message, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
         read_pending = false;
@@ -641,7 +647,6 @@ struct lgrpc_client_call final
         }
       }
       emit(ev);
-      read_buf.Clear();
       if (!ev.ok) {
         std::lock_guard<std::recursive_mutex> g(mu);
         drop_hold_locked();

@@ -471,6 +471,28 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    func testMaxConnectionAgeAndKeepaliveAreTransparentToCalls() async throws {
+        // Connections are recycled every 200 ms (GOAWAY) while keepalive pings run; calls
+        // spread over several connection lifetimes must all succeed.
+        let probe = Probe()
+        let server = ShimServerTransport.Config(
+            listenAddress: "127.0.0.1:0",
+            keepaliveTime: .milliseconds(100),
+            keepaliveTimeout: .seconds(5),
+            maxConnectionAge: .milliseconds(200),
+            maxConnectionAgeGrace: .seconds(5)
+        )
+        let client = ShimClientTransport.Config(keepaliveTime: .milliseconds(100), keepaliveTimeout: .seconds(5))
+        try await withServerAndClient(services: [EchoService(probe: probe)], serverConfig: server, clientConfig: client) { client, _, _ in
+            for i in 0..<30 {
+                let r = try await client.get([UInt8(i)])
+                XCTAssertEqual(try r.message, [UInt8(i)])
+                try await Task.sleep(for: .milliseconds(30))
+            }
+        }
+        XCTAssertEqual(probe.count("get"), 30)
+    }
+
     // MARK: Health
 
     func testHealthFollowsTheApplication() async throws {

@@ -247,8 +247,10 @@ int lgrpc_client_call_writes_done(lgrpc_client_call *call, lgrpc_status *status)
 /** Cancels the call. If it was never started, DONE(CANCELLED) is delivered synchronously on
  *  the calling thread instead. Safe to call any number of times. */
 void lgrpc_client_call_cancel(lgrpc_client_call *call);
-/** Drops the caller's reference. A started call that is not DONE keeps running; cancel it
- *  first if you no longer want it. */
+/** Drops the caller's reference and promises to start no further operation. A started call
+ *  that is not DONE runs to its end (cancel it first if you no longer want it) and still
+ *  delivers DONE to `ctx`. A call that was never started is cancelled: DONE(CANCELLED) is
+ *  delivered synchronously, on the calling thread, before this returns. */
 void lgrpc_client_call_release(lgrpc_client_call *call);
 
 /** Number of shim call objects alive (server + client); for leak tests. */
