@@ -377,6 +377,7 @@ private func shimServerOnNewCall(
     )
     // Retained until the DONE event.
     let ctx = Unmanaged.passRetained(box).toOpaque()
+    box.prime()
     core.accept(box)
     return ctx
 }
@@ -417,8 +418,23 @@ final class ServerCallBox: @unchecked Sendable {
     let localPeer: String
     let metadata: Metadata
 
+    /// Reads run one ahead of the consumer (one read in flight or one message held, never
+    /// more): the first read starts as soon as the call arrives, and the next one when the
+    /// consumer takes a message. Writes are started without waiting for their completion;
+    /// the next write (or the shim, for finish) waits for it. Both keep at most one message
+    /// in flight per direction, so flow control still holds.
+    private enum Held {
+        case nothing
+        case message([UInt8])
+        case end
+    }
+
     private struct State {
+        var held = Held.nothing
+        var readInFlight = false
         var readWaiter: UnsafeContinuation<[UInt8]?, Never>?
+        var writeInFlight = false
+        var lastWriteOK = true
         var writeWaiter: UnsafeContinuation<Bool, Never>?
         var handle: ServerContext.RPCCancellationHandle?
         var task: Task<Void, Never>?
@@ -451,15 +467,23 @@ final class ServerCallBox: @unchecked Sendable {
     // Events (gRPC threads; never block).
 
     func readCompleted(_ bytes: [UInt8]?) {
-        let w = state.withLock { st in
-            defer { st.readWaiter = nil }
-            return st.readWaiter
+        let w: UnsafeContinuation<[UInt8]?, Never>? = state.withLock { st in
+            st.readInFlight = false
+            if let w = st.readWaiter {
+                st.readWaiter = nil
+                if bytes == nil { st.held = .end }
+                return w
+            }
+            st.held = bytes.map { .message($0) } ?? .end
+            return nil
         }
         w?.resume(returning: bytes)
     }
 
     func writeCompleted(ok: Bool) {
-        let w = state.withLock { st in
+        let w: UnsafeContinuation<Bool, Never>? = state.withLock { st in
+            st.writeInFlight = false
+            if !ok { st.lastWriteOK = false }
             defer { st.writeWaiter = nil }
             return st.writeWaiter
         }
@@ -490,6 +514,10 @@ final class ServerCallBox: @unchecked Sendable {
             st.done = true
             st.finished = true
             st.task = nil
+            st.readInFlight = false
+            st.writeInFlight = false
+            st.lastWriteOK = false
+            if case .nothing = st.held { st.held = .end }
             defer {
                 st.readWaiter = nil
                 st.writeWaiter = nil
@@ -502,41 +530,107 @@ final class ServerCallBox: @unchecked Sendable {
 
     // Operations (called sequentially by the reader / the writer).
 
-    func read() async -> [UInt8]? {
-        await withUnsafeContinuation { cont in
-            let proceed = state.withLock { st in
-                if st.done { return false }
-                st.readWaiter = cont
-                return true
-            }
-            guard proceed else { return cont.resume(returning: nil) }
-            if lgrpc_server_call_read(call, nil) != 0 {
-                let w = state.withLock { st in
-                    defer { st.readWaiter = nil }
-                    return st.readWaiter
-                }
-                w?.resume(returning: nil)
-            }
+    /// Starts the first read at once (on the gRPC thread that announced the call).
+    func prime() {
+        let start: Bool = state.withLock { st in
+            if st.readInFlight || st.done { return false }
+            st.readInFlight = true
+            return true
         }
+        if start { startRead() }
     }
 
-    func write(_ bytes: [UInt8]) async -> Bool {
-        await withUnsafeContinuation { cont in
-            let proceed = state.withLock { st in
-                if st.done || st.finished { return false }
-                st.writeWaiter = cont
-                return true
-            }
-            guard proceed else { return cont.resume(returning: false) }
-            let rc = bytes.withUnsafeBufferPointer { lgrpc_server_call_write(call, $0.baseAddress, $0.count, nil) }
-            if rc != 0 {
-                let w = state.withLock { st in
-                    defer { st.writeWaiter = nil }
-                    return st.writeWaiter
-                }
-                w?.resume(returning: false)
+    private func startRead() {
+        if lgrpc_server_call_read(call, nil) != 0 { readCompleted(nil) }
+    }
+
+    /// Starts the read after the one just consumed, unless one is in flight or held.
+    private func readAhead() {
+        let start: Bool = state.withLock { st in
+            guard !st.readInFlight, !st.done, case .nothing = st.held else { return false }
+            st.readInFlight = true
+            return true
+        }
+        if start { startRead() }
+    }
+
+    func read() async -> [UInt8]? {
+        enum Now { case message([UInt8]), end, wait }
+        let now: Now = state.withLock { st in
+            switch st.held {
+            case .message(let m):
+                st.held = .nothing
+                return .message(m)
+            case .end:
+                return .end
+            case .nothing:
+                return .wait
             }
         }
+        switch now {
+        case .message(let m):
+            readAhead()
+            return m
+        case .end:
+            return nil
+        case .wait:
+            break
+        }
+        let result: [UInt8]? = await withUnsafeContinuation { cont in
+            enum Then { case resume([UInt8]?), startAndWait, wait }
+            let then: Then = state.withLock { st in
+                switch st.held {
+                case .message(let m):
+                    st.held = .nothing
+                    return .resume(m)
+                case .end:
+                    return .resume(nil)
+                case .nothing:
+                    st.readWaiter = cont
+                    if st.readInFlight { return .wait }
+                    st.readInFlight = true
+                    return .startAndWait
+                }
+            }
+            switch then {
+            case .resume(let r): cont.resume(returning: r)
+            case .startAndWait: startRead()
+            case .wait: break
+            }
+        }
+        if result != nil { readAhead() }
+        return result
+    }
+
+    /// Starts writing `bytes` once the previous write completed; does not wait for this one.
+    /// Returns false if the stream can no longer be written.
+    func write(_ bytes: [UInt8]) async -> Bool {
+        // Wait for the previous write.
+        let previousOK: Bool = await withUnsafeContinuation { cont in
+            let now: Bool? = state.withLock { st in
+                if st.done || st.finished { return false }
+                if !st.writeInFlight { return st.lastWriteOK }
+                st.writeWaiter = cont
+                return nil
+            }
+            if let now { cont.resume(returning: now) }
+        }
+        guard previousOK else { return false }
+        let proceed: Bool = state.withLock { st in
+            if st.done || st.finished || st.writeInFlight { return false }
+            st.writeInFlight = true
+            return true
+        }
+        guard proceed else { return false }
+        let rc = bytes.withUnsafeBufferPointer { lgrpc_server_call_write(call, $0.baseAddress, $0.count, nil) }
+        if rc != 0 {
+            state.withLock { st in
+                st.writeInFlight = false
+                st.lastWriteOK = false
+            }
+            return false
+        }
+        return true
     }
 
     func sendInitialMetadata(_ metadata: Metadata) throws {
