@@ -418,19 +418,20 @@ final class ServerCallBox: @unchecked Sendable {
     let localPeer: String
     let metadata: Metadata
 
-    /// Reads run one ahead of the consumer (one read in flight or one message held, never
-    /// more): the first read starts as soon as the call arrives, and the next one when the
-    /// consumer takes a message. Writes are started without waiting for their completion;
-    /// the next write (or the shim, for finish) waits for it. Both keep at most one message
-    /// in flight per direction, so flow control still holds.
+    /// Reads run ahead of the consumer by at most `readAheadLimit` messages (held here or in
+    /// flight): the first read starts as soon as the call arrives, so a unary request and its
+    /// end-of-stream are usually in hand before the handler asks. Writes are started without
+    /// waiting for their completion; the next write (or the shim, for finish) waits for it.
+    /// Both directions stay bounded, so flow control still holds.
     private enum Held {
-        case nothing
         case message([UInt8])
         case end
     }
+    private static let readAheadLimit = 2
 
     private struct State {
-        var held = Held.nothing
+        var held: [Held] = []
+        var heldHead = 0
         var readInFlight = false
         var readWaiter: UnsafeContinuation<[UInt8]?, Never>?
         var writeInFlight = false
@@ -441,6 +442,33 @@ final class ServerCallBox: @unchecked Sendable {
         var cancelled = false
         var finished = false
         var done = false
+
+        var heldCount: Int { held.count - heldHead }
+        var ended: Bool {
+            if case .end? = held.last { return true }
+            return false
+        }
+
+        mutating func append(_ h: Held) { held.append(h) }
+
+        mutating func take() -> Held? {
+            guard heldHead < held.count else { return nil }
+            let h = held[heldHead]
+            if case .end = h { return h }  // end is sticky
+            heldHead += 1
+            if heldHead == held.count {
+                held.removeAll(keepingCapacity: true)
+                heldHead = 0
+            }
+            return h
+        }
+
+        /// Marks a read as started if the read-ahead budget allows one.
+        mutating func claimReadAhead() -> Bool {
+            if readInFlight || done || ended || heldCount + 1 > ServerCallBox.readAheadLimit { return false }
+            readInFlight = true
+            return true
+        }
     }
     private let state = Mutex(State())
 
@@ -467,17 +495,18 @@ final class ServerCallBox: @unchecked Sendable {
     // Events (gRPC threads; never block).
 
     func readCompleted(_ bytes: [UInt8]?) {
-        let w: UnsafeContinuation<[UInt8]?, Never>? = state.withLock { st in
+        let (w, more): (UnsafeContinuation<[UInt8]?, Never>?, Bool) = state.withLock { st in
             st.readInFlight = false
             if let w = st.readWaiter {
                 st.readWaiter = nil
-                if bytes == nil { st.held = .end }
-                return w
+                if bytes == nil { st.append(.end) }
+                return (w, false)
             }
-            st.held = bytes.map { .message($0) } ?? .end
-            return nil
+            st.append(bytes.map { .message($0) } ?? .end)
+            return (nil, st.claimReadAhead())
         }
         w?.resume(returning: bytes)
+        if more { startRead() }
     }
 
     func writeCompleted(ok: Bool) {
@@ -517,7 +546,7 @@ final class ServerCallBox: @unchecked Sendable {
             st.readInFlight = false
             st.writeInFlight = false
             st.lastWriteOK = false
-            if case .nothing = st.held { st.held = .end }
+            if !st.ended { st.append(.end) }
             defer {
                 st.readWaiter = nil
                 st.writeWaiter = nil
@@ -532,60 +561,37 @@ final class ServerCallBox: @unchecked Sendable {
 
     /// Starts the first read at once (on the gRPC thread that announced the call).
     func prime() {
-        let start: Bool = state.withLock { st in
-            if st.readInFlight || st.done { return false }
-            st.readInFlight = true
-            return true
-        }
-        if start { startRead() }
+        if state.withLock({ $0.claimReadAhead() }) { startRead() }
     }
 
     private func startRead() {
         if lgrpc_server_call_read(call, nil) != 0 { readCompleted(nil) }
     }
 
-    /// Starts the read after the one just consumed, unless one is in flight or held.
     private func readAhead() {
-        let start: Bool = state.withLock { st in
-            guard !st.readInFlight, !st.done, case .nothing = st.held else { return false }
-            st.readInFlight = true
-            return true
-        }
-        if start { startRead() }
+        if state.withLock({ $0.claimReadAhead() }) { startRead() }
     }
 
     func read() async -> [UInt8]? {
-        enum Now { case message([UInt8]), end, wait }
-        let now: Now = state.withLock { st in
-            switch st.held {
-            case .message(let m):
-                st.held = .nothing
-                return .message(m)
-            case .end:
-                return .end
-            case .nothing:
-                return .wait
-            }
-        }
+        let now: Held? = state.withLock { $0.take() }
         switch now {
-        case .message(let m):
+        case .message(let m)?:
             readAhead()
             return m
-        case .end:
+        case .end?:
             return nil
-        case .wait:
+        case nil:
             break
         }
         let result: [UInt8]? = await withUnsafeContinuation { cont in
             enum Then { case resume([UInt8]?), startAndWait, wait }
             let then: Then = state.withLock { st in
-                switch st.held {
-                case .message(let m):
-                    st.held = .nothing
+                switch st.take() {
+                case .message(let m)?:
                     return .resume(m)
-                case .end:
+                case .end?:
                     return .resume(nil)
-                case .nothing:
+                case nil:
                     st.readWaiter = cont
                     if st.readInFlight { return .wait }
                     st.readInFlight = true

@@ -187,7 +187,9 @@ int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown
  *  Must not be called from a gRPC callback. */
 void lgrpc_server_destroy(lgrpc_server *server);
 
-/** Server call operations. `md` arrays are borrowed. */
+/** Server call operations. `md` arrays are borrowed.
+ *  send_initial_metadata queues the response headers; as in grpc++, they are sent together
+ *  with the first message or with the status, whichever comes first. At most once. */
 int lgrpc_server_call_send_initial_metadata(lgrpc_server_call *call, const lgrpc_metadata *md,
                                             size_t count, lgrpc_status *status);
 /** Starts one read; LGRPC_EVENT_READ follows. */
