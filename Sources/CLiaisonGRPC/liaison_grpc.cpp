@@ -30,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -152,20 +153,20 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const lgrpc_tls *tls
 
 class GenericService;
 
-// Releases channel (GenericStub) references on a thread of its own. grpc 1.51 crashes
+// Destroys client-side objects on a thread of its own. grpc 1.51 crashes
 // (Subchannel::Orphan) when the last reference to a channel is dropped on one of its own
-// callback threads — which is exactly where a call's OnDone runs. So neither a finished call
-// nor lgrpc_channel_destroy ever drops a channel reference inline: they hand it here.
+// callback threads — which is exactly where a call's OnDone runs, and a client call holds
+// channel references (its GenericStub and its ClientContext). So a client call whose last
+// reference goes away is deleted here, and lgrpc_channel_destroy hands its stub here too.
 class Reaper {
  public:
   static Reaper &get() {
     static Reaper *r = new Reaper();  // never destroyed: its thread may outlive main()
     return *r;
   }
-  void drop(std::shared_ptr<grpc::GenericStub> stub) {
-    if (!stub) return;
+  void drop(std::function<void()> destroy) {
     std::lock_guard<std::mutex> g(mu_);
-    queue_.push_back(std::move(stub));
+    queue_.push_back(std::move(destroy));
     cv_.notify_one();
   }
 
@@ -174,19 +175,25 @@ class Reaper {
     std::thread([this] { run(); }).detach();
   }
   void run() {
-    std::vector<std::shared_ptr<grpc::GenericStub>> batch;
+    std::vector<std::function<void()>> batch;
     for (;;) {
       {
         std::unique_lock<std::mutex> l(mu_);
         cv_.wait(l, [this] { return !queue_.empty(); });
         batch.swap(queue_);
       }
-      batch.clear();  // may destroy channels: safe here
+      for (auto &f : batch) {
+        try {
+          f();  // may destroy channels: safe here
+        } catch (...) {
+        }
+      }
+      batch.clear();
     }
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::shared_ptr<grpc::GenericStub>> queue_;
+  std::vector<std::function<void()>> queue_;
 };
 
 }  // namespace
@@ -579,13 +586,14 @@ struct lgrpc_channel {
 struct lgrpc_client_call final
     : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
   lgrpc_client_call() { g_live_calls.fetch_add(1); }
-  ~lgrpc_client_call() override {
-    Reaper::get().drop(std::move(stub));  // often runs inside OnDone, on a gRPC thread
-    g_live_calls.fetch_sub(1);
-  }
+  ~lgrpc_client_call() override { g_live_calls.fetch_sub(1); }
 
+  // The last reference often goes away inside OnDone, on a gRPC thread: delete on the
+  // reaper thread instead (see Reaper).
   void unref() {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      Reaper::get().drop([this] { delete this; });
+    }
   }
 
   void emit(const lgrpc_event &ev) {
@@ -775,8 +783,7 @@ lgrpc_channel *lgrpc_channel_create(const char *target, const lgrpc_channel_conf
 void lgrpc_channel_destroy(lgrpc_channel *channel) {
   if (channel == nullptr) return;
   try {
-    Reaper::get().drop(std::move(channel->stub));
-    delete channel;
+    Reaper::get().drop([channel] { delete channel; });
   } catch (...) {
   }
 }
