@@ -29,5 +29,5 @@ step "interop: grpcio client against the Swift server" Tests/interop/run.sh
 
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
-echo "test suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]
