@@ -4,7 +4,7 @@
 # The engine runs inside a network namespace this script creates (the host's network is never
 # touched: no bridge, NAT or ip_forward outside the namespace). Base images are made with
 # debootstrap from the Debian mirror apt is configured with and cached outside the clone
-# (/var/cache/liaison); the services are the host's release binaries copied into images.
+# (/var/cache/liaison); the services are the host's binaries copied into images.
 # Everything started here is stopped by PID and the namespace is deleted on exit.
 # Last line: "N passed, M failed". Exit 0 only if all passed.
 set -uo pipefail
@@ -67,10 +67,11 @@ nsenter --net="/run/netns/$NS" dockerd --data-root "$CACHE/docker" --exec-root "
 for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
 docker info >/dev/null 2>&1 || { tail -5 "$RUNDIR/dockerd.log"; skip "the Docker engine did not start"; }
 
-# 3. Images: base, PostgreSQL, services (the host's release binaries).
+# 3. Images: base, PostgreSQL, services (the host's binaries).
 docker image inspect liaison/base:bookworm >/dev/null 2>&1 || docker import "$CACHE/base-bookworm.tar" liaison/base:bookworm >/dev/null
-swift build -c release >/dev/null || skip "swift build -c release failed"
-bin="$(swift build -c release --show-bin-path)"
+# The debug binaries `make test` already built (a release build would add minutes to CI).
+swift build >/dev/null || skip "swift build failed"
+bin="$(swift build --show-bin-path)"
 ctx="$RUNDIR/ctx"; mkdir -p "$ctx/bin" "$ctx/swiftlib"
 for s in intake correlation sla communications followup; do cp "$bin/$s" "$ctx/bin/"; done
 ldd "$ctx/bin/intake" | awk '/=> \/opt\/swift/ {print $3}' | xargs -r -I{} cp {} "$ctx/swiftlib/"
