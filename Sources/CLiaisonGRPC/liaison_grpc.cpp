@@ -345,6 +345,7 @@ class GenericService final : public grpc::CallbackGenericService {
 };
 
 std::mutex g_build_mu;  // EnableDefaultHealthCheckService is process-global
+constexpr int kShutdownLingerMs = 100;
 
 }  // namespace
 
@@ -438,6 +439,10 @@ int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown
         server->server->Shutdown(std::chrono::system_clock::now() +
                                  std::chrono::milliseconds(grace_ms));
         server->server->Wait();
+        // Every call is done, but the transports may still be flushing the last trailers;
+        // destroying the server closes the connections at once (clients would see
+        // "connection reset" instead of their status). Linger briefly first.
+        std::this_thread::sleep_for(std::chrono::milliseconds(kShutdownLingerMs));
       } catch (...) {
       }
       if (done) done(done_ctx);

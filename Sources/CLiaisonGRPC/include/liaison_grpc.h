@@ -177,7 +177,8 @@ int lgrpc_server_set_serving(lgrpc_server *server, const char *service, int serv
 
 /** Starts a graceful shutdown on a dedicated thread and returns immediately: health turns
  *  NOT_SERVING, no new calls are accepted, in-flight calls may finish until `grace_ms` passes
- *  (0 = cancel them at once), then they are cancelled. `done` runs once every call is DONE.
+ *  (0 = cancel them at once), then they are cancelled. `done` runs once every call is DONE
+ *  and a short linger (100 ms) has let the last frames flush.
  *  A second call only returns LGRPC_ERR_CLOSED. */
 int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown_fn done,
                           void *done_ctx, lgrpc_status *status);
