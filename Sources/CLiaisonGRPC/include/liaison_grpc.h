@@ -199,7 +199,8 @@ int lgrpc_server_call_read(lgrpc_server_call *call, lgrpc_status *status);
 int lgrpc_server_call_write(lgrpc_server_call *call, const uint8_t *data, size_t len,
                             lgrpc_status *status);
 /** Sends status and trailers (a "grpc-status-details-bin" entry becomes the status details)
- *  and ends the call; DONE follows. Waits internally for a pending write, never blocks. */
+ *  and ends the call; DONE follows. May be called while a write is in flight: the status
+ *  goes out after it. Never blocks. */
 int lgrpc_server_call_finish(lgrpc_server_call *call, int code, const char *message,
                              size_t message_len, const lgrpc_metadata *trailers,
                              size_t count, lgrpc_status *status);
