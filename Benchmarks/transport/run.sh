@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Transport benchmark on loopback: each server pinned to CPU 0 (taskset), h2load on CPU 1.
 #   (1) raw grpc++ callback echo server (C++, same generic callback API as the shim)
-#   (2) Swift echo service over ShimServerTransport (release build)
+#   (2) Swift echo service over ShimServerTransport (release build), served by GRPCServer;
+#       also "shimT": the same echo written straight against the transport's streams
 #   (3) Swift echo over grpc-swift-nio-transport: NOT built by this script yet (it needs its
 #       own SwiftPM package under Benchmarks/ and ~18 minutes of BoringSSL); reported as null.
 # h2load sees only HTTP status, so grpc-status is checked separately with grpcio before the
@@ -43,9 +44,9 @@ n = int(sys.argv[2])
 open(sys.argv[1], "wb").write(b"\0" + struct.pack(">I", n) + bytes(range(256)) * (n // 256) + bytes(range(n % 256)))
 PY
 
-start_server() { # name binary -> sets PORT and SERVER_PID
-  local name="$1"; shift
-  taskset -c "$SERVER_CPU" "$@" 0 > "$WORK/$name.out" 2> "$WORK/$name.err" &
+start_server() { # name binary [args after the port] -> sets PORT and SERVER_PID
+  local name="$1" bin="$2"; shift 2
+  taskset -c "$SERVER_CPU" "$bin" 0 "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   PORT=""
@@ -96,27 +97,30 @@ PY
 }
 
 declare -A R
-bench() { # name binary
-  local name="$1" bin="$2"
-  start_server "$name" "$bin"
+bench() { # name rss_calls binary [server args]
+  local name="$1" rss_calls="$2" bin="$3"; shift 3
+  start_server "$name" "$bin" "$@"
   check_status "$PORT"
   run_load "$PORT" 20000 64 "$name-warm" > /dev/null
   read -r rps1 mean1 p991 < <(run_load "$PORT" "$N1" 1 "$name-1")
   read -r rps64 mean64 p9964 < <(run_load "$PORT" "$N64" 64 "$name-64")
   local rss0 rss1
   rss0="$(rss_kb "$SERVER_PID")"
-  run_load "$PORT" "$RSS_CALLS" 64 "$name-rss" > /dev/null
+  [ "$rss_calls" -gt 0 ] && run_load "$PORT" "$rss_calls" 64 "$name-rss" > /dev/null
   rss1="$(rss_kb "$SERVER_PID")"
   R[$name.rps1]=$rps1; R[$name.mean1]=$mean1; R[$name.p991]=$p991
   R[$name.rps64]=$rps64; R[$name.mean64]=$mean64; R[$name.p9964]=$p9964
   R[$name.rss0]=$rss0; R[$name.rss1]=$rss1
   printf '%-5s  1 stream: %9.0f req/s  mean %7.1f us  p99 %6d us | 64 streams: %9.0f req/s  mean %7.1f us  p99 %6d us | RSS %s kB -> %s kB after %s more calls\n' \
-    "$name" "$rps1" "$mean1" "$p991" "$rps64" "$mean64" "$p9964" "$rss0" "$rss1" "$RSS_CALLS"
+    "$name" "$rps1" "$mean1" "$p991" "$rps64" "$mean64" "$p9964" "$rss0" "$rss1" "$rss_calls"
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 }
 
-bench raw "$WORK/raw_echo_server"
-bench shim "$SHIM_BIN"
+bench raw "$RSS_CALLS" "$WORK/raw_echo_server"
+bench shim "$RSS_CALLS" "$SHIM_BIN"
+# The same echo written directly against ShimServerTransport's streams (no GRPCServer):
+# separates the transport's cost from GRPCCore's server executor.
+bench shimT 0 "$SHIM_BIN" --transport-only
 echo "nio   skipped: grpc-swift-nio-transport package not built this session"
 
 python3 - <<PY
@@ -126,6 +130,8 @@ raw1, shim1 = float("${R[raw.mean1]}"), float("${R[shim.mean1]}")
 rss0, rss1 = float("${R[shim.rss0]}"), float("${R[shim.rss1]}")
 print("ratios: shim/raw throughput at 64 streams %.3f (goal >= 0.9); shim/raw mean latency at 1 stream %.3f (goal <= 1.15)"
       % (shim64 / raw64, shim1 / raw1))
+print("transport only (no GRPCServer): shimT/raw throughput at 64 streams %.3f; mean latency at 1 stream %.3f"
+      % (float("${R[shimT.rps64]}") / raw64, float("${R[shimT.mean1]}") / raw1))
 print(json.dumps({
     "raw_rps_64": round(raw64), "shim_rps_64": round(shim64), "nio_rps_64": None,
     "raw_mean_us_1": round(raw1, 1), "shim_mean_us_1": round(shim1, 1), "nio_mean_us_1": None,

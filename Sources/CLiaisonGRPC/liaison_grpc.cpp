@@ -253,18 +253,11 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
 
   void OnWriteDone(bool ok) override {
     try {
-      bool deferred = false;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
         write_pending = false;
         write_buf.Clear();
-        if (finish_deferred) {
-          finish_deferred = false;
-          deferred = true;
-          Finish(final_status);
-        }
       }
-      (void)deferred;
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_WRITE_DONE;
       ev.ok = ok ? 1 : 0;
@@ -300,7 +293,7 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
   std::atomic<int> refs{2};
   std::recursive_mutex mu;
   bool read_pending = false, read_closed = false, write_pending = false;
-  bool initial_md_sent = false, finish_called = false, finish_deferred = false, done = false;
+  bool initial_md_sent = false, finish_called = false, done = false;
   grpc::ByteBuffer read_buf, write_buf;
   grpc::Status final_status;
 };
@@ -345,6 +338,7 @@ class GenericService final : public grpc::CallbackGenericService {
 };
 
 std::mutex g_build_mu;  // EnableDefaultHealthCheckService is process-global
+constexpr int kShutdownLingerMs = 100;
 
 }  // namespace
 
@@ -438,6 +432,10 @@ int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown
         server->server->Shutdown(std::chrono::system_clock::now() +
                                  std::chrono::milliseconds(grace_ms));
         server->server->Wait();
+        // Every call is done, but the transports may still be flushing the last trailers;
+        // destroying the server closes the connections at once (clients would see
+        // "connection reset" instead of their status). Linger briefly first.
+        std::this_thread::sleep_for(std::chrono::milliseconds(kShutdownLingerMs));
       } catch (...) {
       }
       if (done) done(done_ctx);
@@ -549,11 +547,9 @@ int lgrpc_server_call_finish(lgrpc_server_call *call, int code, const char *mess
     std::string msg = message ? std::string(message, message_len) : std::string();
     call->final_status =
         grpc::Status(static_cast<grpc::StatusCode>(code), std::move(msg), std::move(details));
-    if (call->write_pending) {
-      call->finish_deferred = true;  // OnWriteDone finishes
-    } else {
-      call->Finish(call->final_status);
-    }
+    // Finishing while the last write is still in flight is fine for grpc: chttp2 sends the
+    // trailers only after every queued message. Not waiting for OnWriteDone saves a hop.
+    call->Finish(call->final_status);
     return ok(status);
   } catch (...) {
     return fail(status, LGRPC_ERR_INTERNAL, "exception in server finish");

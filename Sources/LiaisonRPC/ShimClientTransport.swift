@@ -306,9 +306,18 @@ final class ClientCallBox: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with the C call unless the caller's reference was already released (then
+    /// the C object may be gone): GRPCCore can still finish a writer after `withStream`
+    /// returned. Event handlers never take this lock, so holding it across the C call is safe.
+    private func withLiveCall(_ closed: Int32, _ body: (OpaquePointer) -> Int32) -> Int32 {
+        released.withLock { r in r ? closed : body(call) }
+    }
+
     func start(_ metadata: Metadata) throws {
         var status = lgrpc_status()
-        let rc = MetadataBridge.withC(metadata) { md, n in lgrpc_client_call_start(call, md, n, &status) }
+        let rc = withLiveCall(-1) { call in
+            MetadataBridge.withC(metadata) { md, n in lgrpc_client_call_start(call, md, n, &status) }
+        }
         if rc != 0 {
             if status.code == Int32(LGRPC_ERR_INVALID_ARGUMENT) {
                 cancel()
@@ -357,7 +366,7 @@ final class ClientCallBox: @unchecked Sendable {
                     return true
                 }
                 guard proceed else { return cont.resume(returning: nil) }
-                if lgrpc_client_call_read(call, nil) != 0 {
+                if withLiveCall(-1, { lgrpc_client_call_read($0, nil) }) != 0 {
                     let w = state.withLock { st in
                         defer { st.readWaiter = nil }
                         return st.readWaiter
@@ -379,7 +388,9 @@ final class ClientCallBox: @unchecked Sendable {
                     return true
                 }
                 guard proceed else { return cont.resume(returning: false) }
-                let rc = bytes.withUnsafeBufferPointer { lgrpc_client_call_write(call, $0.baseAddress, $0.count, nil) }
+                let rc = withLiveCall(-1) { call in
+                    bytes.withUnsafeBufferPointer { lgrpc_client_call_write(call, $0.baseAddress, $0.count, nil) }
+                }
                 if rc != 0 {
                     let w = state.withLock { st in
                         defer { st.writeWaiter = nil }
@@ -394,7 +405,7 @@ final class ClientCallBox: @unchecked Sendable {
     }
 
     func writesDone() {
-        _ = lgrpc_client_call_writes_done(call, nil)
+        _ = withLiveCall(-1) { lgrpc_client_call_writes_done($0, nil) }
     }
 }
 

@@ -30,10 +30,30 @@ struct EchoService: RegistrableRPCService {
 }
 
 let port = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "0"
+// "--transport-only": echo straight on the transport's streams, without GRPCServer, to
+// separate the transport's cost from GRPCCore's.
+let transportOnly = CommandLine.arguments.contains("--transport-only")
 let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:\(port)", enableHealthService: false))
 let server = GRPCServer(transport: transport, services: [EchoService()])
 try await withThrowingDiscardingTaskGroup { group in
-    group.addTask { try await server.serve() }
+    if transportOnly {
+        group.addTask {
+            try await transport.listen { stream, _ in
+                var body: [UInt8] = []
+                do {
+                    for try await part in stream.inbound {
+                        if case .message(let m) = part { body = m }
+                    }
+                    try await stream.outbound.write(.metadata([:]))
+                    try await stream.outbound.write(.message(body))
+                    try await stream.outbound.write(.status(Status(code: .ok, message: ""), [:]))
+                } catch {}
+                await stream.outbound.finish()
+            }
+        }
+    } else {
+        group.addTask { try await server.serve() }
+    }
     let port = try await transport.listeningPort
     FileHandle.standardOutput.write(Data("listening on \(port)\n".utf8))
 }

@@ -177,7 +177,8 @@ int lgrpc_server_set_serving(lgrpc_server *server, const char *service, int serv
 
 /** Starts a graceful shutdown on a dedicated thread and returns immediately: health turns
  *  NOT_SERVING, no new calls are accepted, in-flight calls may finish until `grace_ms` passes
- *  (0 = cancel them at once), then they are cancelled. `done` runs once every call is DONE.
+ *  (0 = cancel them at once), then they are cancelled. `done` runs once every call is DONE
+ *  and a short linger (100 ms) has let the last frames flush.
  *  A second call only returns LGRPC_ERR_CLOSED. */
 int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown_fn done,
                           void *done_ctx, lgrpc_status *status);
@@ -198,7 +199,8 @@ int lgrpc_server_call_read(lgrpc_server_call *call, lgrpc_status *status);
 int lgrpc_server_call_write(lgrpc_server_call *call, const uint8_t *data, size_t len,
                             lgrpc_status *status);
 /** Sends status and trailers (a "grpc-status-details-bin" entry becomes the status details)
- *  and ends the call; DONE follows. Waits internally for a pending write, never blocks. */
+ *  and ends the call; DONE follows. May be called while a write is in flight: the status
+ *  goes out after it. Never blocks. */
 int lgrpc_server_call_finish(lgrpc_server_call *call, int code, const char *message,
                              size_t message_len, const lgrpc_metadata *trailers,
                              size_t count, lgrpc_status *status);
