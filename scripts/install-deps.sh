@@ -3,8 +3,9 @@
 # Needs root (or sudo) for apt-get; Swift itself is expected on PATH (see README).
 set -euo pipefail
 APT_PACKAGES=(libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
-  libpq-dev postgresql-15 postgresql-client-15 nghttp2-client curl python3-pip docker-compose)
-PIP_PACKAGES=(grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest buf-bin)
+  libpq-dev postgresql-15 postgresql-client-15 nghttp2-client curl python3-pip docker-compose
+  docker.io debootstrap iproute2 iptables)
+PIP_PACKAGES=(grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest buf-bin pyyaml)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
