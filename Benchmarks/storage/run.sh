@@ -3,10 +3,13 @@
 # same server in the same run. PostgreSQL runs with its DEFAULT durability settings (fsync on,
 # synchronous_commit on): single-row autocommit is bound by the disk's fsync latency.
 #   Benchmarks/storage/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 8
+# Each figure is the median of ROUNDS (default 3) runs, Swift and pgbench alternating, because a
+# shared disk's fsync latency drifts during a run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 SECONDS_PER_RUN=${1:-5}
+ROUNDS=${ROUNDS:-3}
 shift || true
 CLIENT_COUNTS=("${@:-1 8}")
 read -r -a CLIENT_COUNTS <<<"${CLIENT_COUNTS[*]}"
@@ -19,7 +22,7 @@ url="${admin%/postgres}/bench"
 swift build -c release --product StorageBenchmark >&2
 BIN="$(swift build -c release --show-bin-path)/StorageBenchmark"
 reset() {
-  psql -q "$url" -c "DROP TABLE IF EXISTS bench_swift, bench_pg" \
+  psql -q "$url" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS bench_swift, bench_pg" \
     -c "CREATE TABLE bench_swift (id bigserial PRIMARY KEY, k bigint NOT NULL, v text NOT NULL)" \
     -c "CREATE TABLE bench_pg (id bigserial PRIMARY KEY, k bigint NOT NULL, v text NOT NULL)" -c "CHECKPOINT"
 }
@@ -70,14 +73,19 @@ printf '%-12s %8s %14s %14s %8s\n' mode clients swift_rows/s pgbench_rows/s rati
 json="{"
 for clients in "${CLIENT_COUNTS[@]}"; do
   for mode in autocommit pipeline copy; do
-    reset
-    s=$(swift_rows "$mode" "$clients")
-    reset
-    case $mode in
-      autocommit) p=$(pgbench_rows autocommit.sql 1 "$clients") ;;
-      pipeline) p=$(pgbench_rows pipeline.sql 100 "$clients") ;;
-      copy) p=$(psql_copy_rows "$clients") ;;
-    esac
+    ss=(); ps=()
+    for _ in $(seq 1 "$ROUNDS"); do
+      reset
+      ss+=("$(swift_rows "$mode" "$clients")")
+      reset
+      case $mode in
+        autocommit) ps+=("$(pgbench_rows autocommit.sql 1 "$clients")") ;;
+        pipeline) ps+=("$(pgbench_rows pipeline.sql 100 "$clients")") ;;
+        copy) ps+=("$(psql_copy_rows "$clients")") ;;
+      esac
+    done
+    s=$(printf '%s\n' "${ss[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    p=$(printf '%s\n' "${ps[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     ratio=$(python3 -c "print(round($s / max($p, 1), 2))")
     printf '%-12s %8s %14s %14s %8s\n' "$mode" "$clients" "$s" "$p" "$ratio"
     json="$json\"${mode}_c${clients}_swift\": $s, \"${mode}_c${clients}_pgbench\": $p, \"${mode}_c${clients}_ratio\": $ratio, "
