@@ -162,6 +162,7 @@ public final class ShimClientTransport: ClientTransport, Sendable {
         defer {
             // Ends a call the closure left running (or never started) and frees the slot.
             box.cancel()
+            box.release()
             let waiter = state.withLock { st in
                 st.open.removeValue(forKey: id)
                 if st.closing && st.open.isEmpty {
@@ -235,8 +236,21 @@ final class ClientCallBox: @unchecked Sendable {
         _ = unmanaged.retain()
     }
 
+    /// Guards cancel against release: the caller's reference to the C call is dropped once.
+    private let released = Mutex(false)
+
     deinit {
-        lgrpc_client_call_release(call)
+        release()
+    }
+
+    /// Drops the caller's reference (the end of `withStream`): the C call then ends on its own
+    /// and delivers DONE, which frees this box. Only cancel may race with it.
+    func release() {
+        let first = released.withLock { r in
+            defer { r = true }
+            return !r
+        }
+        if first { lgrpc_client_call_release(call) }
     }
 
     // Events (gRPC threads).
@@ -287,12 +301,23 @@ final class ClientCallBox: @unchecked Sendable {
     // Operations.
 
     func cancel() {
-        lgrpc_client_call_cancel(call)
+        released.withLock { r in
+            if !r { lgrpc_client_call_cancel(call) }
+        }
+    }
+
+    /// Runs `body` with the C call unless the caller's reference was already released (then
+    /// the C object may be gone): GRPCCore can still finish a writer after `withStream`
+    /// returned. Event handlers never take this lock, so holding it across the C call is safe.
+    private func withLiveCall(_ closed: Int32, _ body: (OpaquePointer) -> Int32) -> Int32 {
+        released.withLock { r in r ? closed : body(call) }
     }
 
     func start(_ metadata: Metadata) throws {
         var status = lgrpc_status()
-        let rc = MetadataBridge.withC(metadata) { md, n in lgrpc_client_call_start(call, md, n, &status) }
+        let rc = withLiveCall(-1) { call in
+            MetadataBridge.withC(metadata) { md, n in lgrpc_client_call_start(call, md, n, &status) }
+        }
         if rc != 0 {
             if status.code == Int32(LGRPC_ERR_INVALID_ARGUMENT) {
                 cancel()
@@ -341,7 +366,7 @@ final class ClientCallBox: @unchecked Sendable {
                     return true
                 }
                 guard proceed else { return cont.resume(returning: nil) }
-                if lgrpc_client_call_read(call, nil) != 0 {
+                if withLiveCall(-1, { lgrpc_client_call_read($0, nil) }) != 0 {
                     let w = state.withLock { st in
                         defer { st.readWaiter = nil }
                         return st.readWaiter
@@ -363,7 +388,9 @@ final class ClientCallBox: @unchecked Sendable {
                     return true
                 }
                 guard proceed else { return cont.resume(returning: false) }
-                let rc = bytes.withUnsafeBufferPointer { lgrpc_client_call_write(call, $0.baseAddress, $0.count, nil) }
+                let rc = withLiveCall(-1) { call in
+                    bytes.withUnsafeBufferPointer { lgrpc_client_call_write(call, $0.baseAddress, $0.count, nil) }
+                }
                 if rc != 0 {
                     let w = state.withLock { st in
                         defer { st.writeWaiter = nil }
@@ -378,7 +405,7 @@ final class ClientCallBox: @unchecked Sendable {
     }
 
     func writesDone() {
-        _ = lgrpc_client_call_writes_done(call, nil)
+        _ = withLiveCall(-1) { lgrpc_client_call_writes_done($0, nil) }
     }
 }
 
@@ -427,7 +454,8 @@ struct ClientInbound: AsyncSequence, Sendable {
                         phase = .messages
                         return .metadata(md)
                     case .none:
-                        phase = .status
+                        // Trailers-only: the read below ends at once.
+                        phase = .messages
                     }
                 case .messages:
                     if let bytes = await call.read() { return .message(bytes) }
