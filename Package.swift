@@ -126,6 +126,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "IntakeBenchmark",
+            dependencies: [
+                "LiaisonAPI", "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            path: "Benchmarks/intake",
+            exclude: ["run.sh"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Test tooling
         .target(
             name: "LiaisonTestSupport",
