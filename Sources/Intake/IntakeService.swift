@@ -1,5 +1,7 @@
 import GRPCCore
 import LiaisonRuntime
+import LiaisonStorage
+import Logging
 import ServiceLifecycle
 
 /// The intake service: see services/intake/README.md.
@@ -25,5 +27,29 @@ public struct IntakeService: LiaisonService {
     }
 
     public var rpcServices: [any RegistrableRPCService] { [handler] }
-    public var backgroundServices: [any Service] { [relay] }
+    public var backgroundServices: [any Service] {
+        [relay, IdempotencyExpiry(pool: context.pool, logger: context.logger)]
+    }
+}
+
+/// Deletes request ids older than 8 days every hour (the API promises at least 7 days of replay).
+struct IdempotencyExpiry: Service {
+    let pool: PostgresPool
+    let logger: Logger
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let deleted = try await pool.transaction { c in
+                        try Idempotency.expire(c, olderThan: .seconds(8 * 24 * 3600))
+                    }
+                    if deleted > 0 { logger.info("expired request ids", metadata: ["count": "\(deleted)"]) }
+                } catch {
+                    logger.warning("expiring request ids failed", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
 }

@@ -353,9 +353,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 after: try token(request.pageToken, query), pageSize: size,
                 keyOf: { (try Self.micros($0, timeColumn), try $0.decode(String.self, 0)) })
             var response = Liaison_Intake_V1_ListCasesResponse()
-            for row in page.rows {
-                if let c = try await repository.getCase(id: try row.decode(String.self, 0)) { response.cases.append(c) }
-            }
+            response.cases = try await repository.cases(ids: page.rows.map { try $0.decode(String.self, 0) })
             response.nextPageToken = nextToken(page.next, query)
             return response
         }

@@ -541,16 +541,42 @@ public final class IntakeRepository: Sendable {
                              time: try h.decode(Date.self, 3), related: try h.decode(TextArray.self, 4).values,
                              note: try h.decode(String.self, 5))
         }
-        let record = CaseRecord(
+        let record = try caseRecord(row, reports: reports, history: history)
+        return (record, try row.decode(Int64.self, 12))
+    }
+
+    /// A case from a row of `caseColumns` with its reports and history.
+    static func caseRecord(_ row: PostgresRow, reports: [ReportRef], history: [CaseHistoryEntry]) throws -> CaseRecord {
+        let state = try row.decode(String.self, 3)
+        return CaseRecord(
             name: "cases/" + (try row.decode(String.self, 0)), customer: "customers/" + (try row.decode(String.self, 1)),
             title: try row.decode(String.self, 2),
-            state: CaseState.known.first { $0.protoName == (try? row.decode(String.self, 3)) } ?? .unspecified,
+            state: CaseState.known.first { $0.protoName == state } ?? .unspecified,
             owner: try row.decode(String.self, 4), reports: reports, incidents: try row.decode(TextArray.self, 9).values,
             symptom: symptom(named: try row.decode(String.self, 5)), outcome: CaseOutcome(rawValue: try row.decode(Int.self, 6)),
             outcomeNote: try row.decode(String.self, 7), mergedInto: try row.decode(String.self, 8),
             customerNotifyTime: try row.decode(Date?.self, 10), createTime: try row.decode(Date.self, 13),
             updateTime: try row.decode(Date.self, 14), closeTime: try row.decode(Date?.self, 11), history: history)
-        return (record, try row.decode(Int64.self, 12))
+    }
+
+    /// Reads cases by id (without history), in the order given; missing ids are skipped.
+    func cases(ids: [String]) async throws -> [Liaison_Intake_V1_Case] {
+        try await pool.withConnection { c in
+            var reports: [String: [ReportRef]] = [:]
+            for row in try c.query(
+                "SELECT case_id, id, receive_time FROM reports WHERE case_id = ANY($1) ORDER BY receive_time, id",
+                [TextArray(ids)]).rows {
+                reports[try row.decode(String.self, 0), default: []].append(
+                    ReportRef(name: "reports/" + (try row.decode(String.self, 1)), receiveTime: try row.decode(Date.self, 2)))
+            }
+            var byID: [String: Liaison_Intake_V1_Case] = [:]
+            for row in try c.query("SELECT \(Self.caseColumns) FROM cases WHERE id = ANY($1)", [TextArray(ids)]).rows {
+                let id = try row.decode(String.self, 0)
+                let record = try Self.caseRecord(row, reports: reports[id] ?? [], history: [])
+                byID[id] = Mapping.proto(record, version: try row.decode(Int64.self, 12))
+            }
+            return ids.compactMap { byID[$0] }
+        }
     }
 
     /// Writes a case after a domain operation: the row (inserted, or updated to `version`), the new
