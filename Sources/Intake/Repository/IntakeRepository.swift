@@ -316,6 +316,9 @@ public final class IntakeRepository: Sendable {
         try await pool.query("SELECT \(Self.reportColumns) FROM reports WHERE id = $1", [id]).first.map(Self.report)
     }
 
+    /// One classifier for every submission (building one normalizes its whole keyword table).
+    static let classifier = SymptomClassifier()
+
     static func symptom(named name: String) -> SymptomKind {
         SymptomKind.known.first { $0.protoName == name } ?? .unspecified
     }
@@ -351,7 +354,7 @@ public final class IntakeRepository: Sendable {
                 field: "report.agent",
                 description: "required: \(submission.customer) has no owning agent, so the report must name its agent")])
         }
-        let candidate = NewReport(submission, customerOwningAgent: owningAgent, now: now)
+        let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, now: now)
         let reportID = UUID().uuidString.lowercased()
         let reportName = "reports/" + reportID
         let actor = submission.agent.isEmpty ? "services/intake" : submission.agent
@@ -460,7 +463,7 @@ public final class IntakeRepository: Sendable {
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
             caseVersion = 1
-            try saveCase(c, old: nil, new: record, version: 1)
+            try saveCase(c, old: nil, new: record, version: 1, moveReports: false)
             report.case = record.name
             try insertReport(c, id: reportID, caseID: caseID, report: report, candidate: candidate,
                              duplicate: assessment.duplicate, settings: settings)
@@ -581,7 +584,9 @@ public final class IntakeRepository: Sendable {
 
     /// Writes a case after a domain operation: the row (inserted, or updated to `version`), the new
     /// history entries, and the `case_id` of reports that moved into it.
-    static func saveCase(_ c: PostgresConnection, old: CaseRecord?, new: CaseRecord, version: Int64) throws {
+    /// `moveReports` false skips the report update when the caller writes the reports itself.
+    static func saveCase(_ c: PostgresConnection, old: CaseRecord?, new: CaseRecord, version: Int64,
+                         moveReports: Bool = true) throws {
         let id = ResourceName.caseId(new.name)!
         let values: [any PostgresBindable] = [
             id, ResourceName.customerId(new.customer)!, new.title, new.state.protoName, new.owner, new.symptom.protoName,
@@ -606,6 +611,7 @@ public final class IntakeRepository: Sendable {
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """, [id, i, h.action.rawValue, h.state.rawValue, h.actor, h.time, TextArray(h.related), h.note])
         }
+        guard moveReports else { return }
         let oldReports = Set(old?.reportNames ?? [])
         let moved = new.reportNames.filter { !oldReports.contains($0) }.compactMap(ResourceName.reportId)
         if !moved.isEmpty {
