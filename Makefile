@@ -2,7 +2,7 @@
 #   make run    install what is missing, build (release), start PostgreSQL and all five services, run the demo
 #   make stop   stop the services and PostgreSQL
 #   make test   install what is missing and run every test on a throwaway PostgreSQL
-.PHONY: run stop status test deps build interop bench-storage bench-transport generate check-generated lint
+.PHONY: run stop status test deps build interop bench-storage bench-transport bench-intake generate check-generated lint
 
 run: deps
 	swift build -c release
@@ -31,6 +31,9 @@ bench-storage: deps
 
 bench-transport: deps
 	Benchmarks/transport/run.sh
+
+bench-intake: deps
+	Benchmarks/intake/run.sh
 
 generate:
 	protos/generate.sh

@@ -136,6 +136,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "IntakeBenchmark",
+            dependencies: [
+                "LiaisonAPI", "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            path: "Benchmarks/intake",
+            exclude: ["run.sh"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Test tooling
         .target(
             name: "LiaisonTestSupport",
@@ -202,7 +213,13 @@ let package = Package(
             ),
             .testTarget(
                 name: "IntakeTests",
-                dependencies: ["Intake", "LiaisonTestSupport"],
+                dependencies: [
+                    "Intake", "LiaisonTestSupport", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
                 swiftSettings: swiftSettings
             ),
         ],

@@ -34,6 +34,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// How much of a customer a read returns. Contacts are personal data (PII):
+/// they are returned only to callers that ask for them with CUSTOMER_VIEW_FULL.
+public nonisolated enum Liaison_Intake_V1_CustomerView: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Same as CUSTOMER_VIEW_BASIC.
+  case unspecified // = 0
+
+  /// Everything except `contacts` (returned empty).
+  case basic // = 1
+
+  /// Everything, including `contacts`.
+  case full // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .basic
+    case 2: self = .full
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .basic: return 1
+    case .full: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Liaison_Intake_V1_CustomerView] = [
+    .unspecified,
+    .basic,
+    .full,
+  ]
+
+}
+
 /// Request for GetCustomer.
 public nonisolated struct Liaison_Intake_V1_GetCustomerRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -42,6 +88,9 @@ public nonisolated struct Liaison_Intake_V1_GetCustomerRequest: Sendable {
 
   /// Required. `customers/{customer_id}`.
   public var name: String = String()
+
+  /// Optional. CUSTOMER_VIEW_FULL to include `contacts`; default BASIC.
+  public var view: Liaison_Intake_V1_CustomerView = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -72,6 +121,9 @@ public nonisolated struct Liaison_Intake_V1_ListCustomersRequest: Sendable {
 
   /// Optional. "name" (default), "update_time desc", "display_name".
   public var orderBy: String = String()
+
+  /// Optional. CUSTOMER_VIEW_FULL to include `contacts`; default BASIC.
+  public var view: Liaison_Intake_V1_CustomerView = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -126,7 +178,7 @@ public nonisolated struct Liaison_Intake_V1_UpsertCustomerResult: Sendable {
   /// Outcome for the entry.
   public var outcome: Liaison_Intake_V1_UpsertCustomerResult.Outcome = .unspecified
 
-  /// The stored customer (absent when FAILED).
+  /// The stored customer, without `contacts` (absent when FAILED).
   public var customer: Liaison_Intake_V1_Customer {
     get {_customer ?? Liaison_Intake_V1_Customer()}
     set {_customer = newValue}
@@ -248,7 +300,8 @@ public nonisolated struct Liaison_Intake_V1_UpdateCustomerRequest: Sendable {
   public mutating func clearCustomer() {self._customer = nil}
 
   /// Required. Fields to update, e.g. "attributes.tier,contacts". "*"
-  /// replaces every updatable field.
+  /// replaces every updatable field. The returned customer includes
+  /// `contacts` only when the mask names them (or is "*").
   public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
     get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
     set {_updateMask = newValue}
@@ -739,9 +792,13 @@ public nonisolated struct Liaison_Intake_V1_ListCaseHistoryResponse: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "liaison.intake.v1"
 
+nonisolated extension Liaison_Intake_V1_CustomerView: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CUSTOMER_VIEW_UNSPECIFIED\0\u{1}CUSTOMER_VIEW_BASIC\0\u{1}CUSTOMER_VIEW_FULL\0")
+}
+
 nonisolated extension Liaison_Intake_V1_GetCustomerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetCustomerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}view\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -750,6 +807,7 @@ nonisolated extension Liaison_Intake_V1_GetCustomerRequest: SwiftProtobuf.Messag
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.view) }()
       default: break
       }
     }
@@ -759,11 +817,15 @@ nonisolated extension Liaison_Intake_V1_GetCustomerRequest: SwiftProtobuf.Messag
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
+    if self.view != .unspecified {
+      try visitor.visitSingularEnumField(value: self.view, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Intake_V1_GetCustomerRequest, rhs: Liaison_Intake_V1_GetCustomerRequest) -> Bool {
     if lhs.name != rhs.name {return false}
+    if lhs.view != rhs.view {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -771,7 +833,7 @@ nonisolated extension Liaison_Intake_V1_GetCustomerRequest: SwiftProtobuf.Messag
 
 nonisolated extension Liaison_Intake_V1_ListCustomersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListCustomersRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}filter\0\u{3}order_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}filter\0\u{3}order_by\0\u{1}view\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -783,6 +845,7 @@ nonisolated extension Liaison_Intake_V1_ListCustomersRequest: SwiftProtobuf.Mess
       case 2: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.filter) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.orderBy) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.view) }()
       default: break
       }
     }
@@ -801,6 +864,9 @@ nonisolated extension Liaison_Intake_V1_ListCustomersRequest: SwiftProtobuf.Mess
     if !self.orderBy.isEmpty {
       try visitor.visitSingularStringField(value: self.orderBy, fieldNumber: 4)
     }
+    if self.view != .unspecified {
+      try visitor.visitSingularEnumField(value: self.view, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -809,6 +875,7 @@ nonisolated extension Liaison_Intake_V1_ListCustomersRequest: SwiftProtobuf.Mess
     if lhs.pageToken != rhs.pageToken {return false}
     if lhs.filter != rhs.filter {return false}
     if lhs.orderBy != rhs.orderBy {return false}
+    if lhs.view != rhs.view {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

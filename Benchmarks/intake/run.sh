@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Intake benchmark: accepted reports per second through the gRPC API (the real `intake` executable,
+# shim transport on loopback, durable commit) beside pgbench running the same SQL transaction as
+# SubmitReport (the new-case path: idempotency lock and lookup, customer row lock, candidate
+# query, case + history + report rows, outbox event, idempotency record) on the same server in the
+# same run. PostgreSQL runs with its DEFAULT durability settings (fsync on, synchronous_commit on).
+# The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
+# the rows intake wrote in this run.
+#   Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
+# Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (each entry its own
+# transaction, as the API promises independent per-entry results).
+# Intake's outbox relay points at an address where nothing listens (there is no correlation in this
+# run): deliveries fail and back off, a small extra load that pgbench does not have.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+SECONDS_PER_RUN=${1:-5}
+shift || true
+CLIENT_COUNTS=("${@:-1 16}")
+read -r -a CLIENT_COUNTS <<<"${CLIENT_COUNTS[*]}"
+CUSTOMERS=1000
+CONFIG=${CONFIG:-release}
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+DIR=$(mktemp -d /tmp/liaison-bench-intake.XXXXXX)
+W=$(mktemp -d)
+INTAKE_PID=
+cleanup() {
+  [ -n "$INTAKE_PID" ] && kill "$INTAKE_PID" 2>/dev/null && wait "$INTAKE_PID" 2>/dev/null
+  scripts/pg.sh destroy "$DIR" >/dev/null 2>&1
+  rm -rf "$W"
+}
+trap cleanup EXIT
+admin=$(scripts/pg.sh start "$DIR" 0)
+scripts/pg.sh createdb "$DIR" intake_bench pg_ref
+intake_url="${admin%/postgres}/intake_bench"
+ref_url="${admin%/postgres}/pg_ref"
+
+swift build -c "$CONFIG" --product intake >&2
+swift build -c "$CONFIG" --product IntakeBenchmark >&2
+BIN="$(swift build -c "$CONFIG" --show-bin-path)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Both databases get the intake schema through the executable's own migrate command.
+for url in "$intake_url" "$ref_url"; do
+  LIAISON_DATABASE_URL="$url" LIAISON_MIGRATIONS_DIR="$ROOT/services/intake/migrations" LIAISON_LOG_LEVEL=warning \
+    "$BIN/intake" migrate >&2
+done
+
+port=$(free_port)
+LIAISON_DATABASE_URL="$intake_url" LIAISON_LISTEN_ADDRESS="127.0.0.1:$port" LIAISON_ADMIN_ADDRESS=127.0.0.1:0 \
+  LIAISON_MIGRATIONS_DIR="$ROOT/services/intake/migrations" LIAISON_LOG_LEVEL=error \
+  LIAISON_DATABASE_POOL_SIZE=16 LIAISON_CORRELATION_TARGET="ipv4:127.0.0.1:$(free_port)" \
+  "$BIN/intake" serve >"$W/intake.log" 2>&1 &
+INTAKE_PID=$!
+for _ in $(seq 1 100); do "$BIN/intake" probe "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
+"$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" setup "$CUSTOMERS" >&2
+
+declare -A INTAKE
+for clients in "${CLIENT_COUNTS[@]}"; do
+  for mode in single batch; do
+    psql -q "$intake_url" -c CHECKPOINT
+    INTAKE[$mode,$clients]=$("$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" "$mode" "$clients" "$SECONDS_PER_RUN" "$CUSTOMERS" \
+      | sed -n 's/^reports_per_second=//p')
+  done
+done
+
+# Sizes of what intake wrote, for the pgbench transaction.
+read -r DATA FP EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
+  SELECT (SELECT avg(length(data))::int FROM reports), (SELECT avg(length(fingerprint))::int FROM reports),
+         (SELECT avg(length(payload))::int FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
+         (SELECT avg(length(response))::int FROM idempotency_keys WHERE scope = 'intake.SubmitReport')")
+psql -q "$ref_url" -c "INSERT INTO customers (id, display_name, account_number, account_partition, region, country,
+    tier, white_glove, features, platforms, client_versions, owning_agent, state, data, contacts, create_time, update_time)
+  SELECT 'b' || i, 'Bench ' || i, (1000 + i)::text, '1', 'eu-south', 'IT', 'TIER_STANDARD', false, '{}', '{}', '{}',
+         'agents/owner', 'ACTIVE', decode(repeat('5a', 60), 'hex'), '\x'::bytea, now(), now()
+  FROM generate_series(0, $CUSTOMERS - 1) i"
+cat >"$W/submit.sql" <<SQL
+\set c random(0, $CUSTOMERS - 1)
+SELECT gen_random_uuid()::text AS rid, gen_random_uuid()::text AS cid, gen_random_uuid()::text AS rpt, gen_random_uuid()::text AS eid \gset
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtextextended('intake.SubmitReport' || chr(31) || :rid, 7));
+SELECT response, fingerprint = encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex') FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = :rid;
+SELECT data, owning_agent FROM customers WHERE id = 'b' || :c FOR UPDATE;
+SELECT cs.id, cs.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id FROM cases cs JOIN reports r ON r.case_id = cs.id WHERE cs.customer_id = 'b' || :c AND cs.state = 'OPEN' AND r.receive_time BETWEEN now() - make_interval(secs => 21600) AND now() + make_interval(secs => 21600) ORDER BY r.receive_time DESC, r.id LIMIT 1000;
+INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES (:cid, 'b' || :c, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now());
+INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES (:cid, 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || :rpt, 'agents/a1'], '');
+INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES (:rpt, 'b' || :c, :cid, 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now());
+INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'));
+INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES ('intake.SubmitReport', :rid, encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex'), decode(repeat('5a', $RESP), 'hex'));
+COMMIT;
+SQL
+pgbench_tps() { # clients
+  psql -q "$ref_url" -c CHECKPOINT
+  "$PGBIN/pgbench" -n -M prepared -c "$1" -j "$1" -T "$SECONDS_PER_RUN" -f "$W/submit.sql" "$ref_url" 2>"$W/pgbench.err" \
+    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1
+}
+
+printf '%-8s %8s %16s %16s %8s\n' mode clients intake_reports/s pgbench_tx/s ratio
+json="{"
+for clients in "${CLIENT_COUNTS[@]}"; do
+  p=$(pgbench_tps "$clients")
+  [ -n "$p" ] || { cat "$W/pgbench.err" >&2; exit 1; }
+  for mode in single batch; do
+    s=${INTAKE[$mode,$clients]}
+    ratio=$(python3 -c "print(round($s / max($p, 1), 2))")
+    printf '%-8s %8s %16s %16s %8s\n' "$mode" "$clients" "$s" "$p" "$ratio"
+    json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_pgbench\": $p, \"${mode}_c${clients}_ratio\": $ratio, "
+  done
+done
+echo "(PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
+echo "${json%, }}"

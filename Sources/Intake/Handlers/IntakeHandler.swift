@@ -1,0 +1,527 @@
+// The liaison.intake.v1.IntakeService handlers: parse and validate requests (domain validators),
+// call the repository, map every failure to a gRPC status with google.rpc details.
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import LiaisonAPI
+import LiaisonRuntime
+import LiaisonStorage
+import Logging
+import SwiftProtobuf
+
+/// The intake gRPC API over an `IntakeRepository`.
+public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtocol {
+    static let domain = "liaison.intake.v1"
+    let repository: IntakeRepository
+    let codec: PageTokenCodec
+    let logger: Logger
+
+    /// A handler storing into `pool` with `settings`.
+    public init(pool: PostgresPool, settings: IntakeSettings, logger: Logger) {
+        self.repository = IntakeRepository(pool: pool, settings: settings)
+        self.codec = PageTokenCodec(key: settings.pageTokenKey)
+        self.logger = logger
+    }
+
+    // MARK: - Errors
+
+    /// Runs `body`, mapping domain, repository and storage errors to `APIError`.
+    func handle<T: Sendable>(_ method: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw Self.apiError(error, logger: logger, method: method)
+        }
+    }
+
+    static func apiError(_ error: any Error, logger: Logger, method: String) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as ValidationError: return invalid(e.violations)
+        case let e as FieldViolation: return invalid([e])
+        case let e as PageTokenError:
+            let v = e.fieldViolation
+            return APIError(GoogleRPCStatus(code: .invalidArgument, message: "\(v.field): \(v.description)", details: [
+                .errorInfo(reason: "INVALID_PAGE_TOKEN", domain: domain, metadata: [:]),
+                .badRequest(violations: [.init(field: v.field, description: v.description)]),
+            ]))
+        case let e as CaseRuleError:
+            switch e.kind {
+            case .invalidArgument: return invalid(e.fieldViolations)
+            case .failedPrecondition:
+                let v = e.preconditionViolations.first!
+                return APIError.failedPrecondition(domain: domain, type: v.type, subject: v.subject, v.description)
+            }
+        case let e as RepositoryError:
+            switch e {
+            case .notFound(let type, let name): return APIError.notFound(domain: domain, resourceType: type, name: name)
+            case .etagMismatch(let name, let current): return APIError.etagMismatch(domain: domain, name: name, currentEtag: current)
+            case .invalid(let v): return invalid(v)
+            }
+        case let e as IdempotencyError:
+            if case .reused(_, let id) = e { return APIError.requestIDReused(domain: domain, requestID: id) }
+            return APIError(GoogleRPCStatus(code: .internalError, message: "internal error", details: []))
+        case let e as PostgresError:
+            logger.error("storage error", metadata: ["method": "\(method)", "error": "\(e)"])
+            return APIError.from(e, domain: domain)
+        default:
+            logger.error("unexpected error", metadata: ["method": "\(method)", "error": "\(error)"])
+            return APIError(GoogleRPCStatus(code: .internalError, message: "internal error", details: []))
+        }
+    }
+
+    static func invalid(_ violations: [FieldViolation]) -> APIError {
+        APIError.invalidArgument(domain: domain, violations.map { APIError.FieldViolation($0.field, $0.description) })
+    }
+
+    static func requireRequestID(_ id: String, field: String = "request_id") throws {
+        if let v = CustomerRules.requestIdViolation(id, field: field) { throw v }
+    }
+
+    static func name(_ name: String, collection: String, field: String = "name") throws -> String {
+        guard let id = ResourceName.id(of: name, collection: collection) else {
+            throw FieldViolation(field: field, description: name.isEmpty ? "required: \(collection)/{id}" : "must be \(collection)/{id}")
+        }
+        return id
+    }
+
+    // MARK: - Customers
+
+    public func getCustomer(request: Liaison_Intake_V1_GetCustomerRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Customer
+    {
+        try await handle("GetCustomer") {
+            let id = try Self.name(request.name, collection: "customers")
+            guard let c = try await repository.getCustomer(id: id, contacts: request.view == .full) else {
+                throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: request.name)
+            }
+            return c
+        }
+    }
+
+    static let customerFilter = FilterParser(fields: [
+        "region": .text("region"), "country": .text("country"),
+        "tier": .enumeration("tier", Tier.self, prefix: "TIER_"), "white_glove": .bool("white_glove"),
+        "features": .has("features"), "platform": .hasEnum("platforms", Platform.self, prefix: "PLATFORM_"),
+        "client_version": .has("client_versions"), "owning_agent": .text("owning_agent"),
+        "state": .enumeration("state", CustomerState.self, prefix: ""), "account_number": .text("account_number"),
+        "account_partition": .text("account_partition"), "update_time": .time("update_time"),
+    ])
+
+    static func pageSize(_ n: Int32) throws -> Int {
+        if n < 0 { throw FieldViolation(field: "page_size", description: "must not be negative") }
+        return n == 0 ? 100 : min(Int(n), 1000)
+    }
+
+    func token(_ s: String, _ query: QueryFingerprint) throws -> PageToken? {
+        s.isEmpty ? nil : try PageToken.decode(s, using: codec, expecting: query)
+    }
+
+    func nextToken(_ next: (Int64, String)?, _ query: QueryFingerprint) -> String {
+        guard let (t, id) = next else { return "" }
+        return PageToken(query: query, lastTimeMicros: t, lastId: id,
+                         expireTimeMicros: PageToken.micros(Date().addingTimeInterval(repository.settings.pageTokenLifetime))).encoded(using: codec)
+    }
+
+    static func micros(_ row: PostgresRow, _ column: Int) throws -> Int64 { PageToken.micros(try row.decode(Date.self, column)) }
+
+    public func listCustomers(request: Liaison_Intake_V1_ListCustomersRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_ListCustomersResponse
+    {
+        try await handle("ListCustomers") {
+            let size = try Self.pageSize(request.pageSize)
+            let filter = try Self.customerFilter.parse(request.filter, firstParameter: 1)
+            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
+            let order: IntakeRepository.ListOrder
+            let key: @Sendable (PostgresRow) throws -> (Int64, String)
+            switch orderBy {
+            case "", "name":
+                order = .id
+                key = { (0, try $0.decode(String.self, 0)) }
+            case "update_time desc":
+                order = .time(column: "update_time", descending: true)
+                key = { (try Self.micros($0, 4), try $0.decode(String.self, 0)) }
+            case "display_name":
+                order = .text(column: "display_name")
+                key = { (0, IntakeRepository.joinKey(try $0.decode(String.self, 6), try $0.decode(String.self, 0))) }
+            default:
+                throw FieldViolation(field: "order_by", description: "must be \"name\", \"update_time desc\" or \"display_name\"")
+            }
+            let query = QueryFingerprint(collection: "customers", filter: request.filter, orderBy: orderBy)
+            let full = request.view == .full
+            let page = try await repository.page(
+                table: "customers", columns: IntakeRepository.customerColumns + ", display_name", filter: filter,
+                order: order, after: try token(request.pageToken, query), pageSize: size, keyOf: key)
+            var response = Liaison_Intake_V1_ListCustomersResponse()
+            response.customers = try page.rows.map { try IntakeRepository.customer($0, contacts: full) }
+            response.nextPageToken = nextToken(page.next, query)
+            return response
+        }
+    }
+
+    public func batchUpsertCustomers(request: Liaison_Intake_V1_BatchUpsertCustomersRequest, context: ServerContext)
+        async throws -> Liaison_Intake_V1_BatchUpsertCustomersResponse
+    {
+        try await handle("BatchUpsertCustomers") {
+            var violations = CustomerRules.batchUpsertViolations(names: request.customers.map(\.name))
+            if let v = CustomerRules.requestIdViolation(request.requestID) { violations.append(v) }
+            if !violations.isEmpty { throw ValidationError(violations: violations) }
+            var entries: [IntakeRepository.UpsertEntry] = []
+            var failed: [Liaison_Intake_V1_UpsertCustomerResult] = []
+            for (i, customer) in request.customers.enumerated() {
+                let v = CustomerValidator.violations(of: Mapping.customerUpsert(customer), prefix: "customers[\(i)]")
+                if v.isEmpty {
+                    entries.append(.init(index: i, id: ResourceName.customerId(customer.name)!, customer: Mapping.storedCustomer(customer)))
+                } else {
+                    var r = Liaison_Intake_V1_UpsertCustomerResult()
+                    r.index = Int32(i)
+                    r.outcome = .failed
+                    r.status = Self.rpcStatus(Self.invalid(v))
+                    failed.append(r)
+                }
+            }
+            return try await repository.batchUpsert(entries: entries, failed: failed, requestID: request.requestID,
+                                                    requestBytes: try deterministicBytes(request))
+        }
+    }
+
+    static func rpcStatus(_ e: APIError) -> Google_Rpc_Status {
+        let bytes: [UInt8] = (try? e.status.serializedBytes()) ?? []
+        return (try? Google_Rpc_Status(serializedBytes: bytes)) ?? Google_Rpc_Status()
+    }
+
+    public func updateCustomer(request: Liaison_Intake_V1_UpdateCustomerRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Customer
+    {
+        try await handle("UpdateCustomer") {
+            var violations = CustomerValidator.updateViolations(
+                of: Mapping.customerUpsert(request.customer), updateMask: request.updateMask.paths)
+            if let v = CustomerRules.requestIdViolation(request.requestID) { violations.append(v) }
+            if !violations.isEmpty { throw ValidationError(violations: violations) }
+            let id = ResourceName.customerId(request.customer.name)!
+            return try await repository.updateCustomer(
+                id: id, incoming: request.customer, mask: request.updateMask.paths, etag: request.etag,
+                requestID: request.requestID, requestBytes: try deterministicBytes(request))
+        }
+    }
+
+    // MARK: - Reports
+
+    func validate(_ report: Liaison_Intake_V1_Report, prefix: String) -> [FieldViolation] {
+        ReportValidator.violations(of: Mapping.submission(report), now: Date(), config: repository.settings.validation,
+                                   prefix: prefix)
+    }
+
+    public func submitReport(request: Liaison_Intake_V1_SubmitReportRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_SubmitReportResponse
+    {
+        try await handle("SubmitReport") {
+            var violations = validate(request.report, prefix: "report")
+            if let v = CustomerRules.requestIdViolation(request.requestID) { violations.append(v) }
+            if !violations.isEmpty { throw ValidationError(violations: violations) }
+            return try await repository.submit(request.report, requestID: request.requestID,
+                                               requestBytes: try deterministicBytes(request))
+        }
+    }
+
+    public func batchSubmitReports(request: Liaison_Intake_V1_BatchSubmitReportsRequest, context: ServerContext)
+        async throws -> Liaison_Intake_V1_BatchSubmitReportsResponse
+    {
+        try await handle("BatchSubmitReports") {
+            let v = CustomerRules.batchSubmitViolations(count: request.requests.count)
+            if !v.isEmpty { throw ValidationError(violations: v) }
+            var response = Liaison_Intake_V1_BatchSubmitReportsResponse()
+            for (i, entry) in request.requests.enumerated() {
+                var result = Liaison_Intake_V1_SubmitReportResult()
+                result.index = Int32(i)
+                do {
+                    var violations = validate(entry.report, prefix: "requests[\(i)].report")
+                    if let v = CustomerRules.requestIdViolation(entry.requestID, field: "requests[\(i)].request_id") {
+                        violations.append(v)
+                    }
+                    if !violations.isEmpty { throw ValidationError(violations: violations) }
+                    // Each entry commits on its own: independent results, and an acknowledged entry
+                    // is durable even if a later one fails.
+                    result.response = try await repository.submit(entry.report, requestID: entry.requestID,
+                                                                  requestBytes: try deterministicBytes(entry))
+                    result.status = Google_Rpc_Status()
+                } catch let e as PostgresError where e.kind == .connection {
+                    throw e  // the database is gone: fail the call, the client retries with the same ids
+                } catch {
+                    result.status = Self.rpcStatus(Self.apiError(error, logger: logger, method: "BatchSubmitReports"))
+                }
+                response.results.append(result)
+            }
+            return response
+        }
+    }
+
+    public func getReport(request: Liaison_Intake_V1_GetReportRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Report
+    {
+        try await handle("GetReport") {
+            let id = try Self.name(request.name, collection: "reports")
+            guard let r = try await repository.getReport(id: id) else {
+                throw RepositoryError.notFound(type: "liaison.intake.v1.Report", name: request.name)
+            }
+            return r
+        }
+    }
+
+    static let reportFilter = FilterParser(fields: [
+        "customer": .resource("customer_id", "customers"), "case": .resource("case_id", "cases"),
+        "channel": .enumeration("channel", ReportChannel.self, prefix: "REPORT_CHANNEL_"),
+        "symptom": .enumeration("symptom", SymptomKind.self, prefix: "SYMPTOM_KIND_"), "agent": .text("agent"),
+        "service_hint": .text("service_hint"), "incidents": .has("incidents"),
+        "duplicate_assessment.duplicate": .bool("duplicate"), "external_ticket.system": .text("ticket_system"),
+        "external_ticket.id": .text("ticket_id"), "receive_time": .time("receive_time"),
+        "create_time": .time("create_time"), "customer_snapshot.region": .text("snapshot_region"),
+        "customer_snapshot.country": .text("snapshot_country"),
+        "customer_snapshot.tier": .enumeration("snapshot_tier", Tier.self, prefix: "TIER_"),
+        "customer_snapshot.account_partition": .text("snapshot_partition"),
+        "customer_snapshot.white_glove": .bool("snapshot_white_glove"),
+    ])
+
+    public func listReports(request: Liaison_Intake_V1_ListReportsRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_ListReportsResponse
+    {
+        try await handle("ListReports") {
+            let size = try Self.pageSize(request.pageSize)
+            let filter = try Self.reportFilter.parse(request.filter, firstParameter: 1)
+            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
+            let order: IntakeRepository.ListOrder
+            switch orderBy {
+            case "", "receive_time desc": order = .time(column: "receive_time", descending: true)
+            case "receive_time": order = .time(column: "receive_time", descending: false)
+            case "create_time": order = .time(column: "create_time", descending: false)
+            default:
+                throw FieldViolation(field: "order_by", description: "must be \"receive_time desc\", \"receive_time\" or \"create_time\"")
+            }
+            let timeColumn = orderBy == "create_time" ? 6 : 5
+            let query = QueryFingerprint(collection: "reports", filter: request.filter, orderBy: orderBy)
+            let page = try await repository.page(
+                table: "reports", columns: IntakeRepository.reportColumns + ", receive_time, create_time", filter: filter,
+                order: order, after: try token(request.pageToken, query), pageSize: size,
+                keyOf: { (try Self.micros($0, timeColumn), try $0.decode(String.self, 0)) })
+            var response = Liaison_Intake_V1_ListReportsResponse()
+            response.reports = try page.rows.map(IntakeRepository.report)
+            response.nextPageToken = nextToken(page.next, query)
+            return response
+        }
+    }
+
+    // MARK: - Cases
+
+    public func getCase(request: Liaison_Intake_V1_GetCaseRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Case
+    {
+        try await handle("GetCase") {
+            let id = try Self.name(request.name, collection: "cases")
+            guard let c = try await repository.getCase(id: id) else {
+                throw RepositoryError.notFound(type: "liaison.intake.v1.Case", name: request.name)
+            }
+            return c
+        }
+    }
+
+    static let caseFilter = FilterParser(fields: [
+        "customer": .resource("customer_id", "customers"),
+        "state": .enumeration("state", CaseState.self, prefix: ""), "owner": .text("owner"),
+        "incidents": .has("incidents"), "symptom": .enumeration("symptom", SymptomKind.self, prefix: "SYMPTOM_KIND_"),
+        "create_time": .time("create_time"), "update_time": .time("update_time"),
+    ])
+
+    public func listCases(request: Liaison_Intake_V1_ListCasesRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_ListCasesResponse
+    {
+        try await handle("ListCases") {
+            let size = try Self.pageSize(request.pageSize)
+            let filter = try Self.caseFilter.parse(request.filter, firstParameter: 1)
+            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
+            let order: IntakeRepository.ListOrder
+            switch orderBy {
+            case "", "update_time desc": order = .time(column: "update_time", descending: true)
+            case "create_time": order = .time(column: "create_time", descending: false)
+            case "create_time desc": order = .time(column: "create_time", descending: true)
+            default:
+                throw FieldViolation(field: "order_by", description: "must be \"update_time desc\", \"create_time\" or \"create_time desc\"")
+            }
+            let timeColumn = orderBy.hasPrefix("create_time") ? 1 : 2
+            let query = QueryFingerprint(collection: "cases", filter: request.filter, orderBy: orderBy)
+            let page = try await repository.page(
+                table: "cases", columns: "id, create_time, update_time", filter: filter, order: order,
+                after: try token(request.pageToken, query), pageSize: size,
+                keyOf: { (try Self.micros($0, timeColumn), try $0.decode(String.self, 0)) })
+            var response = Liaison_Intake_V1_ListCasesResponse()
+            response.cases = try await repository.cases(ids: page.rows.map { try $0.decode(String.self, 0) })
+            response.nextPageToken = nextToken(page.next, query)
+            return response
+        }
+    }
+
+    public func assignCase(request: Liaison_Intake_V1_AssignCaseRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Case
+    {
+        try await handle("AssignCase") {
+            _ = try Self.name(request.name, collection: "cases")
+            _ = try Self.name(request.owner, collection: "agents", field: "owner")
+            try Self.requireRequestID(request.requestID)
+            return try await repository.mutateCases(
+                scope: "intake.AssignCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
+            ) { c, now in
+                let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
+                let next = try CaseRules.assign(current, to: request.owner, note: request.note, actor: request.owner, at: now)
+                if next == current { return (Mapping.proto(current, version: version), []) }
+                try IntakeRepository.saveCase(c, old: current, new: next, version: version + 1)
+                let out = Mapping.proto(next, version: version + 1)
+                var e = Liaison_Intake_V1_CaseAssigned()
+                e.header = IntakeRepository.header(aggregate: out.name, version: version + 1, requestID: request.requestID, at: now).0
+                e.case = out
+                e.previousOwner = current.owner
+                return (out, [e])
+            }
+        }
+    }
+
+    public func mergeCases(request: Liaison_Intake_V1_MergeCasesRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Case
+    {
+        try await handle("MergeCases") {
+            _ = try Self.name(request.name, collection: "cases")
+            for (i, s) in request.sourceCases.enumerated() {
+                _ = try Self.name(s, collection: "cases", field: "source_cases[\(i)]")
+            }
+            try Self.requireRequestID(request.requestID)
+            return try await repository.mutateCases(
+                scope: "intake.MergeCases", requestID: request.requestID, requestBytes: try deterministicBytes(request)
+            ) { c, now in
+                // Lock every case in name order (no deadlock between concurrent merges).
+                var locked: [String: (CaseRecord, Int64)] = [:]
+                for name in Set([request.name] + request.sourceCases).sorted() {
+                    locked[name] = try IntakeRepository.lockedCase(c, name: name, etag: name == request.name ? request.etag : "")
+                }
+                let (survivor, version) = locked[request.name]!
+                let sources = request.sourceCases.map { locked[$0]!.0 }
+                let result = try CaseRules.merge(survivor: survivor, sources: sources, note: request.note,
+                                                 actor: "services/intake", at: now)
+                for m in result.merged {
+                    let (old, v) = locked[m.name]!
+                    try IntakeRepository.saveCase(c, old: old, new: m, version: v + 1)
+                }
+                try IntakeRepository.saveCase(c, old: survivor, new: result.survivor, version: version + 1)
+                let out = Mapping.proto(result.survivor, version: version + 1)
+                var e = Liaison_Intake_V1_CasesMerged()
+                e.header = IntakeRepository.header(aggregate: out.name, version: version + 1, requestID: request.requestID, at: now).0
+                e.case = out
+                e.mergedCases = request.sourceCases
+                return (out, [e])
+            }
+        }
+    }
+
+    public func splitCase(request: Liaison_Intake_V1_SplitCaseRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_SplitCaseResponse
+    {
+        try await handle("SplitCase") {
+            _ = try Self.name(request.name, collection: "cases")
+            if !request.newOwner.isEmpty { _ = try Self.name(request.newOwner, collection: "agents", field: "new_owner") }
+            try Self.requireRequestID(request.requestID)
+            return try await repository.mutateCases(
+                scope: "intake.SplitCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
+            ) { c, now in
+                let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
+                let newName = "cases/" + UUID().uuidString.lowercased()
+                let result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
+                                                 newOwner: request.newOwner, newTitle: request.newTitle,
+                                                 actor: request.newOwner.isEmpty ? current.owner : request.newOwner, at: now)
+                try IntakeRepository.saveCase(c, old: nil, new: result.newCase, version: 1)
+                try IntakeRepository.saveCase(c, old: current, new: result.original, version: version + 1)
+                var response = Liaison_Intake_V1_SplitCaseResponse()
+                response.originalCase = Mapping.proto(result.original, version: version + 1)
+                response.newCase = Mapping.proto(result.newCase, version: 1)
+                var e = Liaison_Intake_V1_CaseOpened()
+                e.header = IntakeRepository.header(aggregate: newName, version: 1, requestID: request.requestID, at: now).0
+                e.case = response.newCase
+                e.firstReport = result.newCase.reportNames.first ?? ""
+                e.splitFrom = current.name
+                return (response, [e])
+            }
+        }
+    }
+
+    public func closeCase(request: Liaison_Intake_V1_CloseCaseRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Case
+    {
+        try await handle("CloseCase") {
+            _ = try Self.name(request.name, collection: "cases")
+            let outcome = CaseOutcome(rawValue: request.outcome.rawValue)
+            if !outcome.isSpecified { throw CaseRuleError.outcomeRequired(outcome) }
+            try Self.requireRequestID(request.requestID)
+            return try await repository.mutateCases(
+                scope: "intake.CloseCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
+            ) { c, now in
+                let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
+                // Incident resolution is not tracked by intake yet (correlation's IncidentResolved is
+                // not consumed), so no case is pending a customer notice here.
+                let next = try CaseRules.close(
+                    current, outcome: outcome, note: request.note,
+                    customerNotifyTime: request.hasCustomerNotifyTime ? request.customerNotifyTime.date : nil,
+                    pendingCustomerNotice: false, actor: current.owner.isEmpty ? "services/intake" : current.owner, at: now)
+                try IntakeRepository.saveCase(c, old: current, new: next, version: version + 1)
+                let out = Mapping.proto(next, version: version + 1)
+                let header = IntakeRepository.header(aggregate: out.name, version: version + 1, requestID: request.requestID, at: now).0
+                if next.state == .closed {
+                    var e = Liaison_Intake_V1_CaseClosed()
+                    e.header = header
+                    e.case = out
+                    return (out, [e])
+                }
+                var e = Liaison_Intake_V1_CaseAwaitingCustomerNotice()
+                e.header = header
+                e.case = out
+                return (out, [e])
+            }
+        }
+    }
+
+    public func reopenCase(request: Liaison_Intake_V1_ReopenCaseRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_Case
+    {
+        try await handle("ReopenCase") {
+            _ = try Self.name(request.name, collection: "cases")
+            try Self.requireRequestID(request.requestID)
+            return try await repository.mutateCases(
+                scope: "intake.ReopenCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
+            ) { c, now in
+                let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
+                let next = try CaseRules.reopen(current, note: request.note,
+                                                actor: current.owner.isEmpty ? "services/intake" : current.owner, at: now)
+                try IntakeRepository.saveCase(c, old: current, new: next, version: version + 1)
+                let out = Mapping.proto(next, version: version + 1)
+                var e = Liaison_Intake_V1_CaseReopened()
+                e.header = IntakeRepository.header(aggregate: out.name, version: version + 1, requestID: request.requestID, at: now).0
+                e.case = out
+                return (out, [e])
+            }
+        }
+    }
+
+    public func listCaseHistory(request: Liaison_Intake_V1_ListCaseHistoryRequest, context: ServerContext) async throws
+        -> Liaison_Intake_V1_ListCaseHistoryResponse
+    {
+        try await handle("ListCaseHistory") {
+            let id = try Self.name(request.name, collection: "cases")
+            let size = try Self.pageSize(request.pageSize)
+            let query = QueryFingerprint(collection: "case_history", parent: request.name, filter: "", orderBy: "")
+            let start = try token(request.pageToken, query).map { Int($0.lastTimeMicros) + 1 } ?? 0
+            guard let history = try await repository.caseHistory(id: id) else {
+                throw RepositoryError.notFound(type: "liaison.intake.v1.Case", name: request.name)
+            }
+            var response = Liaison_Intake_V1_ListCaseHistoryResponse()
+            let end = min(history.count, start + size)
+            if start < end { response.entries = history[start..<end].map(Mapping.proto) }
+            if end < history.count { response.nextPageToken = nextToken((Int64(end - 1), ""), query) }
+            return response
+        }
+    }
+}

@@ -1,0 +1,745 @@
+// The intake repository: every SQL statement of the service. Transaction bodies are synchronous
+// closures run on a connection thread (see LiaisonStorage's DataModel article): they touch only
+// the database, may be retried as a whole, and record the request_id and the outbox events in the
+// same transaction as the change, so that an acknowledged call is durable and its events exist
+// exactly when the change does.
+import Foundation
+import LiaisonAPI
+import LiaisonRuntime
+import LiaisonStorage
+import SwiftProtobuf
+
+/// Settings of the intake service.
+public struct IntakeSettings: Sendable {
+    /// Destinations of ReportAccepted and CustomerUpserted.
+    public var directoryEventDestinations: [String] = ["correlation"]
+    /// Destinations of the case events (`LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, comma separated).
+    public var caseEventDestinations: [String] = []
+    /// Duplicate detection tuning.
+    public var duplicate = DuplicateConfig()
+    /// Report validation; `requireAgent` is false: the case owner falls back to the customer's
+    /// owning agent, and a report with neither is refused (`report.agent`).
+    public var validation: ReportValidationConfig = {
+        var v = ReportValidationConfig()
+        v.requireAgent = false
+        return v
+    }()
+    /// Page-token signing key (shared by replicas).
+    public var pageTokenKey: [UInt8]
+    /// How long page tokens stay valid.
+    public var pageTokenLifetime: TimeInterval = 24 * 3600
+
+    /// Settings with a page-token key.
+    public init(pageTokenKey: [UInt8]) {
+        self.pageTokenKey = pageTokenKey
+    }
+
+    /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS` and `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
+    /// key, one is derived from the database URL, so replicas sharing a database share the key.
+    public static func from(_ environment: Environment, databaseURL: String) throws -> IntakeSettings {
+        let key: [UInt8]
+        if let k = environment.string("INTAKE_PAGE_TOKEN_KEY") {
+            guard k.utf8.count >= 16 else {
+                throw ConfigurationError(variable: "LIAISON_INTAKE_PAGE_TOKEN_KEY", problem: "must be at least 16 bytes")
+            }
+            key = Array(k.utf8)
+        } else {
+            var h = SHA256()
+            h.update(Array("liaison-intake-page-token:\(databaseURL)".utf8))
+            key = h.finalize()
+        }
+        var s = IntakeSettings(pageTokenKey: key)
+        s.caseEventDestinations = (environment.string("INTAKE_CASE_EVENT_DESTINATIONS") ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return s
+    }
+}
+
+/// Errors of the repository that the handler maps to gRPC statuses.
+enum RepositoryError: Error {
+    case notFound(type: String, name: String)
+    case etagMismatch(name: String, current: String)
+    case invalid([FieldViolation])
+}
+
+/// Storage of customers, reports, cases and their history in the intake database.
+public final class IntakeRepository: Sendable {
+    let pool: PostgresPool
+    let settings: IntakeSettings
+    static let producer = "intake"
+
+    /// A repository over `pool`.
+    public init(pool: PostgresPool, settings: IntakeSettings) {
+        self.pool = pool
+        self.settings = settings
+    }
+
+    // MARK: - Events
+
+    static func header(aggregate: String, version: Int64, requestID: String, at time: Date)
+        -> (Liaison_Common_V1_EventHeader, UUID)
+    {
+        let id = UUID()
+        var h = Liaison_Common_V1_EventHeader()
+        h.eventID = id.uuidString.lowercased()
+        h.occurTime = .init(micros: time)
+        h.aggregate = aggregate
+        h.aggregateVersion = version
+        h.producer = producer
+        h.requestID = requestID
+        return (h, id)
+    }
+
+    // MARK: - Customers
+
+    static let customerColumns = "id, data, version, create_time, update_time, contacts"
+
+    /// A customer message from a row of `customerColumns`.
+    static func customer(_ row: PostgresRow, contacts: Bool) throws -> Liaison_Intake_V1_Customer {
+        var c = try Liaison_Intake_V1_Customer(serializedBytes: try row.decode(ByteA.self, 1).bytes)
+        c.name = "customers/" + (try row.decode(String.self, 0))
+        c.etag = Etag.make(try row.decode(Int64.self, 2))
+        c.createTime = .init(micros: try row.decode(Date.self, 3))
+        c.updateTime = .init(micros: try row.decode(Date.self, 4))
+        if contacts {
+            c.contacts = try Liaison_Intake_V1_Customer(serializedBytes: try row.decode(ByteA.self, 5).bytes).contacts
+        } else {
+            c.contacts = []
+        }
+        return c
+    }
+
+    /// Reads one customer.
+    func getCustomer(id: String, contacts: Bool) async throws -> Liaison_Intake_V1_Customer? {
+        let rows = try await pool.query("SELECT \(Self.customerColumns) FROM customers WHERE id = $1", [id])
+        return try rows.first.map { try Self.customer($0, contacts: contacts) }
+    }
+
+    static let upsertSQL = """
+        INSERT INTO customers (id, display_name, account_number, account_partition, region, country, tier,
+            white_glove, features, platforms, client_versions, owning_agent, state, source_update_time, data,
+            contacts, version, create_time, update_time)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
+        ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name,
+            account_number = EXCLUDED.account_number, account_partition = EXCLUDED.account_partition,
+            region = EXCLUDED.region, country = EXCLUDED.country, tier = EXCLUDED.tier,
+            white_glove = EXCLUDED.white_glove, features = EXCLUDED.features, platforms = EXCLUDED.platforms,
+            client_versions = EXCLUDED.client_versions, owning_agent = EXCLUDED.owning_agent,
+            state = EXCLUDED.state, source_update_time = EXCLUDED.source_update_time, data = EXCLUDED.data,
+            contacts = EXCLUDED.contacts, version = customers.version + 1, update_time = EXCLUDED.update_time
+        """
+
+    /// Parameters of `upsertSQL` for a stored-form customer.
+    static func upsertParameters(id: String, _ c: Liaison_Intake_V1_Customer, version: Int64, now: Date) throws
+        -> [any PostgresBindable]
+    {
+        var data = c
+        data.contacts = []
+        var contacts = Liaison_Intake_V1_Customer()
+        contacts.contacts = c.contacts
+        let a = c.attributes
+        return [
+            id, c.displayName, a.accountNumber, a.accountPartition, a.region, a.country,
+            Tier(rawValue: a.tier.rawValue).protoName, a.whiteGlove, TextArray(a.features),
+            TextArray(a.platforms.map { Platform(rawValue: $0.platform.rawValue).protoName }),
+            TextArray(a.platforms.map(\.clientVersion).filter { !$0.isEmpty }), c.owningAgent,
+            CustomerState(rawValue: c.state.rawValue).protoName,
+            c.hasSourceUpdateTime ? c.sourceUpdateTime.date : nil as Date?,
+            ByteA(try deterministicBytes(data)), ByteA(try deterministicBytes(contacts)), version, now,
+        ]
+    }
+
+    /// One validated entry of a batch upsert.
+    struct UpsertEntry: Sendable {
+        var index: Int
+        var id: String
+        var customer: Liaison_Intake_V1_Customer  // stored form
+    }
+
+    /// Applies a batch upsert (entries already validated) in one transaction: locks the existing
+    /// rows in id order, decides each outcome (last writer wins by `source_update_time`), writes
+    /// the changed rows in one pipeline, queues CustomerUpserted events and records the request.
+    func batchUpsert(entries: [UpsertEntry], failed: [Liaison_Intake_V1_UpsertCustomerResult], requestID: String,
+                     requestBytes: [UInt8]) async throws -> Liaison_Intake_V1_BatchUpsertCustomersResponse {
+        let destinations = settings.directoryEventDestinations
+        return try await pool.transaction { c in
+            if let stored = try Idempotency.begin(c, scope: "intake.BatchUpsertCustomers", requestID: requestID,
+                                                  request: requestBytes) {
+                return try Liaison_Intake_V1_BatchUpsertCustomersResponse(serializedBytes: stored)
+            }
+            let now = Date()
+            var existing: [String: (Liaison_Intake_V1_Customer, Int64, Date)] = [:]
+            let ids = entries.map(\.id).sorted()
+            for row in try c.query("SELECT \(Self.customerColumns) FROM customers WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                                   [TextArray(ids)]).rows {
+                let stored = try Self.customer(row, contacts: true)
+                existing[try row.decode(String.self, 0)] = (stored, try row.decode(Int64.self, 2), try row.decode(Date.self, 3))
+            }
+            var results = failed
+            var statements: [(sql: String, parameters: [any PostgresBindable])] = []
+            var events: [(Liaison_Intake_V1_CustomerUpserted, UUID)] = []
+            for e in entries {
+                var result = Liaison_Intake_V1_UpsertCustomerResult()
+                result.index = Int32(e.index)
+                let old = existing[e.id]
+                var oldInput = old?.0
+                oldInput?.clearCreateTime(); oldInput?.clearUpdateTime(); oldInput?.etag = ""
+                let outcome = CustomerRules.upsertOutcome(existing: oldInput.map(Mapping.customerUpsert),
+                                                          incoming: Mapping.customerUpsert(e.customer))
+                var out: Liaison_Intake_V1_Customer
+                switch outcome {
+                case .created, .updated:
+                    let version = (old?.1 ?? 0) + 1
+                    statements.append((Self.upsertSQL, try Self.upsertParameters(id: e.id, e.customer, version: 1, now: now)))
+                    out = e.customer
+                    out.etag = Etag.make(version)
+                    out.createTime = .init(micros: old?.2 ?? now)
+                    out.updateTime = .init(micros: now)
+                    var event = Liaison_Intake_V1_CustomerUpserted()
+                    let (header, eventID) = Self.header(aggregate: e.customer.name, version: version, requestID: requestID, at: now)
+                    event.header = header
+                    event.customer = out
+                    event.customer.contacts = []  // PII stays in intake; correlation needs attributes only
+                    if let old { event.previousAttributes = old.0.attributes }
+                    events.append((event, eventID))
+                    result.outcome = outcome == .created ? .created : .updated
+                case .unchanged, .skippedStale:
+                    out = old!.0
+                    result.outcome = outcome == .unchanged ? .unchanged : .skippedStale
+                }
+                out.contacts = []
+                result.customer = out
+                result.status = Google_Rpc_Status()
+                results.append(result)
+            }
+            if !statements.isEmpty { _ = try c.pipeline(statements) }
+            for (event, id) in events { try Events.publish(c, event, eventID: id, to: destinations) }
+            var response = Liaison_Intake_V1_BatchUpsertCustomersResponse()
+            response.results = results.sorted { $0.index < $1.index }
+            try Idempotency.record(c, scope: "intake.BatchUpsertCustomers", requestID: requestID, request: requestBytes,
+                                   response: try deterministicBytes(response))
+            return response
+        }
+    }
+
+    /// UpdateCustomer: applies `mask` of `incoming` over the stored customer (etag-checked), in one
+    /// transaction with its request_id and event.
+    func updateCustomer(id: String, incoming: Liaison_Intake_V1_Customer, mask: [String], etag: String,
+                        requestID: String, requestBytes: [UInt8]) async throws -> Liaison_Intake_V1_Customer {
+        let destinations = settings.directoryEventDestinations
+        let showContacts = mask.contains("*") || mask.contains("contacts")
+        return try await pool.transaction { c in
+            if let stored = try Idempotency.begin(c, scope: "intake.UpdateCustomer", requestID: requestID,
+                                                  request: requestBytes) {
+                return try Liaison_Intake_V1_Customer(serializedBytes: stored)
+            }
+            guard let row = try c.query("SELECT \(Self.customerColumns) FROM customers WHERE id = $1 FOR UPDATE", [id]).first else {
+                throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: "customers/\(id)")
+            }
+            let current = try Self.customer(row, contacts: true)
+            let version = try row.decode(Int64.self, 2)
+            let createTime = try row.decode(Date.self, 3)
+            if !etag.isEmpty && etag != current.etag {
+                throw RepositoryError.etagMismatch(name: current.name, current: current.etag)
+            }
+            var next = current
+            next.clearCreateTime(); next.clearUpdateTime(); next.etag = ""
+            let all = mask.contains("*")
+            func on(_ path: String) -> Bool { all || mask.contains(path) }
+            if on("display_name") { next.displayName = incoming.displayName }
+            if on("attributes") { next.attributes = incoming.attributes }
+            if on("attributes.account_number") { next.attributes.accountNumber = incoming.attributes.accountNumber }
+            if on("attributes.region") { next.attributes.region = incoming.attributes.region }
+            if on("attributes.country") { next.attributes.country = incoming.attributes.country }
+            if on("attributes.tier") { next.attributes.tier = incoming.attributes.tier }
+            if on("attributes.white_glove") { next.attributes.whiteGlove = incoming.attributes.whiteGlove }
+            if on("attributes.features") { next.attributes.features = incoming.attributes.features }
+            if on("attributes.platforms") { next.attributes.platforms = incoming.attributes.platforms }
+            if on("contacts") { next.contacts = incoming.contacts }
+            if on("preferred_channel") { next.preferredChannel = incoming.preferredChannel }
+            if on("owning_agent") { next.owningAgent = incoming.owningAgent }
+            if on("crm_reference") {
+                if incoming.hasCrmReference { next.crmReference = incoming.crmReference } else { next.clearCrmReference() }
+            }
+            if on("source_update_time") {
+                if incoming.hasSourceUpdateTime { next.sourceUpdateTime = incoming.sourceUpdateTime } else { next.clearSourceUpdateTime() }
+            }
+            if on("labels") { next.labels = incoming.labels }
+            if on("state") { next.state = incoming.state }
+            next = Mapping.storedCustomer(next)
+            // The merged result must be a valid customer as a whole.
+            let violations = CustomerValidator.violations(of: Mapping.customerUpsert(next))
+            if !violations.isEmpty { throw RepositoryError.invalid(violations) }
+
+            var previous = current
+            previous.clearCreateTime(); previous.clearUpdateTime(); previous.etag = ""
+            var out: Liaison_Intake_V1_Customer
+            if Mapping.storedCustomer(previous) == next {
+                out = current
+            } else {
+                let now = Date()
+                try c.query(Self.upsertSQL, try Self.upsertParameters(id: id, next, version: version + 1, now: now))
+                out = next
+                out.etag = Etag.make(version + 1)
+                out.createTime = .init(micros: createTime)
+                out.updateTime = .init(micros: now)
+                var event = Liaison_Intake_V1_CustomerUpserted()
+                let (header, eventID) = Self.header(aggregate: out.name, version: version + 1, requestID: requestID, at: now)
+                event.header = header
+                event.customer = out
+                event.customer.contacts = []
+                event.previousAttributes = current.attributes
+                try Events.publish(c, event, eventID: eventID, to: destinations)
+            }
+            if !showContacts { out.contacts = [] }
+            try Idempotency.record(c, scope: "intake.UpdateCustomer", requestID: requestID, request: requestBytes,
+                                   response: try deterministicBytes(out))
+            return out
+        }
+    }
+
+    // MARK: - Reports
+
+    static let reportColumns = "id, data, case_id, incidents, update_time"
+
+    static func report(_ row: PostgresRow) throws -> Liaison_Intake_V1_Report {
+        var r = try Liaison_Intake_V1_Report(serializedBytes: try row.decode(ByteA.self, 1).bytes)
+        r.name = "reports/" + (try row.decode(String.self, 0))
+        r.case = "cases/" + (try row.decode(String.self, 2))
+        r.incidents = try row.decode(TextArray.self, 3).values
+        r.updateTime = .init(micros: try row.decode(Date.self, 4))
+        return r
+    }
+
+    /// Reads one report.
+    func getReport(id: String) async throws -> Liaison_Intake_V1_Report? {
+        try await pool.query("SELECT \(Self.reportColumns) FROM reports WHERE id = $1", [id]).first.map(Self.report)
+    }
+
+    /// One classifier for every submission (building one normalizes its whole keyword table).
+    static let classifier = SymptomClassifier()
+
+    static func symptom(named name: String) -> SymptomKind {
+        SymptomKind.known.first { $0.protoName == name } ?? .unspecified
+    }
+
+    /// SubmitReport: the whole submission in one transaction (see the file comment). The customer
+    /// row is locked FOR UPDATE first, so concurrent submissions for one customer are serialized
+    /// and cannot open two cases for one problem.
+    func submit(_ report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])
+        async throws -> Liaison_Intake_V1_SubmitReportResponse
+    {
+        let settings = self.settings
+        return try await pool.transaction { c in
+            try Self.submit(c, report, requestID: requestID, requestBytes: requestBytes, settings: settings)
+        }
+    }
+
+    static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
+                       requestBytes: [UInt8], settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
+        let scope = "intake.SubmitReport"
+        if let stored = try Idempotency.begin(c, scope: scope, requestID: requestID, request: requestBytes) {
+            return try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored)
+        }
+        let now = Date()
+        let submission = Mapping.submission(input)
+        let customerID = ResourceName.customerId(submission.customer)!
+        guard let customerRow = try c.query(
+            "SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [customerID]).first
+        else { throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: submission.customer) }
+        let customer = try Liaison_Intake_V1_Customer(serializedBytes: try customerRow.decode(ByteA.self, 0).bytes)
+        let owningAgent = try customerRow.decode(String.self, 1)
+        if submission.agent.isEmpty && owningAgent.isEmpty {
+            throw RepositoryError.invalid([FieldViolation(
+                field: "report.agent",
+                description: "required: \(submission.customer) has no owning agent, so the report must name its agent")])
+        }
+        let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, now: now)
+        let reportID = UUID().uuidString.lowercased()
+        let reportName = "reports/" + reportID
+        let actor = submission.agent.isEmpty ? "services/intake" : submission.agent
+
+        // Duplicate detection: a known help-desk ticket first, then the matcher over the open cases.
+        var assessment: DuplicateAssessment
+        var joinCase: String?  // case id
+        var newOwner = candidate.agent.isEmpty ? owningAgent : candidate.agent
+        var ticketMatch: (report: String, caseID: String, state: String)?
+        if let t = submission.externalTicket {
+            if let row = try c.query("""
+                SELECT r.id, r.case_id, cs.state, cs.merged_into FROM reports r JOIN cases cs ON cs.id = r.case_id
+                WHERE r.customer_id = $1 AND r.ticket_system = $2 AND r.ticket_id = $3
+                ORDER BY r.create_time, r.id LIMIT 1
+                """, [customerID, t.system, t.id]).first {
+                var caseID = try row.decode(String.self, 1)
+                var state = try row.decode(String.self, 2)
+                var mergedInto = try row.decode(String.self, 3)
+                var hops = 0
+                while state == CaseState.merged.protoName, let next = ResourceName.caseId(mergedInto), hops < 16 {
+                    guard let r = try c.query("SELECT state, merged_into FROM cases WHERE id = $1", [next]).first else { break }
+                    caseID = next
+                    state = try r.decode(String.self, 0)
+                    mergedInto = try r.decode(String.self, 1)
+                    hops += 1
+                }
+                ticketMatch = ("reports/" + (try row.decode(String.self, 0)), caseID, state)
+            }
+        }
+        if let m = ticketMatch {
+            assessment = DuplicateAssessment(
+                duplicate: true, matchedReport: m.report, similarity: 1, threshold: settings.duplicate.threshold,
+                signals: [
+                    DuplicateSignal(name: "same_customer", score: 1, weight: 0, detail: "both from \(submission.customer)"),
+                    DuplicateSignal(name: "same_external_ticket", score: 1, weight: 0,
+                                    detail: "same \(submission.externalTicket!.system) ticket"),
+                ])
+            if m.state == CaseState.open.protoName { joinCase = m.caseID }
+        } else {
+            let window = settings.duplicate.window
+            let rows = try c.query("""
+                SELECT cs.id, cs.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
+                       r.ticket_system, r.ticket_id
+                FROM cases cs JOIN reports r ON r.case_id = cs.id
+                WHERE cs.customer_id = $1 AND cs.state = 'OPEN'
+                  AND r.receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
+                                         AND $2::timestamptz + make_interval(secs => $3)
+                ORDER BY r.receive_time DESC, r.id LIMIT 1000
+                """, [customerID, candidate.receiveTime, window]).rows
+            var cases: [String: CaseCandidate] = [:]
+            var order: [String] = []
+            for row in rows {
+                let caseName = "cases/" + (try row.decode(String.self, 0))
+                let fingerprint = try? ReportFingerprint(decoding: try row.decode(ByteA.self, 3).bytes)
+                let system = try row.decode(String?.self, 7)
+                let ticketID = try row.decode(String?.self, 8)
+                let ref = CandidateReport(
+                    name: "reports/" + (try row.decode(String.self, 2)), text: nil, fingerprint: fingerprint,
+                    symptom: symptom(named: try row.decode(String.self, 4)), serviceHint: try row.decode(String.self, 5),
+                    receiveTime: try row.decode(Date.self, 6),
+                    externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } })
+                if cases[caseName] == nil {
+                    order.append(caseName)
+                    cases[caseName] = CaseCandidate(name: caseName, customer: submission.customer, owner: try row.decode(String.self, 1), reports: [])
+                }
+                cases[caseName]!.reports.append(ref)
+            }
+            let decision = DuplicateMatcher.match(candidate: candidate, openCases: order.map { cases[$0]! },
+                                                  config: settings.duplicate)
+            assessment = decision.assessment
+            switch decision.action {
+            case .joinCase(let name): joinCase = ResourceName.caseId(name)
+            case .openCase(let owner): newOwner = owner
+            }
+        }
+
+        // The report as accepted.
+        var report = input
+        report.name = reportName
+        report.symptom = Liaison_Common_V1_SymptomKind(rawValue: candidate.symptom.rawValue) ?? .unspecified
+        report.customerSnapshot = Mapping.snapshot(customer.attributes)
+        report.duplicateAssessment = Mapping.proto(assessment)
+        report.createTime = .init(micros: now)
+        report.updateTime = .init(micros: now)
+        report.incidents = []
+
+        let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
+        var caseCreated = false
+        var caseVersion: Int64
+        var record: CaseRecord
+        var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
+        if let joinCase, let (current, version) = try loadCase(c, id: joinCase, lock: true) {
+            report.case = current.name
+            try insertReport(c, id: reportID, caseID: joinCase, report: report, candidate: candidate,
+                             duplicate: assessment.duplicate, settings: settings)
+            var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
+            let symptoms = try c.query("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]).rows
+                .map { symptom(named: try $0.decode(String.self, 0)) }
+            next.symptom = SymptomClassifier.dominant(symptoms)
+            caseVersion = version + 1
+            try saveCase(c, old: current, new: next, version: caseVersion)
+            record = next
+        } else {
+            let caseID = UUID().uuidString.lowercased()
+            record = CaseRules.open(name: "cases/" + caseID, customer: submission.customer, firstReport: ref,
+                                    firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
+                                    actor: actor, at: now)
+            caseVersion = 1
+            try saveCase(c, old: nil, new: record, version: 1, moveReports: false)
+            report.case = record.name
+            try insertReport(c, id: reportID, caseID: caseID, report: report, candidate: candidate,
+                             duplicate: assessment.duplicate, settings: settings)
+            caseCreated = true
+        }
+        let caseProto = Mapping.proto(record, version: caseVersion)
+
+        var accepted = Liaison_Intake_V1_ReportAccepted()
+        let (h1, id1) = header(aggregate: reportName, version: 1, requestID: requestID, at: now)
+        accepted.header = h1
+        accepted.report = report
+        accepted.customerSnapshot = report.customerSnapshot
+        accepted.duplicate = assessment.duplicate
+        events.append((accepted, id1, settings.directoryEventDestinations))
+        if caseCreated {
+            var opened = Liaison_Intake_V1_CaseOpened()
+            let (h2, id2) = header(aggregate: record.name, version: caseVersion, requestID: requestID, at: now)
+            opened.header = h2
+            opened.case = caseProto
+            opened.firstReport = reportName
+            events.append((opened, id2, settings.caseEventDestinations))
+        }
+        for (event, id, destinations) in events { try publish(c, event, id, destinations) }
+
+        var response = Liaison_Intake_V1_SubmitReportResponse()
+        response.report = report
+        response.case = caseProto
+        response.caseCreated = caseCreated
+        response.duplicate = assessment.duplicate
+        try Idempotency.record(c, scope: scope, requestID: requestID, request: requestBytes,
+                               response: try deterministicBytes(response))
+        return response
+    }
+
+    static func publish(_ c: PostgresConnection, _ event: any SwiftProtobuf.Message, _ id: UUID, _ destinations: [String]) throws {
+        func open<E: SwiftProtobuf.Message>(_ e: E) throws { try Events.publish(c, e, eventID: id, to: destinations) }
+        try open(event)
+    }
+
+    static func insertReport(_ c: PostgresConnection, id: String, caseID: String, report: Liaison_Intake_V1_Report,
+                             candidate: NewReport, duplicate: Bool, settings: IntakeSettings) throws {
+        let fingerprint = ReportFingerprint(text: report.text, config: settings.duplicate.similarity)
+        let snap = report.customerSnapshot
+        try c.query("""
+            INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system,
+                ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier,
+                snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+            """, [
+                id, ResourceName.customerId(report.customer)!, caseID,
+                ReportChannel(rawValue: report.channel.rawValue).protoName, candidate.symptom.protoName, report.agent,
+                report.serviceHint, report.hasExternalTicket ? report.externalTicket.system : nil as String?,
+                report.hasExternalTicket ? report.externalTicket.id : nil as String?, duplicate,
+                ByteA(fingerprint.encode()), snap.region, snap.country, Tier(rawValue: snap.tier.rawValue).protoName,
+                snap.accountPartition, snap.whiteGlove, ByteA(try deterministicBytes(report)), candidate.receiveTime,
+                report.createTime.date,
+            ])
+    }
+
+    // MARK: - Cases
+
+    static let caseColumns = """
+        id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents,
+        customer_notify_time, close_time, version, create_time, update_time
+        """
+
+    /// Loads a case with its reports and history (optionally locking the row).
+    static func loadCase(_ c: PostgresConnection, id: String, lock: Bool) throws -> (CaseRecord, Int64)? {
+        guard let row = try c.query("SELECT \(caseColumns) FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""), [id]).first
+        else { return nil }
+        let reports = try c.query("SELECT id, receive_time FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id])
+            .rows.map { ReportRef(name: "reports/" + (try $0.decode(String.self, 0)), receiveTime: try $0.decode(Date.self, 1)) }
+        let history = try c.query(
+            "SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id]
+        ).rows.map { h in
+            CaseHistoryEntry(action: CaseHistoryAction(rawValue: try h.decode(Int.self, 0)),
+                             state: CaseState(rawValue: try h.decode(Int.self, 1)), actor: try h.decode(String.self, 2),
+                             time: try h.decode(Date.self, 3), related: try h.decode(TextArray.self, 4).values,
+                             note: try h.decode(String.self, 5))
+        }
+        let record = try caseRecord(row, reports: reports, history: history)
+        return (record, try row.decode(Int64.self, 12))
+    }
+
+    /// A case from a row of `caseColumns` with its reports and history.
+    static func caseRecord(_ row: PostgresRow, reports: [ReportRef], history: [CaseHistoryEntry]) throws -> CaseRecord {
+        let state = try row.decode(String.self, 3)
+        return CaseRecord(
+            name: "cases/" + (try row.decode(String.self, 0)), customer: "customers/" + (try row.decode(String.self, 1)),
+            title: try row.decode(String.self, 2),
+            state: CaseState.known.first { $0.protoName == state } ?? .unspecified,
+            owner: try row.decode(String.self, 4), reports: reports, incidents: try row.decode(TextArray.self, 9).values,
+            symptom: symptom(named: try row.decode(String.self, 5)), outcome: CaseOutcome(rawValue: try row.decode(Int.self, 6)),
+            outcomeNote: try row.decode(String.self, 7), mergedInto: try row.decode(String.self, 8),
+            customerNotifyTime: try row.decode(Date?.self, 10), createTime: try row.decode(Date.self, 13),
+            updateTime: try row.decode(Date.self, 14), closeTime: try row.decode(Date?.self, 11), history: history)
+    }
+
+    /// Reads cases by id (without history), in the order given; missing ids are skipped.
+    func cases(ids: [String]) async throws -> [Liaison_Intake_V1_Case] {
+        try await pool.withConnection { c in
+            var reports: [String: [ReportRef]] = [:]
+            for row in try c.query(
+                "SELECT case_id, id, receive_time FROM reports WHERE case_id = ANY($1) ORDER BY receive_time, id",
+                [TextArray(ids)]).rows {
+                reports[try row.decode(String.self, 0), default: []].append(
+                    ReportRef(name: "reports/" + (try row.decode(String.self, 1)), receiveTime: try row.decode(Date.self, 2)))
+            }
+            var byID: [String: Liaison_Intake_V1_Case] = [:]
+            for row in try c.query("SELECT \(Self.caseColumns) FROM cases WHERE id = ANY($1)", [TextArray(ids)]).rows {
+                let id = try row.decode(String.self, 0)
+                let record = try Self.caseRecord(row, reports: reports[id] ?? [], history: [])
+                byID[id] = Mapping.proto(record, version: try row.decode(Int64.self, 12))
+            }
+            return ids.compactMap { byID[$0] }
+        }
+    }
+
+    /// Writes a case after a domain operation: the row (inserted, or updated to `version`), the new
+    /// history entries, and the `case_id` of reports that moved into it.
+    /// `moveReports` false skips the report update when the caller writes the reports itself.
+    static func saveCase(_ c: PostgresConnection, old: CaseRecord?, new: CaseRecord, version: Int64,
+                         moveReports: Bool = true) throws {
+        let id = ResourceName.caseId(new.name)!
+        let values: [any PostgresBindable] = [
+            id, ResourceName.customerId(new.customer)!, new.title, new.state.protoName, new.owner, new.symptom.protoName,
+            new.outcome.rawValue, new.outcomeNote, new.mergedInto, TextArray(new.incidents), new.customerNotifyTime,
+            new.closeTime, version, new.createTime, new.updateTime,
+        ]
+        if old == nil {
+            try c.query("INSERT INTO cases (\(caseColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        values)
+        } else {
+            try c.query("""
+                UPDATE cases SET customer_id = $2, title = $3, state = $4, owner = $5, symptom = $6, outcome = $7,
+                    outcome_note = $8, merged_into = $9, incidents = $10, customer_notify_time = $11, close_time = $12,
+                    version = $13, create_time = $14, update_time = $15
+                WHERE id = $1
+                """, values)
+        }
+        let start = old?.history.count ?? 0
+        for (i, h) in new.history.enumerated() where i >= start {
+            try c.query("""
+                INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """, [id, i, h.action.rawValue, h.state.rawValue, h.actor, h.time, TextArray(h.related), h.note])
+        }
+        guard moveReports else { return }
+        let oldReports = Set(old?.reportNames ?? [])
+        let moved = new.reportNames.filter { !oldReports.contains($0) }.compactMap(ResourceName.reportId)
+        if !moved.isEmpty {
+            try c.query("UPDATE reports SET case_id = $1, update_time = $2 WHERE id = ANY($3) AND case_id <> $1",
+                        [id, new.updateTime, TextArray(moved)])
+        }
+    }
+
+    /// Reads one case.
+    func getCase(id: String) async throws -> Liaison_Intake_V1_Case? {
+        try await pool.withConnection { c in
+            try Self.loadCase(c, id: id, lock: false).map { Mapping.proto($0.0, version: $0.1) }
+        }
+    }
+
+    /// Reads a case's history.
+    func caseHistory(id: String) async throws -> [CaseHistoryEntry]? {
+        try await pool.withConnection { c in try Self.loadCase(c, id: id, lock: false)?.0.history }
+    }
+
+    /// Loads and locks a case for a mutation, checking its etag.
+    static func lockedCase(_ c: PostgresConnection, name: String, etag: String) throws -> (CaseRecord, Int64) {
+        guard let id = ResourceName.caseId(name), let (record, version) = try loadCase(c, id: id, lock: true) else {
+            throw RepositoryError.notFound(type: "liaison.intake.v1.Case", name: name)
+        }
+        if !etag.isEmpty && etag != Etag.make(version) {
+            throw RepositoryError.etagMismatch(name: name, current: Etag.make(version))
+        }
+        return (record, version)
+    }
+
+    /// Runs a case mutation with its request_id in one transaction. `body` gets the connection and
+    /// the time, returns the response and the events to queue (to the case destinations).
+    func mutateCases<R: SwiftProtobuf.Message>(
+        scope: String, requestID: String, requestBytes: [UInt8],
+        _ body: @escaping @Sendable (PostgresConnection, Date) throws -> (R, [any SwiftProtobuf.Message & Sendable])
+    ) async throws -> R {
+        let destinations = settings.caseEventDestinations
+        return try await pool.transaction { c in
+            if let stored = try Idempotency.begin(c, scope: scope, requestID: requestID, request: requestBytes) {
+                return try R(serializedBytes: stored)
+            }
+            let (response, events) = try body(c, Date())
+            for e in events {
+                let id = UUID(uuidString: Self.eventID(of: e)) ?? UUID()
+                try Self.publish(c, e, id, destinations)
+            }
+            try Idempotency.record(c, scope: scope, requestID: requestID, request: requestBytes,
+                                   response: try deterministicBytes(response))
+            return response
+        }
+    }
+
+    /// The header's event id of a case event.
+    static func eventID(of event: any SwiftProtobuf.Message) -> String {
+        switch event {
+        case let e as Liaison_Intake_V1_CaseOpened: e.header.eventID
+        case let e as Liaison_Intake_V1_CaseAssigned: e.header.eventID
+        case let e as Liaison_Intake_V1_CasesMerged: e.header.eventID
+        case let e as Liaison_Intake_V1_CaseClosed: e.header.eventID
+        case let e as Liaison_Intake_V1_CaseReopened: e.header.eventID
+        case let e as Liaison_Intake_V1_CaseAwaitingCustomerNotice: e.header.eventID
+        default: ""
+        }
+    }
+
+    // MARK: - Lists
+
+    /// How a list is ordered and paged.
+    enum ListOrder: Sendable {
+        /// By (time column, id), ascending or descending.
+        case time(column: String, descending: Bool)
+        /// By id.
+        case id
+        /// By (text column, id) ascending.
+        case text(column: String)
+
+        var sql: String {
+            switch self {
+            case .time(let column, let d): d ? "\(column) DESC, id DESC" : "\(column), id"
+            case .id: "id"
+            case .text(let column): "\(column), id"
+            }
+        }
+    }
+
+    /// One page of `table` rows matching `filter`, after `token`. Returns the rows (at most
+    /// `pageSize`) and the next token position (time µs, key) when more rows follow.
+    func page(table: String, columns: String, filter: SQLFilter, order: ListOrder, after token: PageToken?,
+              pageSize: Int, keyOf: @escaping @Sendable (PostgresRow) throws -> (Int64, String)) async throws
+        -> (rows: [PostgresRow], next: (Int64, String)?)
+    {
+        var conditions = filter.conditions
+        var parameters = filter.parameters
+        if let token {
+            let a = "$\(parameters.count + 1)", b = "$\(parameters.count + 2)"
+            switch order {
+            case .time(let column, let descending):
+                conditions.append("(\(column), id) \(descending ? "<" : ">") (\(a)::timestamptz, \(b))")
+                parameters += [Date(timeIntervalSince1970: Double(token.lastTimeMicros) / 1_000_000), token.lastId]
+            case .id:
+                conditions.append("id > \(a)")
+                parameters.append(token.lastId)
+            case .text(let column):
+                let (text, id) = Self.splitKey(token.lastId)
+                conditions.append("(\(column), id) > (\(a), \(b))")
+                parameters += [text, id]
+            }
+        }
+        let whereSQL = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT \(columns) FROM \(table)\(whereSQL) ORDER BY \(order.sql) LIMIT \(pageSize + 1)"
+        let params = parameters
+        let result = try await pool.query(sql, params)
+        var rows = result.rows
+        var next: (Int64, String)?
+        if rows.count > pageSize {
+            rows.removeLast(rows.count - pageSize)
+            next = try keyOf(rows[rows.count - 1])
+        }
+        return (rows, next)
+    }
+
+    /// Key of a (text, id) position: "<utf8 length of text>|<text><id>".
+    static func joinKey(_ text: String, _ id: String) -> String { "\(text.utf8.count)|\(text)\(id)" }
+    static func splitKey(_ key: String) -> (String, String) {
+        guard let bar = key.firstIndex(of: "|"), let n = Int(key[..<bar]) else { return ("", key) }
+        let rest = Array(key[key.index(after: bar)...].utf8)
+        guard n <= rest.count else { return ("", key) }
+        return (String(decoding: rest[..<n], as: UTF8.self), String(decoding: rest[n...], as: UTF8.self))
+    }
+}

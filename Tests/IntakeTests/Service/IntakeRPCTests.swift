@@ -1,0 +1,493 @@
+// The intake service over real gRPC (shim transport, 127.0.0.1) and a real PostgreSQL database.
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import Intake
+import LiaisonAPI
+import LiaisonRPC
+import LiaisonRuntime
+import LiaisonStorage
+import LiaisonTestSupport
+import SwiftProtobuf
+import XCTest
+
+final class IntakeRPCTests: XCTestCase {
+    /// Five agents report the same outage of one customer at once: one case, four duplicates,
+    /// each answer naming the report it matched and the score. Another customer gets its own case.
+    func testFiveAgentsSameOutageJoinOneCase() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert([makeCustomer("acme"), makeCustomer("globex")])
+            let texts = [
+                "Checkout fails with error 503, the customer cannot pay",
+                "Customer cannot pay: checkout fails with error 503",
+                "checkout error 503 every time they try to pay",
+                "Payments fail at checkout, error 503 shown",
+                "Cannot pay, checkout page says error 503",
+            ]
+            let responses = try await withThrowingTaskGroup(of: Liaison_Intake_V1_SubmitReportResponse.self) { group in
+                for (i, text) in texts.enumerated() {
+                    group.addTask {
+                        // The agents classify the symptom in their help desk; inferred symptoms of
+                        // ambiguous texts ("cannot pay" vs "error 503") would veto each other.
+                        var report = makeReport(customer: "acme", agent: "agents/agent-\(i)", text: text)
+                        report.symptom = .errors
+                        return try await client.submitReport(submitRequest(report))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            XCTAssertEqual(Set(responses.map(\.case.name)).count, 1, "one case for one outage")
+            XCTAssertEqual(responses.filter(\.caseCreated).count, 1)
+            let duplicates = responses.filter(\.duplicate)
+            XCTAssertEqual(duplicates.count, 4)
+            let reportNames = Set(responses.map(\.report.name))
+            for d in duplicates {
+                let a = d.report.duplicateAssessment
+                XCTAssertTrue(reportNames.contains(a.matchedReport), "names the matched report")
+                XCTAssertNotEqual(a.matchedReport, d.report.name)
+                XCTAssertGreaterThanOrEqual(a.similarity, a.threshold)
+                XCTAssertTrue(a.signals.contains { $0.name == "text_similarity" })
+            }
+            // The case is owned by the first reporter's agent; it lists all five reports.
+            let creator = responses.first(where: \.caseCreated)!
+            var get = Liaison_Intake_V1_GetCaseRequest()
+            get.name = creator.case.name
+            let theCase = try await client.getCase(get)
+            XCTAssertEqual(theCase.reports.count, 5)
+            XCTAssertEqual(theCase.owner, creator.report.agent)
+            XCTAssertEqual(theCase.state, .open)
+            XCTAssertEqual(theCase.symptom, creator.report.symptom)
+
+            let other = try await client.submitReport(submitRequest(makeReport(customer: "globex", text: texts[0])))
+            XCTAssertTrue(other.caseCreated)
+            XCTAssertFalse(other.duplicate)
+            let awaited1 = try await count(pool, "cases")
+            XCTAssertEqual(awaited1, 2)
+
+            // A different problem of the same customer opens a new case.
+            let slow = try await client.submitReport(submitRequest(makeReport(
+                customer: "acme", text: "The reporting dashboard is very slow to load, takes minutes")))
+            XCTAssertTrue(slow.caseCreated)
+
+            // Snapshot and events: every accepted report has its ReportAccepted in the outbox.
+            XCTAssertEqual(creator.report.customerSnapshot.region, "eu-south")
+            XCTAssertEqual(creator.report.customerSnapshot.accountPartition, "1")
+            let accepted = try await pool.query(
+                "SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted' AND destination = 'correlation'")
+            XCTAssertEqual(try accepted.first!.decode(Int.self, 0), 7)
+        }
+    }
+
+    /// A repeated help-desk ticket is answered as a duplicate of the first report.
+    func testSameExternalTicketIsDuplicate() async throws {
+        try await withIntake { client, _ in
+            try await client.upsert([makeCustomer("acme")])
+            let first = try await client.submitReport(submitRequest(makeReport(customer: "acme", ticket: "T-1")))
+            let again = try await client.submitReport(submitRequest(makeReport(
+                customer: "acme", agent: "agents/a2", text: "Totally different words about invoices", ticket: "T-1")))
+            XCTAssertTrue(again.duplicate)
+            XCTAssertEqual(again.case.name, first.case.name)
+            XCTAssertEqual(again.report.duplicateAssessment.matchedReport, first.report.name)
+            XCTAssertTrue(again.report.duplicateAssessment.signals.contains { $0.name == "same_external_ticket" })
+        }
+    }
+
+    /// request_id: a replay returns the first answer and writes nothing; the same id with another
+    /// report is ALREADY_EXISTS (REQUEST_ID_REUSED).
+    func testRequestIDReplayAndReuse() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert([makeCustomer("acme")])
+            let id = rid()
+            let report = makeReport(customer: "acme")
+            let first = try await client.submitReport(submitRequest(report, id: id))
+            let replay = try await client.submitReport(submitRequest(report, id: id))
+            XCTAssertEqual(first, replay)
+            let awaited2 = try await count(pool, "reports")
+            XCTAssertEqual(awaited2, 1)
+            let awaited3 = try await count(pool, "outbox")
+            XCTAssertEqual(awaited3, 2)  // CustomerUpserted + ReportAccepted
+
+            var other = report
+            other.text = "Something else entirely"
+            let status = await expectStatus(.alreadyExists) {
+                try await client.submitReport(submitRequest(other, id: id))
+            }
+            XCTAssertEqual(status?.reason, "REQUEST_ID_REUSED")
+            let awaited4 = try await count(pool, "reports")
+            XCTAssertEqual(awaited4, 1)
+
+            // Batch upserts replay too.
+            var batch = Liaison_Intake_V1_BatchUpsertCustomersRequest()
+            batch.customers = [makeCustomer("initech")]
+            batch.requestID = rid()
+            let b1 = try await client.batchUpsertCustomers(batch)
+            let b2 = try await client.batchUpsertCustomers(batch)
+            XCTAssertEqual(b1, b2)
+            XCTAssertEqual(b1.results.first?.outcome, .created)
+        }
+    }
+
+    /// Bad inputs: documented code, google.rpc details, and nothing written.
+    func testBadInputsReturnDocumentedCodesAndWriteNothing() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert([makeCustomer("acme"), makeCustomer("orphan", owningAgent: "")])
+            let tables = ["reports", "cases", "case_history", "outbox", "idempotency_keys", "customers"]
+            var before: [Int] = []
+            for t in tables { before.append(try await count(pool, t)) }
+
+            // Unknown customer: NOT_FOUND naming it.
+            let missing = await expectStatus(.notFound) {
+                try await client.submitReport(submitRequest(makeReport(customer: "nobody")))
+            }
+            XCTAssertEqual(missing?.details.compactMap(\.resourceInfo).first?.name, "customers/nobody")
+
+            var cases: [(String, Liaison_Intake_V1_Report, String)] = []
+            var r = makeReport(customer: "acme"); r.text = "   "
+            cases.append(("empty text", r, "report.text"))
+            r = makeReport(customer: "acme"); r.text = String(repeating: "x", count: 16 * 1024 + 1)
+            cases.append(("oversized text", r, "report.text"))
+            r = makeReport(customer: "acme", receive: Date().addingTimeInterval(3600))
+            cases.append(("future receive time", r, "report.receive_time"))
+            r = makeReport(customer: "acme"); r.channel = .UNRECOGNIZED(42)
+            cases.append(("unknown channel", r, "report.channel"))
+            r = makeReport(customer: "acme"); r.symptom = .UNRECOGNIZED(99)
+            cases.append(("unknown symptom", r, "report.symptom"))
+            r = makeReport(customer: "acme"); r.clearReceiveTime()
+            cases.append(("missing receive time", r, "report.receive_time"))
+            r = makeReport(customer: "orphan", agent: "")
+            cases.append(("no agent and no owning agent", r, "report.agent"))
+            for (what, report, field) in cases {
+                let status = await expectStatus(.invalidArgument) { try await client.submitReport(submitRequest(report)) }
+                XCTAssertTrue(status?.violatedFields.contains(field) ?? false, "\(what): \(status?.violatedFields ?? [])")
+            }
+            // Bad request id.
+            let badID = await expectStatus(.invalidArgument) {
+                try await client.submitReport(submitRequest(makeReport(customer: "acme"), id: "not-a-uuid"))
+            }
+            XCTAssertEqual(badID?.violatedFields, ["request_id"])
+            // Bad filter, order_by and page token.
+            var list = Liaison_Intake_V1_ListReportsRequest()
+            list.filter = "text = \"x\""
+            _ = await expectStatus(.invalidArgument) { try await client.listReports(list) }
+            list.filter = "symptom = \"UNAVAILABLE\" OR channel = \"PHONE\""
+            let orFilter = await expectStatus(.invalidArgument) { try await client.listReports(list) }
+            XCTAssertEqual(orFilter?.violatedFields, ["filter"])
+            list.filter = ""
+            list.pageToken = "garbage"
+            let token = await expectStatus(.invalidArgument) { try await client.listReports(list) }
+            XCTAssertEqual(token?.reason, "INVALID_PAGE_TOKEN")
+            // Customer batch: request-level errors; an invalid entry fails alone.
+            var batch = Liaison_Intake_V1_BatchUpsertCustomersRequest()
+            batch.requestID = rid()
+            _ = await expectStatus(.invalidArgument) { try await client.batchUpsertCustomers(batch) }
+            batch.customers = [makeCustomer("dup"), makeCustomer("dup")]
+            _ = await expectStatus(.invalidArgument) { try await client.batchUpsertCustomers(batch) }
+            // Case operations on unknown cases.
+            var close = Liaison_Intake_V1_CloseCaseRequest()
+            close.name = "cases/nope"
+            close.outcome = .resolvedDirectly
+            close.requestID = rid()
+            _ = await expectStatus(.notFound) { try await client.closeCase(close) }
+            close.outcome = .unspecified
+            let outcome = await expectStatus(.invalidArgument) { try await client.closeCase(close) }
+            XCTAssertEqual(outcome?.violatedFields, ["outcome"])
+
+            var after: [Int] = []
+            for t in tables { after.append(try await count(pool, t)) }
+            XCTAssertEqual(before, after, "a failed call changes nothing (\(tables))")
+
+            var mixed = Liaison_Intake_V1_BatchUpsertCustomersRequest()
+            mixed.requestID = rid()
+            var bad = makeCustomer("bad")
+            bad.attributes.country = "Italy"
+            bad.contacts[0].email = "not-an-email"
+            mixed.customers = [makeCustomer("good"), bad]
+            let result = try await client.batchUpsertCustomers(mixed)
+            XCTAssertEqual(result.results.map(\.outcome), [.created, .failed])
+            XCTAssertEqual(result.results[1].status.code, Int32(RPCError.Code.invalidArgument.rawValue))
+            XCTAssertFalse("\(result.results[1].status)".contains("not-an-email"), "PII never echoed")
+        }
+    }
+
+    /// Keyset paging returns every existing row exactly once while new rows are inserted.
+    func testPagingIsStableWhileRowsAreInserted() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert((0..<20).map { makeCustomer("c\($0)") })
+            // 200 reports spread over customers and times (each with its own text: new cases).
+            var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            for i in 0..<200 {
+                batch.requests.append(submitRequest(makeReport(
+                    customer: "c\(i % 20)", text: "problem number \(i) with feature \(i * 7919 % 1000)",
+                    receive: Date().addingTimeInterval(-Double(3600 + i * 30)))))
+            }
+            let submitted = try await client.batchSubmitReports(batch)
+            XCTAssertTrue(submitted.results.allSatisfy { $0.status.code == 0 })
+            let existing = Set(submitted.results.map(\.response.report.name))
+
+            let writer = Task {
+                for i in 0..<60 {
+                    _ = try await client.submitReport(submitRequest(makeReport(
+                        customer: "c\(i % 20)", text: "concurrent report \(i)",
+                        receive: Date().addingTimeInterval(-Double.random(in: 0...20000)))))
+                }
+            }
+            for order in ["", "receive_time", "create_time"] {
+                var seen: [String] = []
+                var request = Liaison_Intake_V1_ListReportsRequest()
+                request.pageSize = 17
+                request.orderBy = order
+                repeat {
+                    let page = try await client.listReports(request)
+                    seen += page.reports.map(\.name)
+                    request.pageToken = page.nextPageToken
+                } while !request.pageToken.isEmpty
+                XCTAssertEqual(seen.count, Set(seen).count, "no row twice (\(order))")
+                XCTAssertTrue(existing.isSubset(of: Set(seen)), "no existing row skipped (\(order))")
+            }
+            try await writer.value
+
+            // Filters and a filtered listing of one customer.
+            var request = Liaison_Intake_V1_ListReportsRequest()
+            request.filter = "customer = \"customers/c3\" AND channel = \"PHONE\" AND customer_snapshot.region = \"eu-south\""
+            request.pageSize = 1000
+            let c3 = try await client.listReports(request)
+            let expected = try await pool.query("SELECT count(*) FROM reports WHERE customer_id = 'c3'").first!.decode(Int.self, 0)
+            XCTAssertEqual(c3.reports.count, expected)
+            XCTAssertTrue(c3.reports.allSatisfy { $0.customer == "customers/c3" })
+            let caseName = c3.reports[0].case
+            request.filter = "case = \"\(caseName)\""
+            let awaited5 = try await client.listReports(request).reports.map(\.case)
+            XCTAssertFalse(awaited5.isEmpty)
+            XCTAssertTrue(awaited5.allSatisfy { $0 == caseName })
+            let inCase = try await pool.query(
+                "SELECT count(*) FROM reports WHERE case_id = $1", [String(caseName.dropFirst("cases/".count))])
+            XCTAssertEqual(awaited5.count, try inCase.first!.decode(Int.self, 0))
+            request.filter = "receive_time >= \"\(ISO8601DateFormatter().string(from: Date().addingTimeInterval(-3600 - 300)))\""
+            let recent = try await client.listReports(request)
+            XCTAssertTrue(recent.reports.count >= 10)
+            // A token is bound to its query.
+            request.filter = ""
+            request.pageSize = 5
+            let first = try await client.listReports(request)
+            request.filter = "symptom = \"ERRORS\""
+            request.pageToken = first.nextPageToken
+            _ = await expectStatus(.invalidArgument) { try await client.listReports(request) }
+
+            // Cases by customer, state and owner, paged.
+            var cases = Liaison_Intake_V1_ListCasesRequest()
+            cases.filter = "state = \"OPEN\" AND owner = \"agents/a1\""
+            cases.pageSize = 7
+            var caseNames: [String] = []
+            repeat {
+                let page = try await client.listCases(cases)
+                caseNames += page.cases.map(\.name)
+                cases.pageToken = page.nextPageToken
+            } while !cases.pageToken.isEmpty
+            XCTAssertEqual(caseNames.count, Set(caseNames).count)
+            let awaited6 = try await count(pool, "cases")
+            XCTAssertEqual(caseNames.count, awaited6)
+        }
+    }
+
+    /// Merge, split, assign, close and reopen over RPC, with etags and history.
+    func testCaseLifecycleWithEtags() async throws {
+        try await withIntake { client, _ in
+            try await client.upsert([makeCustomer("acme"), makeCustomer("globex")])
+            let a = try await client.submitReport(submitRequest(makeReport(customer: "acme", text: "Login fails with error 500")))
+            let b = try await client.submitReport(submitRequest(makeReport(
+                customer: "acme", agent: "agents/a2", text: "Dashboard is slow, charts take minutes to render")))
+            let other = try await client.submitReport(submitRequest(makeReport(customer: "globex")))
+            XCTAssertNotEqual(a.case.name, b.case.name)
+
+            // Merge b into a (stale etag first).
+            var merge = Liaison_Intake_V1_MergeCasesRequest()
+            merge.name = a.case.name
+            merge.sourceCases = [b.case.name]
+            merge.etag = "v999"
+            merge.requestID = rid()
+            let stale = await expectStatus(.aborted) { try await client.mergeCases(merge) }
+            XCTAssertEqual(stale?.reason, "ETAG_MISMATCH")
+            merge.etag = a.case.etag
+            merge.requestID = rid()
+            let merged = try await client.mergeCases(merge)
+            XCTAssertEqual(merged.reports.count, 2)
+            XCTAssertNotEqual(merged.etag, a.case.etag)
+            var get = Liaison_Intake_V1_GetCaseRequest()
+            get.name = b.case.name
+            let gone = try await client.getCase(get)
+            XCTAssertEqual(gone.state, .merged)
+            XCTAssertEqual(gone.mergedInto, a.case.name)
+            var getReport = Liaison_Intake_V1_GetReportRequest()
+            getReport.name = b.report.name
+            let awaited7 = try await client.getReport(getReport).case
+            XCTAssertEqual(awaited7, a.case.name)
+            // Different customers and merged cases are refused.
+            merge.sourceCases = [other.case.name]
+            merge.etag = ""
+            merge.requestID = rid()
+            let mismatch = await expectStatus(.invalidArgument) { try await client.mergeCases(merge) }
+            XCTAssertEqual(mismatch?.violatedFields, ["source_cases"])
+            merge.sourceCases = [b.case.name]
+            merge.requestID = rid()
+            _ = await expectStatus(.failedPrecondition) { try await client.mergeCases(merge) }
+
+            // Split b's report back out, to a new owner.
+            var split = Liaison_Intake_V1_SplitCaseRequest()
+            split.name = a.case.name
+            split.reports = [b.report.name]
+            split.newOwner = "agents/a2"
+            split.etag = merged.etag
+            split.requestID = rid()
+            let parts = try await client.splitCase(split)
+            XCTAssertEqual(parts.originalCase.reports, [a.report.name])
+            XCTAssertEqual(parts.newCase.reports, [b.report.name])
+            XCTAssertEqual(parts.newCase.owner, "agents/a2")
+            getReport.name = b.report.name
+            let awaited8 = try await client.getReport(getReport).case
+            XCTAssertEqual(awaited8, parts.newCase.name)
+            split.reports = [a.report.name]
+            split.etag = ""
+            split.requestID = rid()
+            let emptying = await expectStatus(.invalidArgument) { try await client.splitCase(split) }
+            XCTAssertEqual(emptying?.violatedFields, ["reports"])
+
+            // Assign, close (outcome required), reopen.
+            var assign = Liaison_Intake_V1_AssignCaseRequest()
+            assign.name = parts.newCase.name
+            assign.owner = "agents/a3"
+            assign.etag = parts.newCase.etag
+            assign.requestID = rid()
+            let assigned = try await client.assignCase(assign)
+            XCTAssertEqual(assigned.owner, "agents/a3")
+            let replay = try await client.assignCase(assign)
+            XCTAssertEqual(replay, assigned)
+
+            var close = Liaison_Intake_V1_CloseCaseRequest()
+            close.name = assigned.name
+            close.outcome = .resolvedDirectly
+            close.note = "cleared the cache"
+            close.etag = assigned.etag
+            close.requestID = rid()
+            let closed = try await client.closeCase(close)
+            XCTAssertEqual(closed.state, .closed)
+            XCTAssertEqual(closed.outcome, .resolvedDirectly)
+            XCTAssertTrue(closed.hasCloseTime)
+            close.requestID = rid()
+            close.etag = ""
+            _ = await expectStatus(.failedPrecondition) { try await client.closeCase(close) }
+            assign.requestID = rid()
+            assign.etag = ""
+            _ = await expectStatus(.failedPrecondition) { try await client.assignCase(assign) }
+
+            var reopen = Liaison_Intake_V1_ReopenCaseRequest()
+            reopen.name = closed.name
+            reopen.note = "problem is back"
+            reopen.etag = closed.etag
+            reopen.requestID = rid()
+            let reopened = try await client.reopenCase(reopen)
+            XCTAssertEqual(reopened.state, .open)
+            XCTAssertEqual(reopened.outcome, .unspecified)
+            reopen.requestID = rid()
+            reopen.etag = ""
+            _ = await expectStatus(.failedPrecondition) { try await client.reopenCase(reopen) }
+
+            var history = Liaison_Intake_V1_ListCaseHistoryRequest()
+            history.name = reopened.name
+            history.pageSize = 2
+            var actions: [Liaison_Intake_V1_CaseHistoryEntry.Action] = []
+            repeat {
+                let page = try await client.listCaseHistory(history)
+                actions += page.entries.map(\.action)
+                history.pageToken = page.nextPageToken
+            } while !history.pageToken.isEmpty
+            XCTAssertEqual(actions, [.splitFrom, .assigned, .closed, .reopened])
+            history.name = a.case.name
+            history.pageSize = 100
+            history.pageToken = ""
+            let awaited9 = try await client.listCaseHistory(history).entries.map(\.action)
+            XCTAssertEqual(awaited9, [.opened, .mergedIn, .splitOff])
+        }
+    }
+
+    /// A CRM sync of 5,000 customers in batches of 1,000; replays, stale and unchanged entries;
+    /// listing with filters; contacts only with CUSTOMER_VIEW_FULL; UpdateCustomer with etags.
+    func testBatchUpsertOf5000Customers() async throws {
+        try await withIntake { client, pool in
+            let regions = ["eu-south", "eu-north", "eu-central", "us-east"]
+            let all = (0..<5000).map { i in
+                var c = makeCustomer(String(format: "crm-%05d", i), region: regions[i % 4],
+                                     tier: i % 10 == 0 ? .enterprise : .standard)
+                c.sourceUpdateTime = .init(date: Date(timeIntervalSince1970: 1_700_000_000))
+                return c
+            }
+            let start = ContinuousClock.now
+            for chunk in stride(from: 0, to: all.count, by: 1000) {
+                let response = try await client.upsert(Array(all[chunk..<chunk + 1000]))
+                XCTAssertEqual(response.results.count, 1000)
+                XCTAssertTrue(response.results.allSatisfy { $0.outcome == .created })
+                XCTAssertTrue(response.results.allSatisfy { $0.customer.contacts.isEmpty }, "no PII in results")
+            }
+            print("batch upsert of 5000 customers: \(ContinuousClock.now - start)")
+            let awaited10 = try await count(pool, "customers")
+            XCTAssertEqual(awaited10, 5000)
+            let events = try await pool.query("SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.CustomerUpserted'")
+            XCTAssertEqual(try events.first!.decode(Int.self, 0), 5000)
+
+            // Same data again: UNCHANGED; older source time: SKIPPED_STALE; newer and changed: UPDATED.
+            var again = Array(all[0..<3])
+            again[1].sourceUpdateTime = .init(date: Date(timeIntervalSince1970: 1_600_000_000))
+            again[1].displayName = "stale name"
+            again[2].sourceUpdateTime = .init(date: Date(timeIntervalSince1970: 1_800_000_000))
+            again[2].attributes.tier = .business
+            let outcomes = try await client.upsert(again).results.map(\.outcome)
+            XCTAssertEqual(outcomes, [.unchanged, .skippedStale, .updated])
+
+            // List: filter, paging by name, contacts only on request.
+            var list = Liaison_Intake_V1_ListCustomersRequest()
+            list.filter = "region = \"eu-south\" AND tier = \"ENTERPRISE\" AND features:\"teapot-customization\""
+            list.pageSize = 37
+            var names: [String] = []
+            repeat {
+                let page = try await client.listCustomers(list)
+                XCTAssertTrue(page.customers.allSatisfy { $0.contacts.isEmpty })
+                names += page.customers.map(\.name)
+                list.pageToken = page.nextPageToken
+            } while !list.pageToken.isEmpty
+            XCTAssertEqual(names, names.sorted())
+            XCTAssertEqual(names.count, all.filter { $0.attributes.region == "eu-south" && $0.attributes.tier == .enterprise }.count)
+            list.filter = "platform:\"ANDROID\" AND client_version:\"5.1.3\" AND white_glove = false"
+            list.orderBy = "display_name"
+            list.pageSize = 1000
+            list.view = .full
+            let full = try await client.listCustomers(list)
+            XCTAssertEqual(full.customers.count, 1000)
+            XCTAssertEqual(full.customers.first?.contacts.first?.email, "ada@example.com")
+            XCTAssertFalse(full.nextPageToken.isEmpty)
+
+            // UpdateCustomer with update_mask and etag.
+            var get = Liaison_Intake_V1_GetCustomerRequest()
+            get.name = "customers/crm-00007"
+            let current = try await client.getCustomer(get)
+            XCTAssertTrue(current.contacts.isEmpty)
+            var update = Liaison_Intake_V1_UpdateCustomerRequest()
+            update.customer.name = current.name
+            update.customer.attributes.tier = .enterprise
+            update.updateMask.paths = ["attributes.tier"]
+            update.etag = current.etag
+            update.requestID = rid()
+            let updated = try await client.updateCustomer(update)
+            XCTAssertEqual(updated.attributes.tier, .enterprise)
+            XCTAssertEqual(updated.attributes.region, current.attributes.region)
+            XCTAssertNotEqual(updated.etag, current.etag)
+            update.requestID = rid()
+            let stale = await expectStatus(.aborted) { try await client.updateCustomer(update) }
+            XCTAssertEqual(stale?.reason, "ETAG_MISMATCH")
+            update.updateMask.paths = ["create_time"]
+            update.requestID = rid()
+            let mask = await expectStatus(.invalidArgument) { try await client.updateCustomer(update) }
+            XCTAssertEqual(mask?.violatedFields, ["update_mask"])
+            get.name = "customers/nope"
+            _ = await expectStatus(.notFound) { try await client.getCustomer(get) }
+        }
+    }
+}

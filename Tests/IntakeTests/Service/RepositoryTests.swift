@@ -1,0 +1,99 @@
+// The repository directly against PostgreSQL (no gRPC): per-customer serialization of concurrent
+// submissions, case persistence round trips, and the page-token key split.
+import Foundation
+@testable import Intake
+import LiaisonAPI
+import LiaisonRuntime
+import LiaisonStorage
+import LiaisonTestSupport
+import XCTest
+
+final class IntakeRepositoryTests: XCTestCase {
+    func makeRepository() async throws -> (IntakeRepository, PostgresPool) {
+        let (_, pool) = try await makeIntakeDatabase()
+        var settings = IntakeSettings(pageTokenKey: Array("test-page-token-key-0123456789".utf8))
+        settings.caseEventDestinations = ["followup"]
+        return (IntakeRepository(pool: pool, settings: settings), pool)
+    }
+
+    func upsert(_ repo: IntakeRepository, _ customers: [Liaison_Intake_V1_Customer]) async throws {
+        _ = try await repo.batchUpsert(
+            entries: customers.enumerated().map {
+                .init(index: $0.offset, id: ResourceName.customerId($0.element.name)!, customer: Mapping.storedCustomer($0.element))
+            }, failed: [], requestID: rid(), requestBytes: Array(rid().utf8))
+    }
+
+    /// 24 concurrent submissions of one problem for one customer (8 pool connections): the
+    /// customer row lock serializes them, so exactly one case opens and 23 reports join it.
+    func testConcurrentSubmissionsForOneCustomerOpenOneCase() async throws {
+        let (repo, pool) = try await makeRepository()
+        try await upsert(repo, [makeCustomer("acme"), makeCustomer("globex")])
+        let responses = try await withThrowingTaskGroup(of: Liaison_Intake_V1_SubmitReportResponse.self) { group in
+            for i in 0..<24 {
+                group.addTask {
+                    var r = makeReport(customer: i % 6 == 5 ? "globex" : "acme", agent: "agents/agent-\(i % 5)",
+                                       text: "Checkout returns error 503 for every payment attempt (\(i % 3))")
+                    r.symptom = .errors
+                    let request = submitRequest(r)
+                    return try await repo.submit(request.report, requestID: request.requestID,
+                                                 requestBytes: try deterministicBytes(request))
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let acme = responses.filter { $0.report.customer == "customers/acme" }
+        XCTAssertEqual(Set(acme.map(\.case.name)).count, 1)
+        XCTAssertEqual(acme.filter(\.caseCreated).count, 1)
+        XCTAssertEqual(acme.filter(\.duplicate).count, acme.count - 1)
+        let globex = responses.filter { $0.report.customer == "customers/globex" }
+        XCTAssertEqual(Set(globex.map(\.case.name)).count, 1)
+
+        // The stored case lists every report, oldest first, with one history entry per report.
+        let caseID = ResourceName.caseId(acme[0].case.name)!
+        let stored = try await repo.getCase(id: caseID)!
+        XCTAssertEqual(stored.reports.count, acme.count)
+        let history = try await repo.caseHistory(id: caseID)!
+        XCTAssertEqual(history.first?.action, .opened)
+        XCTAssertEqual(history.filter { $0.action == .reportAdded }.count, acme.count - 1)
+        // Case events go to the configured destinations; report events to correlation.
+        let opened = try await pool.query(
+            "SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.CaseOpened' AND destination = 'followup'")
+        XCTAssertEqual(try opened.first!.decode(Int.self, 0), 2)
+        let accepted = try await pool.query(
+            "SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted' AND destination = 'correlation'")
+        XCTAssertEqual(try accepted.first!.decode(Int.self, 0), 24)
+    }
+
+    /// The snapshot is taken at report time: a later customer change does not alter it.
+    func testSnapshotIsFrozenAtReportTime() async throws {
+        let (repo, _) = try await makeRepository()
+        try await upsert(repo, [makeCustomer("acme", region: "eu-south")])
+        let request = submitRequest(makeReport(customer: "acme"))
+        let first = try await repo.submit(request.report, requestID: request.requestID,
+                                          requestBytes: try deterministicBytes(request))
+        var moved = makeCustomer("acme", region: "eu-north")
+        moved.sourceUpdateTime = .init(date: Date())
+        try await upsert(repo, [moved])
+        let report = try await repo.getReport(id: ResourceName.reportId(first.report.name)!)!
+        XCTAssertEqual(report.customerSnapshot.region, "eu-south")
+        XCTAssertEqual(report.case, first.case.name)
+    }
+
+    func testFilterParser() throws {
+        let parser = IntakeHandler.reportFilter
+        let f = try parser.parse(#"customer = "customers/acme" AND symptom = "ERRORS" AND incidents:"incidents/i-1" AND receive_time >= "2026-11-28T10:00:00Z""#,
+                                 firstParameter: 3)
+        XCTAssertEqual(f.conditions, ["customer_id = $3", "symptom = $4", "$5 = ANY(incidents)", "receive_time >= $6::timestamptz"])
+        XCTAssertEqual(f.parameters.compactMap { $0.postgresText }.prefix(3), ["acme", "SYMPTOM_KIND_ERRORS", "incidents/i-1"])
+        for bad in ["text = \"x\"", "symptom = \"NOPE\"", "customer = \"acme\"", "a", "symptom \"ERRORS\"",
+                    "symptom = \"ERRORS\" OR channel = \"PHONE\"", "receive_time >= \"yesterday\"", "incidents = \"x\"",
+                    "symptom = \"ERRORS", "duplicate_assessment.duplicate = maybe"] {
+            XCTAssertThrowsError(try parser.parse(bad, firstParameter: 1), bad) { error in
+                XCTAssertEqual((error as? FieldViolation)?.field, "filter", bad)
+            }
+        }
+        XCTAssertEqual(try parser.parse("", firstParameter: 1).conditions, [])
+        XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).0, "A|b c")
+        XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).1, "id-1")
+    }
+}
