@@ -231,26 +231,40 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
             let v = CustomerRules.batchSubmitViolations(count: request.requests.count)
             if !v.isEmpty { throw ValidationError(violations: v) }
             var response = Liaison_Intake_V1_BatchSubmitReportsResponse()
-            for (i, entry) in request.requests.enumerated() {
+            response.results = request.requests.indices.map { i in
                 var result = Liaison_Intake_V1_SubmitReportResult()
                 result.index = Int32(i)
-                do {
-                    var violations = validate(entry.report, prefix: "requests[\(i)].report")
-                    if let v = CustomerRules.requestIdViolation(entry.requestID, field: "requests[\(i)].request_id") {
-                        violations.append(v)
-                    }
-                    if !violations.isEmpty { throw ValidationError(violations: violations) }
-                    // Each entry commits on its own: independent results, and an acknowledged entry
-                    // is durable even if a later one fails.
-                    result.response = try await repository.submit(entry.report, requestID: entry.requestID,
-                                                                  requestBytes: try deterministicBytes(entry))
-                    result.status = Google_Rpc_Status()
-                } catch let e as PostgresError where e.kind == .connection {
-                    throw e  // the database is gone: fail the call, the client retries with the same ids
-                } catch {
-                    result.status = Self.rpcStatus(Self.apiError(error, logger: logger, method: "BatchSubmitReports"))
+                return result
+            }
+            // Validate every entry first; the valid ones go to the database in one transaction
+            // (one commit for the batch, each entry under its own savepoint).
+            var valid: [(index: Int, report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])] = []
+            for (i, entry) in request.requests.enumerated() {
+                var violations = validate(entry.report, prefix: "requests[\(i)].report")
+                if let v = CustomerRules.requestIdViolation(entry.requestID, field: "requests[\(i)].request_id") {
+                    violations.append(v)
                 }
-                response.results.append(result)
+                if violations.isEmpty {
+                    valid.append((i, entry.report, entry.requestID, try deterministicBytes(entry)))
+                } else {
+                    response.results[i].status = Self.rpcStatus(
+                        Self.apiError(ValidationError(violations: violations), logger: logger, method: "BatchSubmitReports"))
+                }
+            }
+            if !valid.isEmpty {
+                // A database failure fails the whole call: nothing was acknowledged, and the
+                // client retries with the same request ids.
+                let outcomes = try await repository.submitBatch(valid.map { ($0.report, $0.requestID, $0.requestBytes) })
+                for (entry, outcome) in zip(valid, outcomes) {
+                    switch outcome {
+                    case .success(let r):
+                        response.results[entry.index].response = r
+                        response.results[entry.index].status = Google_Rpc_Status()
+                    case .failure(let error):
+                        response.results[entry.index].status = Self.rpcStatus(
+                            Self.apiError(error, logger: logger, method: "BatchSubmitReports"))
+                    }
+                }
             }
             return response
         }

@@ -335,6 +335,41 @@ public final class IntakeRepository: Sendable {
         }
     }
 
+    /// Submits several reports in ONE transaction (one commit, so one fsync for the batch), each
+    /// entry under its own savepoint: an entry that fails is rolled back alone and reported in its
+    /// result, the others commit together. Connection failures and serialization conflicts abort
+    /// the whole batch (the transaction is retried, or the caller retries with the same ids).
+    func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
+        async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
+    {
+        let settings = self.settings
+        let outcomes = try await pool.transaction { c -> [BatchOutcome] in
+            var outcomes: [BatchOutcome] = []
+            outcomes.reserveCapacity(entries.count)
+            for entry in entries {
+                try c.query("SAVEPOINT batch_entry")
+                do {
+                    let response = try Self.submit(c, entry.report, requestID: entry.requestID,
+                                                   requestBytes: entry.requestBytes, settings: settings)
+                    try c.query("RELEASE SAVEPOINT batch_entry")
+                    outcomes.append(.accepted(try response.serializedBytes()))
+                } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
+                    throw e
+                } catch {
+                    try c.query("ROLLBACK TO SAVEPOINT batch_entry")
+                    outcomes.append(.failed(BatchEntryError(error)))
+                }
+            }
+            return outcomes
+        }
+        return try outcomes.map { outcome in
+            switch outcome {
+            case .accepted(let bytes): return .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: bytes))
+            case .failed(let e): return .failure(e.error)
+            }
+        }
+    }
+
     static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
                        requestBytes: [UInt8], settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
         let scope = "intake.SubmitReport"
@@ -742,4 +777,18 @@ public final class IntakeRepository: Sendable {
         guard n <= rest.count else { return ("", key) }
         return (String(decoding: rest[..<n], as: UTF8.self), String(decoding: rest[n...], as: UTF8.self))
     }
+}
+
+/// One entry's outcome inside a batch transaction (Sendable so it can leave the connection thread).
+enum BatchOutcome: Sendable {
+    case accepted([UInt8])
+    case failed(BatchEntryError)
+}
+
+/// An entry's error carried out of the batch transaction.
+struct BatchEntryError: @unchecked Sendable {
+    // Errors thrown by the repository are value types (RepositoryError, PostgresError,
+    // ValidationError, CaseRuleError); they are only read after the transaction returns.
+    let error: any Error
+    init(_ error: any Error) { self.error = error }
 }
