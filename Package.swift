@@ -187,7 +187,13 @@ let package = Package(
         + [
             .testTarget(
                 name: "CorrelationTests",
-                dependencies: ["Correlation", "LiaisonTestSupport"],
+                dependencies: [
+                    "Correlation", "LiaisonTestSupport", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
                 swiftSettings: swiftSettings
             ),
             .testTarget(
