@@ -88,6 +88,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Swift echo server over the shim, for Benchmarks/transport/run.sh.
+        .executableTarget(
+            name: "ShimEchoBench",
+            dependencies: [
+                "LiaisonRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: API contract (generated, committed)
         .target(
             name: "LiaisonAPI",

@@ -3,7 +3,7 @@
 # Needs root (or sudo) for apt-get; Swift itself is expected on PATH (see README).
 set -euo pipefail
 APT_PACKAGES=(libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
-  libpq-dev postgresql-15 postgresql-client-15 nghttp2-client curl python3-pip)
+  libpq-dev postgresql-15 postgresql-client-15 nghttp2-client curl python3-pip docker-compose)
 PIP_PACKAGES=(grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest buf-bin)
 
 missing=()

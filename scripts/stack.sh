@@ -40,7 +40,7 @@ start() {
     done
     "$bin/$s" probe "127.0.0.1:$(port_of "$s")" >/dev/null || { echo "$s did not become healthy; see $DATA/logs/$s.log" >&2; exit 1; }
   done
-  if [ -x scripts/demo.sh ]; then scripts/demo.sh; fi
+  if [ "${LIAISON_SKIP_DEMO:-0}" != 1 ]; then scripts/demo.sh || { echo "demo failed (the stack keeps running; logs in .data/logs)" >&2; exit 1; }; fi
   echo
   echo "Liaison is running (logs in .data/logs, stop with: make stop)"
   echo "  PostgreSQL      $pg_url"

@@ -19,6 +19,7 @@ scripts/pg.sh start "$PG_DIR" 0 fast >/dev/null || { echo "cannot start PostgreS
 export LIAISON_TEST_PG_DIR="$PG_DIR"
 
 step "protos: buf lint" protos/lint.sh
+step "docker-compose.yml validates" docker-compose -f docker-compose.yml config -q
 step "protos: generated code in sync" protos/check-generated.sh
 step "contract: Python grpcio-tools" python3 -m pytest -q Tests/python
 step "swift build (tests)" swift build --build-tests
@@ -29,5 +30,5 @@ step "interop: grpcio client against the Swift server" Tests/interop/run.sh
 
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
-echo "test suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -28,7 +28,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -151,6 +153,49 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const lgrpc_tls *tls
 
 class GenericService;
 
+// Destroys client-side objects on a thread of its own. grpc 1.51 crashes
+// (Subchannel::Orphan) when the last reference to a channel is dropped on one of its own
+// callback threads — which is exactly where a call's OnDone runs, and a client call holds
+// channel references (its GenericStub and its ClientContext). So a client call whose last
+// reference goes away is deleted here, and lgrpc_channel_destroy hands its stub here too.
+class Reaper {
+ public:
+  static Reaper &get() {
+    static Reaper *r = new Reaper();  // never destroyed: its thread may outlive main()
+    return *r;
+  }
+  void drop(std::function<void()> destroy) {
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(std::move(destroy));
+    cv_.notify_one();
+  }
+
+ private:
+  Reaper() {
+    std::thread([this] { run(); }).detach();
+  }
+  void run() {
+    std::vector<std::function<void()>> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return !queue_.empty(); });
+        batch.swap(queue_);
+      }
+      for (auto &f : batch) {
+        try {
+          f();  // may destroy channels: safe here
+        } catch (...) {
+        }
+      }
+      batch.clear();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::function<void()>> queue_;
+};
+
 }  // namespace
 
 // ============================================================================================
@@ -186,19 +231,22 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
 
   void OnReadDone(bool ok) override {
     try {
+      // Take the message out of read_buf first: once read_pending is false (and certainly
+      // once the event is delivered) the caller may start the next read into read_buf.
+      grpc::ByteBuffer message;
+      message.Swap(&read_buf);
       std::vector<grpc::Slice> slices;
       std::string storage;
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_READ;
       ev.ok = ok ? 1 : 0;
-      if (ok && !flatten(read_buf, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
+      if (ok && !flatten(message, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
         read_pending = false;
         if (!ev.ok) read_closed = true;
       }
       emit(ev);
-      read_buf.Clear();
     } catch (...) {
     }
   }
@@ -433,7 +481,8 @@ int lgrpc_server_call_send_initial_metadata(lgrpc_server_call *call, const lgrpc
       call->ctx->AddInitialMetadata(
           key, std::string(reinterpret_cast<const char *>(md[i].value), md[i].value_len));
     }
-    call->StartSendInitialMetadata();
+    // Like grpc++ itself: the metadata goes out with the first message or with the status,
+    // saving an operation (and a packet) per call.
     return ok(status);
   } catch (...) {
     return fail(status, LGRPC_ERR_INTERNAL, "exception in send_initial_metadata");
@@ -539,8 +588,12 @@ struct lgrpc_client_call final
   lgrpc_client_call() { g_live_calls.fetch_add(1); }
   ~lgrpc_client_call() override { g_live_calls.fetch_sub(1); }
 
+  // The last reference often goes away inside OnDone, on a gRPC thread: delete on the
+  // reaper thread instead (see Reaper).
   void unref() {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      Reaper::get().drop([this] { delete this; });
+    }
   }
 
   void emit(const lgrpc_event &ev) {
@@ -565,19 +618,33 @@ struct lgrpc_client_call final
       ev.ok = ok ? 1 : 0;
       ev.metadata = md.data();
       ev.metadata_count = md.size();
+      if (!ok) {
+        // Trailers-only response or failed call: nothing more can be written; reads that
+        // are already pending still complete. Let OnDone come without a further read.
+        std::lock_guard<std::recursive_mutex> g(mu);
+        write_closed = true;
+        if (!read_pending) read_closed = true;
+      }
       emit(ev);
+      if (!ok) {
+        std::lock_guard<std::recursive_mutex> g(mu);
+        drop_hold_locked();
+      }
     } catch (...) {
     }
   }
 
   void OnReadDone(bool ok) override {
     try {
+      // See the server's OnReadDone: never touch read_buf after read_pending is cleared.
+      grpc::ByteBuffer message;
+      message.Swap(&read_buf);
       std::vector<grpc::Slice> slices;
       std::string storage;
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_READ;
       ev.ok = ok ? 1 : 0;
-      if (ok && !flatten(read_buf, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
+      if (ok && !flatten(message, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
         read_pending = false;
@@ -589,7 +656,6 @@ struct lgrpc_client_call final
         }
       }
       emit(ev);
-      read_buf.Clear();
       if (!ev.ok) {
         std::lock_guard<std::recursive_mutex> g(mu);
         drop_hold_locked();
@@ -715,8 +781,9 @@ lgrpc_channel *lgrpc_channel_create(const char *target, const lgrpc_channel_conf
 }
 
 void lgrpc_channel_destroy(lgrpc_channel *channel) {
+  if (channel == nullptr) return;
   try {
-    delete channel;
+    Reaper::get().drop([channel] { delete channel; });
   } catch (...) {
   }
 }

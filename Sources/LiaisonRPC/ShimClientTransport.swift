@@ -162,6 +162,7 @@ public final class ShimClientTransport: ClientTransport, Sendable {
         defer {
             // Ends a call the closure left running (or never started) and frees the slot.
             box.cancel()
+            box.release()
             let waiter = state.withLock { st in
                 st.open.removeValue(forKey: id)
                 if st.closing && st.open.isEmpty {
@@ -235,8 +236,21 @@ final class ClientCallBox: @unchecked Sendable {
         _ = unmanaged.retain()
     }
 
+    /// Guards cancel against release: the caller's reference to the C call is dropped once.
+    private let released = Mutex(false)
+
     deinit {
-        lgrpc_client_call_release(call)
+        release()
+    }
+
+    /// Drops the caller's reference (the end of `withStream`): the C call then ends on its own
+    /// and delivers DONE, which frees this box. Only cancel may race with it.
+    func release() {
+        let first = released.withLock { r in
+            defer { r = true }
+            return !r
+        }
+        if first { lgrpc_client_call_release(call) }
     }
 
     // Events (gRPC threads).
@@ -287,7 +301,9 @@ final class ClientCallBox: @unchecked Sendable {
     // Operations.
 
     func cancel() {
-        lgrpc_client_call_cancel(call)
+        released.withLock { r in
+            if !r { lgrpc_client_call_cancel(call) }
+        }
     }
 
     func start(_ metadata: Metadata) throws {
@@ -427,7 +443,8 @@ struct ClientInbound: AsyncSequence, Sendable {
                         phase = .messages
                         return .metadata(md)
                     case .none:
-                        phase = .status
+                        // Trailers-only: the read below ends at once.
+                        phase = .messages
                     }
                 case .messages:
                     if let bytes = await call.read() { return .message(bytes) }

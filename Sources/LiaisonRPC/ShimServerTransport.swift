@@ -120,7 +120,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
             _ context: ServerContext
         ) async -> Void
     ) async throws {
-        let core = ServerCore()
+        let core = ServerCore(handler: streamHandler)
         let proceed: Bool = lifecycle.withLock { st in
             guard case .idle = st else { return false }
             st = .running(core)
@@ -144,13 +144,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
         port.fulfil(.success(core.port))
 
         await withTaskCancellationHandler {
-            await withDiscardingTaskGroup { group in
-                while let call = await core.queue.next() {
-                    group.addTask {
-                        await Self.serve(call, streamHandler: streamHandler)
-                    }
-                }
-            }
+            await core.waitUntilStopped()
         } onCancel: {
             core.shutdown(graceMilliseconds: 0)
         }
@@ -173,7 +167,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
         core?.shutdown(graceMilliseconds: config.shutdownGracePeriod.milliseconds)
     }
 
-    private static func serve(
+    static func serve(
         _ call: ServerCallBox,
         streamHandler: @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
     ) async {
@@ -208,9 +202,56 @@ final class ServerCore: Sendable {
     /// A shutdown requested before the server existed, applied right after start.
     private let pendingShutdownGrace = Mutex<Int64?>(nil)
     private let boundPort = Atomic<Int>(0)
-    let queue = CallQueue()
     private let shutdownStarted = Atomic<Bool>(false)
     let localPeer = ""
+    let handler: @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void
+
+    private struct Tracking {
+        var active = 0
+        var shutdownDone = false
+        var waiter: UnsafeContinuation<Void, Never>?
+    }
+    private let tracking = Mutex(Tracking())
+
+    init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void) {
+        self.handler = handler
+    }
+
+    /// Runs one call in its own task (so a cancelled call can cancel the handler's task).
+    /// Called on a gRPC thread; never blocks.
+    func accept(_ box: ServerCallBox) {
+        tracking.withLock { $0.active += 1 }
+        let handler = self.handler
+        let task = Task {
+            await ShimServerTransport.serve(box, streamHandler: handler)
+            self.callEnded()
+        }
+        box.setTask(task)
+    }
+
+    private func callEnded() {
+        let waiter: UnsafeContinuation<Void, Never>? = tracking.withLock { t in
+            t.active -= 1
+            if t.active == 0 && t.shutdownDone {
+                defer { t.waiter = nil }
+                return t.waiter
+            }
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns once shutdown completed and every call's task has ended.
+    func waitUntilStopped() async {
+        await withUnsafeContinuation { (cont: UnsafeContinuation<Void, Never>) in
+            let now: Bool = tracking.withLock { t in
+                if t.shutdownDone && t.active == 0 { return true }
+                t.waiter = cont
+                return false
+            }
+            if now { cont.resume() }
+        }
+    }
 
     var port: Int { boundPort.load(ordering: .acquiring) }
 
@@ -260,7 +301,7 @@ final class ServerCore: Sendable {
     }
 
     /// Non-blocking: grpc++'s Shutdown+Wait runs on the shim's own thread; when every call is
-    /// done, the call queue is finished and `listen` returns.
+    /// done and every handler task ended, `listen` returns.
     func shutdown(graceMilliseconds: Int64) {
         handle.withLock { server in
             guard let server = server?.pointer else {
@@ -274,16 +315,24 @@ final class ServerCore: Sendable {
             let rc = lgrpc_server_shutdown(server, max(graceMilliseconds, 0), shimServerShutdownDone, ctx, nil)
             if rc != 0 {
                 Unmanaged<ServerCore>.fromOpaque(ctx).release()
-                queue.finish()
+                shutdownCompleted()
             }
         }
     }
 
     fileprivate func shutdownCompleted() {
-        queue.finish()
+        let waiter: UnsafeContinuation<Void, Never>? = tracking.withLock { t in
+            t.shutdownDone = true
+            if t.active == 0 {
+                defer { t.waiter = nil }
+                return t.waiter
+            }
+            return nil
+        }
+        waiter?.resume()
     }
 
-    /// Frees the C server. Only after `queue` finished (shutdown complete), so the join
+    /// Frees the C server. Only after shutdown completed, so the join
     /// inside lgrpc_server_destroy is immediate.
     func destroy() {
         let server: CServerPointer? = handle.withLock { h in
@@ -328,9 +377,8 @@ private func shimServerOnNewCall(
     )
     // Retained until the DONE event.
     let ctx = Unmanaged.passRetained(box).toOpaque()
-    if !core.queue.push(box) {
-        box.finish(status: Status(code: .unavailable, message: "Server is shutting down."), trailers: [:])
-    }
+    box.prime()
+    core.accept(box)
     return ctx
 }
 
@@ -358,68 +406,6 @@ private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafeP
     }
 }
 
-// MARK: - New-call queue
-
-/// Hands new calls from gRPC threads to `listen`. Unlike AsyncStream it never drops a call
-/// on cancellation: every call pushed is either served or finished (`push` returns false).
-final class CallQueue: Sendable {
-    private struct State {
-        var items: [ServerCallBox] = []
-        var head = 0
-        var waiter: UnsafeContinuation<ServerCallBox?, Never>?
-        var finished = false
-    }
-    private let state = Mutex(State())
-
-    func push(_ box: ServerCallBox) -> Bool {
-        let (accepted, waiter): (Bool, UnsafeContinuation<ServerCallBox?, Never>?) = state.withLock { st in
-            if st.finished { return (false, nil) }
-            if let w = st.waiter {
-                st.waiter = nil
-                return (true, w)
-            }
-            st.items.append(box)
-            return (true, nil)
-        }
-        waiter?.resume(returning: box)
-        return accepted
-    }
-
-    func finish() {
-        let waiter: UnsafeContinuation<ServerCallBox?, Never>? = state.withLock { st in
-            st.finished = true
-            defer { st.waiter = nil }
-            return st.waiter
-        }
-        waiter?.resume(returning: nil)
-    }
-
-    func next() async -> ServerCallBox? {
-        await withUnsafeContinuation { cont in
-            enum Outcome { case item(ServerCallBox), end, wait }
-            let outcome: Outcome = state.withLock { st in
-                if st.head < st.items.count {
-                    let b = st.items[st.head]
-                    st.head += 1
-                    if st.head == st.items.count {
-                        st.items.removeAll(keepingCapacity: true)
-                        st.head = 0
-                    }
-                    return .item(b)
-                }
-                if st.finished { return .end }
-                st.waiter = cont
-                return .wait
-            }
-            switch outcome {
-            case .item(let b): cont.resume(returning: b)
-            case .end: cont.resume(returning: nil)
-            case .wait: break
-            }
-        }
-    }
-}
-
 // MARK: - Per-call state
 
 /// One inbound call. Owns the caller's reference to the C call (released in deinit); the C
@@ -432,13 +418,57 @@ final class ServerCallBox: @unchecked Sendable {
     let localPeer: String
     let metadata: Metadata
 
+    /// Reads run ahead of the consumer by at most `readAheadLimit` messages (held here or in
+    /// flight): the first read starts as soon as the call arrives, so a unary request and its
+    /// end-of-stream are usually in hand before the handler asks. Writes are started without
+    /// waiting for their completion; the next write (or the shim, for finish) waits for it.
+    /// Both directions stay bounded, so flow control still holds.
+    private enum Held {
+        case message([UInt8])
+        case end
+    }
+    private static let readAheadLimit = 2
+
     private struct State {
+        var held: [Held] = []
+        var heldHead = 0
+        var readInFlight = false
         var readWaiter: UnsafeContinuation<[UInt8]?, Never>?
+        var writeInFlight = false
+        var lastWriteOK = true
         var writeWaiter: UnsafeContinuation<Bool, Never>?
         var handle: ServerContext.RPCCancellationHandle?
+        var task: Task<Void, Never>?
         var cancelled = false
         var finished = false
         var done = false
+
+        var heldCount: Int { held.count - heldHead }
+        var ended: Bool {
+            if case .end? = held.last { return true }
+            return false
+        }
+
+        mutating func append(_ h: Held) { held.append(h) }
+
+        mutating func take() -> Held? {
+            guard heldHead < held.count else { return nil }
+            let h = held[heldHead]
+            if case .end = h { return h }  // end is sticky
+            heldHead += 1
+            if heldHead == held.count {
+                held.removeAll(keepingCapacity: true)
+                heldHead = 0
+            }
+            return h
+        }
+
+        /// Marks a read as started if the read-ahead budget allows one.
+        mutating func claimReadAhead() -> Bool {
+            if readInFlight || done || ended || heldCount + 1 > ServerCallBox.readAheadLimit { return false }
+            readInFlight = true
+            return true
+        }
     }
     private let state = Mutex(State())
 
@@ -465,33 +495,58 @@ final class ServerCallBox: @unchecked Sendable {
     // Events (gRPC threads; never block).
 
     func readCompleted(_ bytes: [UInt8]?) {
-        let w = state.withLock { st in
-            defer { st.readWaiter = nil }
-            return st.readWaiter
+        let (w, more): (UnsafeContinuation<[UInt8]?, Never>?, Bool) = state.withLock { st in
+            st.readInFlight = false
+            if let w = st.readWaiter {
+                st.readWaiter = nil
+                if bytes == nil { st.append(.end) }
+                return (w, false)
+            }
+            st.append(bytes.map { .message($0) } ?? .end)
+            return (nil, st.claimReadAhead())
         }
         w?.resume(returning: bytes)
+        if more { startRead() }
     }
 
     func writeCompleted(ok: Bool) {
-        let w = state.withLock { st in
+        let w: UnsafeContinuation<Bool, Never>? = state.withLock { st in
+            st.writeInFlight = false
+            if !ok { st.lastWriteOK = false }
             defer { st.writeWaiter = nil }
             return st.writeWaiter
         }
         w?.resume(returning: ok)
     }
 
+    func setTask(_ task: Task<Void, Never>) {
+        let cancelled = state.withLock { st in
+            st.task = task
+            return st.cancelled
+        }
+        if cancelled { task.cancel() }
+    }
+
+    /// The client went away, the deadline passed or shutdown's grace expired: cancel the
+    /// RPC (GRPCCore's handle) and the handler's task.
     func cancelledByPeer() {
-        let handle = state.withLock { st in
+        let (handle, task) = state.withLock { st in
             st.cancelled = true
-            return st.handle
+            return (st.handle, st.task)
         }
         handle?.cancel()
+        task?.cancel()
     }
 
     func done() {
         let (r, w) = state.withLock { st in
             st.done = true
             st.finished = true
+            st.task = nil
+            st.readInFlight = false
+            st.writeInFlight = false
+            st.lastWriteOK = false
+            if !st.ended { st.append(.end) }
             defer {
                 st.readWaiter = nil
                 st.writeWaiter = nil
@@ -504,41 +559,84 @@ final class ServerCallBox: @unchecked Sendable {
 
     // Operations (called sequentially by the reader / the writer).
 
-    func read() async -> [UInt8]? {
-        await withUnsafeContinuation { cont in
-            let proceed = state.withLock { st in
-                if st.done { return false }
-                st.readWaiter = cont
-                return true
-            }
-            guard proceed else { return cont.resume(returning: nil) }
-            if lgrpc_server_call_read(call, nil) != 0 {
-                let w = state.withLock { st in
-                    defer { st.readWaiter = nil }
-                    return st.readWaiter
-                }
-                w?.resume(returning: nil)
-            }
-        }
+    /// Starts the first read at once (on the gRPC thread that announced the call).
+    func prime() {
+        if state.withLock({ $0.claimReadAhead() }) { startRead() }
     }
 
-    func write(_ bytes: [UInt8]) async -> Bool {
-        await withUnsafeContinuation { cont in
-            let proceed = state.withLock { st in
-                if st.done || st.finished { return false }
-                st.writeWaiter = cont
-                return true
-            }
-            guard proceed else { return cont.resume(returning: false) }
-            let rc = bytes.withUnsafeBufferPointer { lgrpc_server_call_write(call, $0.baseAddress, $0.count, nil) }
-            if rc != 0 {
-                let w = state.withLock { st in
-                    defer { st.writeWaiter = nil }
-                    return st.writeWaiter
+    private func startRead() {
+        if lgrpc_server_call_read(call, nil) != 0 { readCompleted(nil) }
+    }
+
+    private func readAhead() {
+        if state.withLock({ $0.claimReadAhead() }) { startRead() }
+    }
+
+    func read() async -> [UInt8]? {
+        let now: Held? = state.withLock { $0.take() }
+        switch now {
+        case .message(let m)?:
+            readAhead()
+            return m
+        case .end?:
+            return nil
+        case nil:
+            break
+        }
+        let result: [UInt8]? = await withUnsafeContinuation { cont in
+            enum Then { case resume([UInt8]?), startAndWait, wait }
+            let then: Then = state.withLock { st in
+                switch st.take() {
+                case .message(let m)?:
+                    return .resume(m)
+                case .end?:
+                    return .resume(nil)
+                case nil:
+                    st.readWaiter = cont
+                    if st.readInFlight { return .wait }
+                    st.readInFlight = true
+                    return .startAndWait
                 }
-                w?.resume(returning: false)
+            }
+            switch then {
+            case .resume(let r): cont.resume(returning: r)
+            case .startAndWait: startRead()
+            case .wait: break
             }
         }
+        if result != nil { readAhead() }
+        return result
+    }
+
+    /// Starts writing `bytes` once the previous write completed; does not wait for this one.
+    /// Returns false if the stream can no longer be written.
+    func write(_ bytes: [UInt8]) async -> Bool {
+        // Wait for the previous write.
+        let previousOK: Bool = await withUnsafeContinuation { cont in
+            let now: Bool? = state.withLock { st in
+                if st.done || st.finished { return false }
+                if !st.writeInFlight { return st.lastWriteOK }
+                st.writeWaiter = cont
+                return nil
+            }
+            if let now { cont.resume(returning: now) }
+        }
+        guard previousOK else { return false }
+        let proceed: Bool = state.withLock { st in
+            if st.done || st.finished || st.writeInFlight { return false }
+            st.writeInFlight = true
+            return true
+        }
+        guard proceed else { return false }
+        let rc = bytes.withUnsafeBufferPointer { lgrpc_server_call_write(call, $0.baseAddress, $0.count, nil) }
+        if rc != 0 {
+            state.withLock { st in
+                st.writeInFlight = false
+                st.lastWriteOK = false
+            }
+            return false
+        }
+        return true
     }
 
     func sendInitialMetadata(_ metadata: Metadata) throws {

@@ -17,29 +17,21 @@ extension String: PostgresBindable, PostgresDecodable {
     public init(postgresText: String) { self = postgresText }
 }
 
-extension Int: PostgresBindable, PostgresDecodable {
+/// Integers travel as decimal text.
+public protocol PostgresInteger: FixedWidthInteger, PostgresBindable, PostgresDecodable {}
+
+extension PostgresInteger {
     public var postgresText: String? { String(self) }
     public init(postgresText: String) throws {
-        guard let v = Int(postgresText) else { throw decodeError("Int", postgresText) }
+        guard let v = Self(postgresText, radix: 10) else { throw decodeError("\(Self.self)", postgresText) }
         self = v
     }
 }
 
-extension Int32: PostgresBindable, PostgresDecodable {
-    public var postgresText: String? { String(self) }
-    public init(postgresText: String) throws {
-        guard let v = Int32(postgresText) else { throw decodeError("Int32", postgresText) }
-        self = v
-    }
-}
-
-extension Int64: PostgresBindable, PostgresDecodable {
-    public var postgresText: String? { String(self) }
-    public init(postgresText: String) throws {
-        guard let v = Int64(postgresText) else { throw decodeError("Int64", postgresText) }
-        self = v
-    }
-}
+extension Int: PostgresInteger {}
+extension Int16: PostgresInteger {}
+extension Int32: PostgresInteger {}
+extension Int64: PostgresInteger {}
 
 extension Double: PostgresBindable, PostgresDecodable {
     public var postgresText: String? {

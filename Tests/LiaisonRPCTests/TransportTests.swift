@@ -150,7 +150,8 @@ final class TransportTests: XCTestCase {
             let amount = Int64(header.dropLast()) ?? -1
             let micros = header.hasSuffix("u") ? amount : amount * 1000
             XCTAssertGreaterThan(micros, 0)
-            XCTAssertLessThanOrEqual(micros, 30_000_000)
+            // grpc rounds the encoded timeout up (coarser units), so allow a little over 30 s.
+            XCTAssertLessThanOrEqual(micros, 31_000_000)
 
             // No deadline: no grpc-timeout.
             let none = try await client.get([], method: Echo.deadline)
@@ -388,7 +389,8 @@ final class TransportTests: XCTestCase {
                     server.beginGracefulShutdown()
                     try await inflight.waitForAll()
                 }
-                XCTAssertEqual(probe.count("hang.cancelled"), calls)
+                let cancelled = await probe.wait("hang.cancelled", atLeast: calls)
+                XCTAssertTrue(cancelled, "cancelled handlers: \(probe.count("hang.cancelled")) of \(calls)")
             }
             try await group.waitForAll()
         }
@@ -467,6 +469,28 @@ final class TransportTests: XCTestCase {
             XCTAssertEqual(try r.message, Array("k1".utf8))
             XCTAssertEqual(probe.count("flaky.k1"), 3)
         }
+    }
+
+    func testMaxConnectionAgeAndKeepaliveAreTransparentToCalls() async throws {
+        // Connections are recycled every 200 ms (GOAWAY) while keepalive pings run; calls
+        // spread over several connection lifetimes must all succeed.
+        let probe = Probe()
+        let server = ShimServerTransport.Config(
+            listenAddress: "127.0.0.1:0",
+            keepaliveTime: .milliseconds(100),
+            keepaliveTimeout: .seconds(5),
+            maxConnectionAge: .milliseconds(200),
+            maxConnectionAgeGrace: .seconds(5)
+        )
+        let client = ShimClientTransport.Config(keepaliveTime: .milliseconds(100), keepaliveTimeout: .seconds(5))
+        try await withServerAndClient(services: [EchoService(probe: probe)], serverConfig: server, clientConfig: client) { client, _, _ in
+            for i in 0..<30 {
+                let r = try await client.get([UInt8(i)])
+                XCTAssertEqual(try r.message, [UInt8(i)])
+                try await Task.sleep(for: .milliseconds(30))
+            }
+        }
+        XCTAssertEqual(probe.count("get"), 30)
     }
 
     // MARK: Health

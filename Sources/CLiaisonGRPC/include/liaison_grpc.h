@@ -35,6 +35,9 @@
  *    not-yet-released-by-you handle is safe (it fails with LGRPC_ERR_CLOSED).
  *  - The per-call `ctx` you supplied is never used after LGRPC_EVENT_DONE returns: release
  *    your context in the DONE handler.
+ *  - Client: DONE arrives once the server's status is in AND the shim knows you will start no
+ *    more operations: a read completed with ok = 0, INITIAL_METADATA completed with ok = 0
+ *    (trailers-only response), or you released the call. So read until ok = 0 (or release).
  */
 #ifndef LIAISON_GRPC_H
 #define LIAISON_GRPC_H
@@ -184,7 +187,9 @@ int lgrpc_server_shutdown(lgrpc_server *server, int64_t grace_ms, lgrpc_shutdown
  *  Must not be called from a gRPC callback. */
 void lgrpc_server_destroy(lgrpc_server *server);
 
-/** Server call operations. `md` arrays are borrowed. */
+/** Server call operations. `md` arrays are borrowed.
+ *  send_initial_metadata queues the response headers; as in grpc++, they are sent together
+ *  with the first message or with the status, whichever comes first. At most once. */
 int lgrpc_server_call_send_initial_metadata(lgrpc_server_call *call, const lgrpc_metadata *md,
                                             size_t count, lgrpc_status *status);
 /** Starts one read; LGRPC_EVENT_READ follows. */
@@ -218,8 +223,10 @@ typedef struct lgrpc_channel_config {
 } lgrpc_channel_config;
 
 /** Creates a channel to `target` (e.g. "ipv4:127.0.0.1:1,127.0.0.1:2", "dns:///host:port",
- *  "127.0.0.1:50051"). Connects lazily. Destroy with lgrpc_channel_destroy; calls still
- *  running keep the underlying connection alive until they are DONE. */
+ *  "127.0.0.1:50051"). Connects lazily. Destroy with lgrpc_channel_destroy (any thread,
+ *  including inside a callback); calls still running keep the underlying connection alive
+ *  until they are DONE. The grpc channel itself is always torn down on a shim-owned thread:
+ *  grpc 1.51 crashes when a channel's last reference goes away on its own callback thread. */
 lgrpc_channel *lgrpc_channel_create(const char *target, const lgrpc_channel_config *config,
                                     lgrpc_status *status);
 void lgrpc_channel_destroy(lgrpc_channel *channel);
@@ -242,8 +249,10 @@ int lgrpc_client_call_writes_done(lgrpc_client_call *call, lgrpc_status *status)
 /** Cancels the call. If it was never started, DONE(CANCELLED) is delivered synchronously on
  *  the calling thread instead. Safe to call any number of times. */
 void lgrpc_client_call_cancel(lgrpc_client_call *call);
-/** Drops the caller's reference. A started call that is not DONE keeps running; cancel it
- *  first if you no longer want it. */
+/** Drops the caller's reference and promises to start no further operation. A started call
+ *  that is not DONE runs to its end (cancel it first if you no longer want it) and still
+ *  delivers DONE to `ctx`. A call that was never started is cancelled: DONE(CANCELLED) is
+ *  delivered synchronously, on the calling thread, before this returns. */
 void lgrpc_client_call_release(lgrpc_client_call *call);
 
 /** Number of shim call objects alive (server + client); for leak tests. */
