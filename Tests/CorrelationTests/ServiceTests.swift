@@ -45,6 +45,7 @@ final class ServiceTests: XCTestCase {
         ack.etag = incident.etag
         ack.requestID = UUID().uuidString
         let acked = try await api.acknowledgeIncident(ack)
+        let ackRequestID = ack.requestID
         XCTAssertEqual(acked.state, .acknowledged)
         XCTAssertNotEqual(acked.etag, incident.etag)
         ack.etag = ""
@@ -90,10 +91,11 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(reopened.state, .acknowledged)
         XCTAssertFalse(reopened.hasResolveTime)
 
-        // A request_id reused for a different request is refused.
+        // A request_id reused for a different request (same method) is refused.
         var other = Liaison_Correlation_V1_AcknowledgeIncidentRequest()
         other.name = incident.name
-        other.requestID = requestID
+        other.actor = "someone else"
+        other.requestID = ackRequestID
         await XCTAssertRPCError(.alreadyExists, try await api.acknowledgeIncident(other))
 
         // Lists: newest first, keyset paging, state filter.
