@@ -82,7 +82,7 @@ let setup = try await clock.measure {
             FROM generate_series(1, \(reports)) r
             JOIN bench_customers cu ON cu.g = CASE WHEN r % 10 < 7
                 THEN ((r::bigint * 7919) % (\(customers) / 810)) * 810 + ((r::bigint * 104729) % 27) * 6
-                ELSE (r::bigint * 15485863) % \(customers) END;
+                ELSE (hashint8(r::bigint)::bigint & 2147483647) % \(customers) END;
             ANALYZE bench_raw;
             -- The incident and its live aggregates, as the linking transactions leave them: distinct
             -- reporting customers per key (sharded counters), '' = total.
@@ -229,6 +229,7 @@ func linkingThroughput(url: String, instances: Int, count: Int) async throws -> 
             }
         }
         let next = Counter()
+        let retries = Counter()
         let senders = 4 * instances
         let t = try await clock.measure {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -237,7 +238,18 @@ func linkingThroughput(url: String, instances: Int, count: Int) async throws -> 
                         while let i = next.take(below: batches.count) {
                             var request = Liaison_Events_V1_DeliverEventsRequest()
                             request.events = batches[i]
-                            _ = try await sink.deliverEvents(request)
+                            // Retry conflicts and unavailability, as the producer's outbox relay does.
+                            var attempt = 0
+                            while true {
+                                do {
+                                    _ = try await sink.deliverEvents(request)
+                                    break
+                                } catch let e as RPCError where (e.code == .aborted || e.code == .unavailable) && attempt < 20 {
+                                    attempt += 1
+                                    retries.add()
+                                    try await Task.sleep(for: .milliseconds(10 * attempt))
+                                }
+                            }
                         }
                     }
                 }
@@ -248,6 +260,7 @@ func linkingThroughput(url: String, instances: Int, count: Int) async throws -> 
         get.name = incident.name
         let linked = try await api.getIncident(get).linkedReportCount
         if linked != count { log("WARNING: \(linked) of \(count) reports linked") }
+        log("\(instances) instance(s): \(retries.count) batch retries")
         return Double(count) / (ms(t) / 1000)
     }
     for s in servers { s.beginGracefulShutdown() }
@@ -259,6 +272,8 @@ func linkingThroughput(url: String, instances: Int, count: Int) async throws -> 
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
+    func add() { lock.lock(); value += 1; lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return value }
     func take(below limit: Int) -> Int? {
         lock.lock(); defer { lock.unlock() }
         guard value < limit else { return nil }

@@ -497,6 +497,10 @@ enum Store {
     /// link; its keys and bucket are those of its first linked report), reports and first-report
     /// customers per minute and 1-D key, and the incident's counters and change counter.
     static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
+        // The incident row is the first hot row every linking transaction locks, so concurrent
+        // linkers of one incident queue there instead of deadlocking on counters and buckets.
+        try c.query("UPDATE incidents SET linked_reports = linked_reports + $2, revision = revision + 1 WHERE id = $1",
+                    [incidentID, delta])
         let shard = Convert.shard(report.customerID)
         let oneD = [""] + report.keys.filter { !$0.contains("&") }
         var customerDelta = 0
@@ -539,10 +543,9 @@ enum Store {
             try bucket(c, incidentID, report.receiveTime, oneD, reports: delta, customers: 0)
             if customerDelta != 0 { try bucket(c, incidentID, customerTime, customerOneD, reports: 0, customers: customerDelta) }
         }
-        try c.query("""
-            UPDATE incidents SET linked_reports = linked_reports + $2, affected_customers = affected_customers + $3,
-                   revision = revision + 1 WHERE id = $1
-            """, [incidentID, delta, customerDelta])
+        if customerDelta != 0 {
+            try c.query("UPDATE incidents SET affected_customers = affected_customers + $2 WHERE id = $1", [incidentID, customerDelta])
+        }
     }
 
     static func bucket(_ c: PostgresConnection, _ incidentID: UUID, _ time: Date, _ keys: [String], reports: Int, customers: Int) throws {
