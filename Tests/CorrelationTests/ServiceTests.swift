@@ -418,6 +418,14 @@ final class ServiceTests: XCTestCase {
         let issues = try await stack.pool.query("SELECT cluster_key FROM emerging_issues").rows.map { try $0.decode(String.self, 0) }
         XCTAssertEqual(issues.count, 1, "\(issues)")
         XCTAssertEqual(issues.first, "region=eu-central")
+
+        // An incident declared independently whose matcher links the cluster's reports (the
+        // text names the service) explains the issue.
+        _ = try await stack.createService("login", aliases: ["log"])
+        let login = try await stack.declare("Login broken", services: ["services/login"])
+        XCTAssertEqual(login.linkedReportCount, 15)
+        let state = try await stack.pool.query("SELECT state FROM emerging_issues").first!.decode(Int.self, 0)
+        XCTAssertEqual(state, 4)  // EXPLAINED
         await stack.shutdown()
     }
 }

@@ -469,7 +469,9 @@ enum Store {
     static func confirmed(_ c: PostgresConnection, incident: IncidentRow, report: Report,
                           link: Liaison_Correlation_V1_Link, settings: CorrelationSettings) throws {
         try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1)
-        try c.query("UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1", [report.id])
+        let issue = try c.query("UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue",
+                                [report.id]).first?.decode(UUID?.self, 0)
+        if let issue { try EmergingStore.explain(c, issue, by: incident, settings: settings) }
         try publish(c, settings, { h in
             var e = Liaison_Correlation_V1_ReportLinked()
             e.header = h

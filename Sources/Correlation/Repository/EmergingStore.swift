@@ -38,6 +38,26 @@ enum EmergingStore {
         return try issue(c, row.id)
     }
 
+    /// An OPEN issue whose report got linked to an incident declared independently becomes
+    /// EXPLAINED by that incident (promotion sets PROMOTED afterwards in its own transaction).
+    static func explain(_ c: PostgresConnection, _ id: UUID, by incident: Store.IncidentRow, settings: CorrelationSettings) throws {
+        guard let row = try c.query("SELECT id, body, version FROM emerging_issues WHERE id = $1 AND state = 1 FOR UPDATE", [id]).first,
+              incident.incident.emergingIssue != issueNameOf(id) else { return }
+        var issue = try issueRow(row)
+        issue.issue.state = .explained
+        issue.issue.incident = incident.incident.name
+        issue = try save(c, issue, now: try Store.now(c))
+        let snapshot = issue.issue
+        try Store.publish(c, settings, { h in
+            var e = Liaison_Correlation_V1_EmergingIssueStatusChanged()
+            e.header = h
+            e.emergingIssue = snapshot
+            return e
+        }, aggregate: snapshot.name, version: issue.version)
+    }
+
+    static func issueNameOf(_ id: UUID) -> String { Store.issueName(id) }
+
     /// Tries to take the detector lease; returns true when this replica holds it until `lease`
     /// from now. The lease row makes the detector run on one replica at a time; the transaction
     /// advisory lock guards the scan itself.
