@@ -140,12 +140,16 @@ enum Store {
 
     static func catalogue(_ c: PostgresConnection) throws -> Catalogue {
         var cat = Catalogue()
-        for row in try c.query("SELECT alias, service_id FROM service_aliases").rows {
+        let results = try c.pipeline([
+            (sql: "SELECT alias, service_id FROM service_aliases", parameters: []),
+            (sql: "SELECT id, body FROM services", parameters: []),
+        ])
+        for row in results[0].rows {
             let alias = try row.decode(String.self, 0), id = try row.decode(String.self, 1)
             cat.aliases[alias] = id
             cat.names[id, default: []].append(alias)
         }
-        for row in try c.query("SELECT id, body FROM services").rows {
+        for row in results[1].rows {
             let svc = try Liaison_Correlation_V1_TechnicalService(serializedBytes: try row.decode(ByteA.self, 1).bytes)
             cat.dependencies[try row.decode(String.self, 0)] = svc.dependencies.map { String($0.dropFirst(9)) }
         }
@@ -501,62 +505,68 @@ enum Store {
     static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
         // The incident row is the first hot row every linking transaction locks, so concurrent
         // linkers of one incident queue there instead of deadlocking on counters and buckets.
-        try c.query("UPDATE incidents SET linked_reports = linked_reports + $2, revision = revision + 1 WHERE id = $1",
-                    [incidentID, delta])
+        // Two pipelines (one round trip each): counters + the customer's row, then the aggregates.
+        let customerSQL = delta > 0 ? """
+            INSERT INTO incident_customers (incident_id, customer_id, links, first_time, keys)
+            VALUES ($1, $2, 1, $3, $4::text[])
+            ON CONFLICT (incident_id, customer_id) DO UPDATE SET links = incident_customers.links + 1
+            RETURNING links, first_time, keys
+            """ : """
+            UPDATE incident_customers SET links = links - 1
+            WHERE incident_id = $1 AND customer_id = $2 AND $3::timestamptz IS NOT NULL AND $4::text[] IS NOT NULL
+            RETURNING links, first_time, keys
+            """
+        let first = try c.pipeline([
+            (sql: "UPDATE incidents SET linked_reports = linked_reports + $2, revision = revision + 1 WHERE id = $1",
+             parameters: [incidentID, delta]),
+            (sql: customerSQL, parameters: [incidentID, report.customerID, report.receiveTime, TextArray(report.keys)]),
+        ])
         let shard = Convert.shard(report.customerID)
         let oneD = [""] + report.keys.filter { !$0.contains("&") }
         var customerDelta = 0
         var customerKeys: [String] = []
         var customerTime = report.receiveTime
-        if delta > 0 {
-            let row = try c.query("""
-                INSERT INTO incident_customers (incident_id, customer_id, links, first_time, keys)
-                VALUES ($1, $2, 1, $3, $4::text[])
-                ON CONFLICT (incident_id, customer_id) DO UPDATE SET links = incident_customers.links + 1
-                RETURNING links
-                """, [incidentID, report.customerID, report.receiveTime, TextArray(report.keys)]).first!
-            if try row.decode(Int.self, 0) == 1 {
+        var statements: [(sql: String, parameters: [any PostgresBindable])] = []
+        if let row = first[1].first {
+            let links = try row.decode(Int.self, 0)
+            if delta > 0 && links == 1 {
                 customerDelta = 1
                 customerKeys = report.keys
-            }
-        } else {
-            guard let row = try c.query("""
-                UPDATE incident_customers SET links = links - 1 WHERE incident_id = $1 AND customer_id = $2
-                RETURNING links, first_time, keys
-                """, [incidentID, report.customerID]).first else { return }
-            if try row.decode(Int.self, 0) <= 0 {
+            } else if delta < 0 && links <= 0 {
                 customerDelta = -1
                 customerTime = try row.decode(Date.self, 1)
                 customerKeys = try row.decode(TextArray.self, 2).values
-                try c.query("DELETE FROM incident_customers WHERE incident_id = $1 AND customer_id = $2", [incidentID, report.customerID])
+                statements.append((sql: "DELETE FROM incident_customers WHERE incident_id = $1 AND customer_id = $2",
+                                   parameters: [incidentID, report.customerID]))
             }
         }
         if customerDelta != 0 {
-            try c.query("""
+            statements.append((sql: """
                 INSERT INTO incident_segments (incident_id, key, shard, count) SELECT $1, k, $3, $4 FROM unnest($2::text[]) k
                 ON CONFLICT (incident_id, key, shard) DO UPDATE SET count = incident_segments.count + EXCLUDED.count
-                """, [incidentID, TextArray([""] + customerKeys), shard, customerDelta])
+                """, parameters: [incidentID, TextArray([""] + customerKeys), shard, customerDelta]))
+            statements.append((sql: "UPDATE incidents SET affected_customers = affected_customers + $2 WHERE id = $1",
+                               parameters: [incidentID, customerDelta]))
         }
         let customerOneD = [""] + customerKeys.filter { !$0.contains("&") }
         let sameMinute = floor(customerTime.timeIntervalSince1970 / 60) == floor(report.receiveTime.timeIntervalSince1970 / 60)
         if customerDelta != 0 && sameMinute && Set(customerOneD) == Set(oneD) {
-            try bucket(c, incidentID, report.receiveTime, oneD, reports: delta, customers: customerDelta)
+            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: customerDelta))
         } else {
-            try bucket(c, incidentID, report.receiveTime, oneD, reports: delta, customers: 0)
-            if customerDelta != 0 { try bucket(c, incidentID, customerTime, customerOneD, reports: 0, customers: customerDelta) }
+            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: 0))
+            if customerDelta != 0 { statements.append(bucket(incidentID, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
         }
-        if customerDelta != 0 {
-            try c.query("UPDATE incidents SET affected_customers = affected_customers + $2 WHERE id = $1", [incidentID, customerDelta])
-        }
+        _ = try c.pipeline(statements)
     }
 
-    static func bucket(_ c: PostgresConnection, _ incidentID: UUID, _ time: Date, _ keys: [String], reports: Int, customers: Int) throws {
-        try c.query("""
+    static func bucket(_ incidentID: UUID, _ time: Date, _ keys: [String], reports: Int, customers: Int)
+        -> (sql: String, parameters: [any PostgresBindable]) {
+        (sql: """
             INSERT INTO incident_buckets (incident_id, minute, key, reports, customers)
             SELECT $1, date_trunc('minute', $2::timestamptz), k, $4, $5 FROM unnest($3::text[]) k
             ON CONFLICT (incident_id, minute, key) DO UPDATE SET reports = incident_buckets.reports + EXCLUDED.reports,
                 customers = incident_buckets.customers + EXCLUDED.customers
-            """, [incidentID, time, TextArray(keys), reports, customers])
+            """, parameters: [incidentID, time, TextArray(keys), reports, customers])
     }
 
     /// Reporting customers per segment key of an incident, from the live aggregates.
