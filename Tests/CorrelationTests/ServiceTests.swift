@@ -267,6 +267,21 @@ final class ServiceTests: XCTestCase {
         await XCTAssertRPCError(.failedPrecondition, try await api.confirmLink(confirm))
         do { let v = try await api.getIncident(get).linkedReportCount; XCTAssertEqual(v, 91) }
 
+        // A case merge moves the link to the surviving case.
+        var merged = Liaison_Intake_V1_CasesMerged()
+        merged.header = CorrelationStack.header(UUID(), aggregate: "cases/keep")
+        merged.case.name = "cases/keep"
+        merged.mergedCases = ["cases/case-r\(south[south.startIndex + 70])"]
+        try await stack.deliver([try CorrelationStack.envelope(merged, id: UUID())])
+        var opened = Liaison_Intake_V1_CaseOpened()
+        opened.header = CorrelationStack.header(UUID(), aggregate: "cases/x")
+        try await stack.deliver([try CorrelationStack.envelope(opened, id: UUID())])  // accepted, ignored
+        links = .init()
+        links.parent = incident.name
+        links.pageSize = 1000
+        let all = try await api.listLinks(links).links
+        XCTAssertEqual(all.first { $0.report == "reports/r\(south[south.startIndex + 70])" }?.case, "cases/keep")
+
         // Timeline from the per-minute buckets.
         var tl = Liaison_Correlation_V1_GetIncidentTimelineRequest()
         tl.incident = incident.name

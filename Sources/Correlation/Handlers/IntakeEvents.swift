@@ -19,6 +19,18 @@ public enum IntakeEvents {
             Liaison_Intake_V1_ReportAccepted.protoMessageName: { c, payload, _ in
                 try Store.applyReport(c, try Liaison_Intake_V1_ReportAccepted(serializedBytes: payload), settings: settings)
             },
+            // A merge moves the reports of the merged cases to the surviving case (Link.case).
+            Liaison_Intake_V1_CasesMerged.protoMessageName: { c, payload, _ in
+                let e = try Liaison_Intake_V1_CasesMerged(serializedBytes: payload)
+                try Store.mergeCases(c, into: e.case.name, from: e.mergedCases)
+            },
+            // Other case events carry nothing correlation keeps; accepted so that an intake
+            // configured to send them here does not dead-letter them.
+            Liaison_Intake_V1_CaseOpened.protoMessageName: { _, _, _ in },
+            Liaison_Intake_V1_CaseAssigned.protoMessageName: { _, _, _ in },
+            Liaison_Intake_V1_CaseAwaitingCustomerNotice.protoMessageName: { _, _, _ in },
+            Liaison_Intake_V1_CaseClosed.protoMessageName: { _, _, _ in },
+            Liaison_Intake_V1_CaseReopened.protoMessageName: { _, _, _ in },
         ]
     }
 }

@@ -597,6 +597,21 @@ enum Store {
         return (counts, total)
     }
 
+    /// CasesMerged: the reports (and their links) of the merged cases now belong to `target`.
+    static func mergeCases(_ c: PostgresConnection, into target: String, from merged: [String]) throws {
+        let sources = merged.filter { $0 != target }
+        guard !target.isEmpty, !sources.isEmpty else { return }
+        let ids = try c.query("UPDATE reports SET case_name = $1 WHERE case_name = ANY($2::text[]) RETURNING id",
+                              [target, TextArray(sources)]).rows.map { try $0.decode(String.self, 0) }
+        guard !ids.isEmpty else { return }
+        for row in try c.query("SELECT \(linkColumns) FROM links WHERE report_id = ANY($1::text[]) FOR UPDATE", [TextArray(ids)]).rows {
+            var link = try linkRow(row)
+            link.link.case = target
+            link.link.etag = ""
+            try c.query("UPDATE links SET body = $2, version = version + 1 WHERE id = $1", [link.id, ByteA(try Convert.bytes(link.link))])
+        }
+    }
+
     /// Scans open reports received around an incident's start and links those that match (on
     /// declaration and when an incident is promoted).
     static func linkRecentReports(_ c: PostgresConnection, incident: IncidentRow, settings: CorrelationSettings) throws {
