@@ -206,9 +206,28 @@ let package = Package(
             )
         }
         + [
+            // Correlation benchmark (Benchmarks/correlation/run.sh), a program beside the service.
+            .executableTarget(
+                name: "CorrelationBenchmark",
+                dependencies: [
+                    "Correlation", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
+                path: "Benchmarks/correlation",
+                exclude: ["run.sh"],
+                swiftSettings: swiftSettings
+            ),
             .testTarget(
                 name: "CorrelationTests",
-                dependencies: ["Correlation", "LiaisonTestSupport"],
+                dependencies: [
+                    "Correlation", "LiaisonTestSupport", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
                 swiftSettings: swiftSettings
             ),
             .testTarget(

@@ -6,16 +6,29 @@ import ServiceLifecycle
 public struct CorrelationService: LiaisonService {
     public static let descriptor = ServiceDescriptor(
         name: "correlation", defaultPort: 50052, defaultAdminPort: 9102,
-        grpcServices: ["liaison.correlation.v1.CorrelationService"])
+        grpcServices: ["liaison.correlation.v1.CorrelationService", "liaison.events.v1.EventSinkService"])
 
     let context: ServiceContext
+    let settings: CorrelationSettings
+    let relay: EventRelayService?
 
     public init(context: ServiceContext) async throws {
         self.context = context
+        self.settings = try CorrelationSettings.from(context.environment, replicaID: context.configuration.replicaID)
+        self.relay = settings.destinations.isEmpty ? nil
+            : try EventRelayService(context: context, producer: "correlation", destinations: settings.destinations)
     }
 
-    // The liaison.correlation.v1.CorrelationService handlers land with the service's own issue; until then grpc answers
-    // UNIMPLEMENTED for its methods while health, reflection and metrics already work.
-    public var rpcServices: [any RegistrableRPCService] { [] }
-    public var backgroundServices: [any Service] { [] }
+    public var rpcServices: [any RegistrableRPCService] {
+        [
+            CorrelationHandler(pool: context.pool, settings: settings, logger: context.logger),
+            IntakeEvents.sink(pool: context.pool, settings: settings, logger: context.logger),
+        ]
+    }
+
+    public var backgroundServices: [any Service] {
+        var services: [any Service] = [EmergingIssueDetectorService(pool: context.pool, settings: settings, logger: context.logger)]
+        if let relay { services.append(relay) }
+        return services
+    }
 }
