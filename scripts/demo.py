@@ -33,6 +33,12 @@ from liaison.common.v1 import customer_pb2, segment_pb2, types_pb2
 from liaison.intake.v1 import intake_service_pb2 as isvc, intake_service_pb2_grpc as igrpc, resources_pb2 as ires
 from liaison.correlation.v1 import correlation_service_pb2 as csvc, correlation_service_pb2_grpc as cgrpc, resources_pb2 as cres
 
+RUN = uuid.uuid4().hex  # each run reports a new outage; the customer base is the same every run
+
+def rid(name, per_run=True):
+    """A request_id (UUID) derived from a name (and the run): a retry inside a run replays."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "liaison-demo/" + (RUN + "/" if per_run else "") + name))
+
 def step(msg):
     print("demo: " + msg, flush=True)
 
@@ -55,19 +61,19 @@ for i in range(2000):
     customers.append(c)
 for start in range(0, len(customers), 500):
     intake.BatchUpsertCustomers(isvc.BatchUpsertCustomersRequest(customers=customers[start:start + 500],
-                                                                 request_id=f"demo-crm-{start}"), timeout=30)
+                                                                 request_id=rid(f"demo-crm-{start}", per_run=False)), timeout=30)
 step(f"loaded {len(customers)} customers into intake")
 
 # 2. The catalogue and the incident (monitoring declares it).
 try:
     correlation.CreateService(csvc.CreateServiceRequest(
-        service_id="payments", request_id="demo-svc-payments",
+        service_id="payments", request_id=rid("demo-svc-payments", per_run=False),
         service=cres.TechnicalService(display_name="Payments", aliases=["payment", "checkout", "card"])), timeout=10)
 except grpc.RpcError as e:
     if e.code() != grpc.StatusCode.ALREADY_EXISTS:
         raise
 incident = correlation.DeclareIncident(csvc.DeclareIncidentRequest(
-    request_id="demo-incident-1", source=cres.INCIDENT_SOURCE_MONITORING,
+    request_id=rid("demo-incident-1"), source=cres.INCIDENT_SOURCE_MONITORING,
     incident=cres.Incident(title="Payment authorisations failing", services=["services/payments"],
                            severity=types_pb2.SEVERITY_SEV2)), timeout=10)
 step(f"monitoring declared {incident.name}: {incident.title}")
@@ -89,7 +95,7 @@ for n, c in enumerate(reporters):
         r = ires.Report(customer=c.name, agent=agents[(n + k) % len(agents)], channel=ires.REPORT_CHANNEL_PHONE if k == 0 else ires.REPORT_CHANNEL_CHAT,
                         text=texts[(n + k) % len(texts)], symptom=types_pb2.SYMPTOM_KIND_ERRORS, service_hint="payments",
                         receive_time=ts)
-        resp = intake.SubmitReport(isvc.SubmitReportRequest(report=r, request_id=f"demo-report-{n}-{k}"), timeout=10)
+        resp = intake.SubmitReport(isvc.SubmitReportRequest(report=r, request_id=rid(f"demo-report-{n}-{k}")), timeout=10)
         accepted += 1
         duplicates += 1 if resp.duplicate else 0
 step(f"{accepted} reports accepted from {len(reporters)} customers; {duplicates} recognised as duplicates of an open case")
