@@ -27,6 +27,7 @@ step "swift test" timeout --kill-after=30 1500 swift test --skip-build
 step "shim under AddressSanitizer" make -s -C Tests/shim asan
 step "shim under ThreadSanitizer" make -s -C Tests/shim tsan
 step "interop: grpcio client against the Swift server" Tests/interop/run.sh
+step "compose stack on a real Docker engine (private network namespace)" Tests/compose/run.sh
 
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
