@@ -7,8 +7,8 @@
 # The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
 # the rows intake wrote in this run.
 #   Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
-# Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (each entry its own
-# transaction, as the API promises independent per-entry results).
+# Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (one transaction,
+# a savepoint per entry so that entries stay independent).
 # Intake's outbox relay points at an address where nothing listens (there is no correlation in this
 # run): deliveries fail and back off, a small extra load that pgbench does not have.
 set -euo pipefail

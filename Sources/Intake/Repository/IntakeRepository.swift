@@ -337,7 +337,7 @@ public final class IntakeRepository: Sendable {
 
     /// Submits several reports in ONE transaction (one commit, so one fsync for the batch), each
     /// entry under its own savepoint: an entry that fails is rolled back alone and reported in its
-    /// result, the others commit together. Connection failures and serialization conflicts abort
+    /// result, the others commit together. The batch's customers are locked first, in id order. Connection failures and serialization conflicts abort
     /// the whole batch (the transaction is retried, or the caller retries with the same ids).
     func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
         async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
@@ -346,6 +346,11 @@ public final class IntakeRepository: Sendable {
         let outcomes = try await pool.transaction { c -> [BatchOutcome] in
             var outcomes: [BatchOutcome] = []
             outcomes.reserveCapacity(entries.count)
+            // Lock every customer of the batch up front, in id order: concurrent batches then
+            // queue behind each other instead of deadlocking on customers locked in report order.
+            let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
+            try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                        [TextArray(customerIDs)])
             for entry in entries {
                 try c.query("SAVEPOINT batch_entry")
                 do {
