@@ -26,12 +26,24 @@ public final class TestPostgres: @unchecked Sendable {
             owned = false
             adminURL = try Self.script(["url", dir]).trimmingCharacters(in: .whitespacesAndNewlines)
         } else {
+            Self.removeClustersOfDeadRuns()
             directory = NSTemporaryDirectory() + "liaison-test-pg-\(getpid())"
             owned = true
             adminURL = try Self.script(["start", directory, "0", "fast"]).trimmingCharacters(in: .whitespacesAndNewlines)
             let dir = directory
             ownedDirectory = dir
             atexit { if let d = ownedDirectory { _ = try? TestPostgres.script(["destroy", d]) } }
+        }
+    }
+
+    /// A test process that was killed never ran its exit handler: stop and delete the clusters
+    /// whose owning process no longer exists.
+    static func removeClustersOfDeadRuns() {
+        let tmp = NSTemporaryDirectory()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+        where name.hasPrefix("liaison-test-pg-") {
+            guard let pid = Int32(name.dropFirst("liaison-test-pg-".count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            _ = try? script(["destroy", tmp + name])
         }
     }
 
