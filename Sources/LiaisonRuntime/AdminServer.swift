@@ -33,6 +33,7 @@ public final class AdminServer: Sendable {
 
     /// Serves until `stop()`; returns when the accept loop has ended.
     public func run() async {
+        logger.info("admin http listening", metadata: ["port": "\(port)"])
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
                 self.acceptLoop()

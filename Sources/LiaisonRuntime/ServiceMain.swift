@@ -214,9 +214,9 @@ public struct MetricsInterceptor: ServerInterceptor {
         let method = context.descriptor.fullyQualifiedMethod
         @Sendable func record(_ code: String) {
             Counter(label: "liaison_rpc_requests_total", dimensions: [("method", method), ("code", code)]).increment()
+            let elapsed = (ContinuousClock.now - start).components
             Timer(label: "liaison_rpc_duration_seconds", dimensions: [("method", method)])
-                .recordNanoseconds(Int64((ContinuousClock.now - start).components.attoseconds / 1_000_000_000
-                    + (ContinuousClock.now - start).components.seconds * 1_000_000_000))
+                .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         }
         do {
             let response = try await next(request, context)
