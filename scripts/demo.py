@@ -6,25 +6,13 @@ several channels report it (some customers call twice, through different agents)
 declares the incident; correlation links the reports and computes the blast radius.
 Prints what a responder would read. Exit status 0 when every step worked.
 """
-import os, random, subprocess, sys, tempfile, time, uuid
+import os, random, sys, time, uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from liaison_client import load_stubs  # noqa: E402
+
 INTAKE = os.environ.get("LIAISON_DEMO_INTAKE", "127.0.0.1:50051")
 CORRELATION = os.environ.get("LIAISON_DEMO_CORRELATION", "127.0.0.1:50052")
-
-def load_stubs():
-    out = tempfile.mkdtemp(prefix="liaison-demo-")
-    protos = []
-    for d, _, files in os.walk(os.path.join(ROOT, "protos")):
-        protos += [os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "protos")) for f in files if f.endswith(".proto")]
-    from grpc_tools import protoc
-    import grpc_tools
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    rc = protoc.main(["protoc", "-I" + os.path.join(ROOT, "protos"), "-I" + include,
-                      "--python_out=" + out, "--grpc_python_out=" + out] + protos)
-    if rc != 0:
-        sys.exit("demo: cannot compile the protos")
-    sys.path.insert(0, out)
 
 load_stubs()
 import grpc

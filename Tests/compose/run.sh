@@ -109,5 +109,27 @@ scale() {
 }
 check "correlation scales to 3 replicas, all healthy" scale
 
+cids() { "${COMPOSE[@]}" ps -q "$1" | paste -sd' '; }
+# The running correlation replicas as an ipv4: target (their addresses on the stack's network).
+CORRELATION_TARGET_CMD="docker ps -q --filter label=com.docker.compose.project=$COMPOSE_PROJECT_NAME \
+  --filter label=com.docker.compose.service=correlation | xargs -r docker inspect \
+  -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}:50052{{end}}' | paste -sd, | sed 's/^/ipv4:/'"
+scale_load() {
+  local first; first=$("${COMPOSE[@]}" ps -q correlation | head -1)
+  inns python3 Tests/compose/scenarios.py scale --intake 127.0.0.1:50051 \
+    --replicas "$(bash -c "$CORRELATION_TARGET_CMD" | sed 's/^ipv4://; s/:50052//g')" --stop-cmd "docker stop -t 20 $first"
+}
+check "load through one round_robin channel reaches all 3 replicas; one stops mid-load: no failed call, no lost report" scale_load
+
+fault() {
+  "${COMPOSE[@]}" up -d --no-build --scale correlation=1 >/dev/null 2>&1 && healthy || return 1
+  local i idb c cdb
+  i=$(cids intake); idb=$(cids intake-db); c=$(cids correlation); cdb=$(cids correlation-db)
+  inns python3 Tests/compose/scenarios.py fault --intake 127.0.0.1:50051 --correlation-cmd "$CORRELATION_TARGET_CMD" \
+    --kill-intake "docker kill $i $idb" --start-intake "docker start $idb $i" \
+    --kill-correlation "docker kill $c $cdb" --start-correlation "docker start $cdb $c"
+}
+check "docker kill of intake + its PostgreSQL, then correlation + its PostgreSQL, mid-load: nothing acknowledged lost or duplicated" fault
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
