@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import LiaisonStorage
 import Logging
 import Metrics
@@ -39,6 +40,16 @@ public enum Outbox {
                 [eventID, destination, topic, ByteA(payload)])
         }
     }
+
+    /// Makes dead-lettered rows (of one destination, or all) due again with a fresh attempt count,
+    /// once the consumer that refused them is fixed. Returns how many rows were requeued.
+    @discardableResult
+    public static func requeueDead(_ pool: PostgresPool, destination: String? = nil) async throws -> Int {
+        try await pool.query("""
+            UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+            WHERE state = 'dead' AND ($1::text IS NULL OR destination = $1) RETURNING id
+            """, [destination]).count
+    }
 }
 
 /// Delivers outbox rows to their destinations, at least once.
@@ -49,7 +60,11 @@ public enum Outbox {
 /// delivers again: consumers must apply idempotently (see `Inbox`). A row is never handed to two
 /// relays at once: a relay does not start a delivery whose lease has less than half its length
 /// left, and deliveries are bounded by `deliveryTimeout` (shorter than the lease).
-/// Failures back off exponentially; after `maxAttempts` a row is dead-lettered (state `dead`).
+/// Failures back off exponentially. A destination that is unreachable or slow (UNAVAILABLE,
+/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, CANCELLED, a delivery timeout) is retried for as
+/// long as the outage lasts: an outage never loses events. A destination that refuses the events
+/// (any other error) dead-letters them after `maxAttempts` (state `dead`; `requeueDead` sends
+/// them again once the consumer is fixed).
 public struct OutboxRelay: Service {
     /// Sends a batch to one destination; returns normally only when the destination applied all.
     public typealias Deliver = @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> Void
@@ -120,7 +135,7 @@ public struct OutboxRelay: Service {
                 logger.warning("outbox delivery failed", metadata: [
                     "destination": "\(destination)", "events": "\(messages.count)", "error": "\(error)",
                 ])
-                try await markFailed(messages, error: "\(error)")
+                try await markFailed(messages, error: "\(error)", transient: Self.isTransient(error))
                 Counter(label: "liaison_outbox_failed_total", dimensions: [("destination", destination)]).increment(by: messages.count)
             }
         }
@@ -156,7 +171,20 @@ public struct OutboxRelay: Service {
             """, [TextArray(ids.map(String.init)), owner])
     }
 
-    func markFailed(_ messages: [OutboxMessage], error: String) async throws {
+    /// Whether a delivery error means "try again later" rather than "the destination refused".
+    public static func isTransient(_ error: any Error) -> Bool {
+        switch error {
+        case let e as RPCError:
+            switch e.code {
+            case .unavailable, .deadlineExceeded, .resourceExhausted, .aborted, .cancelled: return true
+            default: return false
+            }
+        case is DeadlineExceeded, is CancellationError: return true
+        default: return false
+        }
+    }
+
+    func markFailed(_ messages: [OutboxMessage], error: String, transient: Bool) async throws {
         let attempts = messages.map(\.attempts).max() ?? 1
         let backoffMs = min(
             Double(settings.maxBackoff.components.seconds) * 1000,
@@ -166,9 +194,9 @@ public struct OutboxRelay: Service {
         try await pool.query("""
             UPDATE outbox SET lease_owner = NULL, lease_until = NULL, last_error = left($3, 2000),
                               next_attempt_at = now() + make_interval(secs => $4),
-                              state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END
+                              state = CASE WHEN NOT $6 AND attempts >= $5 THEN 'dead' ELSE 'pending' END
             WHERE id = ANY($1::bigint[]) AND lease_owner = $2
-            """, [TextArray(messages.map { String($0.id) }), owner, error, jittered / 1000, settings.maxAttempts])
+            """, [TextArray(messages.map { String($0.id) }), owner, error, jittered / 1000, settings.maxAttempts, transient])
     }
 
     func cleanup() async throws {
@@ -208,6 +236,7 @@ public func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
 /// `withDeadline`'s timeout passed.
 public struct DeadlineExceeded: Error, CustomStringConvertible {
     public var timeout: Duration
+    public init(timeout: Duration) { self.timeout = timeout }
     public var description: String { "deadline of \(timeout) exceeded" }
 }
 

@@ -46,7 +46,7 @@ public protocol LiaisonService: Sendable {
     var backgroundServices: [any Service] { get }
 }
 
-/// The entry point of every executable: `serve` (default), `migrate`, `probe`.
+/// The entry point of every executable: `serve` (default), `migrate`, `probe`, `outbox-requeue`.
 public enum ServiceMain {
     public static func main<S: LiaisonService>(_ service: S.Type, arguments: [String] = CommandLine.arguments) async {
         let command = arguments.dropFirst().first ?? "serve"
@@ -72,6 +72,14 @@ public enum ServiceMain {
                 let serving = try await HealthProbe.check(target: address, service: "", timeout: .seconds(3))
                 print(serving ? "SERVING" : "NOT_SERVING")
                 exit(serving ? 0 : 1)
+            case "outbox-requeue":
+                // Dead-lettered events go out again (after the consumer that refused them is fixed).
+                let config = try ServiceConfiguration(
+                    service: descriptor.name, defaultPort: descriptor.defaultPort, defaultAdminPort: descriptor.defaultAdminPort)
+                let pool = PostgresPool(.init(url: config.databaseURL, maxConnections: 1, applicationName: descriptor.name))
+                let count = try await Outbox.requeueDead(pool, destination: arguments.dropFirst(2).first)
+                await pool.close()
+                print("requeued \(count) dead-lettered events")
             case "-h", "--help", "help":
                 print(usage(descriptor))
             default:
@@ -89,12 +97,13 @@ public enum ServiceMain {
 
     static func usage(_ d: ServiceDescriptor) -> String {
         """
-        usage: \(d.name) [serve|migrate|probe [host:port]]
+        usage: \(d.name) [serve|migrate|probe [host:port]|outbox-requeue [destination]]
           serve    apply migrations (unless LIAISON_MIGRATE_ON_START=false) and serve gRPC on
                    LIAISON_LISTEN_ADDRESS (default 0.0.0.0:\(d.defaultPort)) and metrics/health on
                    LIAISON_ADMIN_ADDRESS (default 0.0.0.0:\(d.defaultAdminPort))
           migrate  apply the migrations in LIAISON_MIGRATIONS_DIR and exit
           probe    exit 0 if the local server reports SERVING on grpc.health.v1
+          outbox-requeue  send dead-lettered events again (all, or one destination's)
         Required: LIAISON_DATABASE_URL. See README.md for every variable.
         """
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import LiaisonRuntime
 import LiaisonStorage
 import LiaisonTestSupport
@@ -147,5 +148,37 @@ final class OutboxTests: XCTestCase {
         try await pool.query("UPDATE outbox SET next_attempt_at = now()")
         let again = try await relay.runOnce()
         XCTAssertEqual(again, 0, "a dead-lettered row was retried")
+    }
+
+    func testAnOutageOfTheDestinationNeverDeadLettersAndRequeueSendsDeadRowsAgain() async throws {
+        _ = try await produce(2, destinations: ["down", "refusing"])
+        var settings = OutboxRelay.Settings()
+        settings.maxAttempts = 2
+        settings.baseBackoff = .milliseconds(1)
+        struct Refused: Error {}
+        let relay = OutboxRelay(pool: pool, owner: "r", settings: settings, logger: logger) { destination, _ in
+            if destination == "down" { throw RPCError(code: .unavailable, message: "connection refused") }
+            throw RPCError(code: .invalidArgument, message: "cannot decode")
+        }
+        for _ in 0..<5 {
+            try await pool.query("UPDATE outbox SET next_attempt_at = now()")
+            try await relay.runOnce()
+        }
+        let states = try await pool.query("SELECT destination, state, attempts FROM outbox ORDER BY destination, id").rows
+            .map { "\(try $0.decode(String.self, 0)) \(try $0.decode(String.self, 1)) \(try $0.decode(Int.self, 2))" }
+        XCTAssertEqual(states, ["down pending 5", "down pending 5", "refusing dead 2", "refusing dead 2"],
+                       "an unreachable destination is retried past maxAttempts; a refusing one is dead-lettered")
+        XCTAssertTrue(OutboxRelay.isTransient(DeadlineExceeded(timeout: .seconds(1))))
+        XCTAssertFalse(OutboxRelay.isTransient(Refused()))
+
+        let requeued = try await Outbox.requeueDead(pool, destination: "refusing")
+        XCTAssertEqual(requeued, 2)
+        let again = try await Outbox.requeueDead(pool)
+        XCTAssertEqual(again, 0, "nothing else was dead")
+        let fixed = OutboxRelay(pool: pool, owner: "r2", settings: settings, logger: logger) { _, _ in }
+        try await pool.query("UPDATE outbox SET next_attempt_at = now()")
+        try await fixed.runOnce()
+        let delivered = try await pool.query("SELECT count(*) FROM outbox WHERE state = 'delivered'").first!.decode(Int.self, 0)
+        XCTAssertEqual(delivered, 4)
     }
 }
