@@ -445,9 +445,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
             ) { c, now in
                 let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
                 let newName = "cases/" + UUID().uuidString.lowercased()
-                let result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
+                var result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
                                                  newOwner: request.newOwner, newTitle: request.newTitle,
                                                  actor: request.newOwner.isEmpty ? current.owner : request.newOwner, at: now)
+                // Each case keeps the incidents its own reports are linked to.
+                result.newCase.incidents = try IntakeRepository.caseIncidents(
+                    c, reports: result.newCase.reportNames, current: current.incidents)
+                result.original.incidents = try IntakeRepository.caseIncidents(
+                    c, reports: result.original.reportNames, current: current.incidents)
                 try IntakeRepository.saveCase(c, old: nil, new: result.newCase, version: 1)
                 try IntakeRepository.saveCase(c, old: current, new: result.original, version: version + 1)
                 var response = Liaison_Intake_V1_SplitCaseResponse()

@@ -200,6 +200,20 @@ extension IntakeRepository {
         try Events.publish(c, e, eventID: id, to: settings.caseEventDestinations)
     }
 
+    /// `Case.incidents` derived from the case's reports: `current` (in its order) restricted to the
+    /// incidents some report links, then the reports' other incidents in report order.
+    static func caseIncidents(_ c: PostgresConnection, reports: [String], current: [String]) throws -> [String] {
+        let ids = reports.compactMap(ResourceName.reportId)
+        var byReport: [String: [String]] = [:]
+        for row in try c.query("SELECT id, incidents FROM reports WHERE id = ANY($1)", [TextArray(ids)]).rows {
+            byReport[try row.decode(String.self, 0)] = try row.decode(TextArray.self, 1).values
+        }
+        let linked = ids.flatMap { byReport[$0] ?? [] }
+        var out = current.filter { linked.contains($0) }
+        for i in linked where !out.contains(i) { out.append(i) }
+        return out
+    }
+
     /// The first of `incidents` that intake knows as RESOLVED, if any (CloseCase then waits for
     /// the customer to be told).
     static func resolvedIncident(_ c: PostgresConnection, _ incidents: [String]) throws -> String? {

@@ -375,6 +375,50 @@ final class CorrelationEventsTests: XCTestCase {
         }
     }
 
+    func testSplitAndMergeKeepEachCaseToTheIncidentsOfItsReports() async throws {
+        try await withIntakeAndSink { client, sink, _ in
+            let (r1, r2, caseName, _) = try await seed(client)
+            let i1 = F.newIncident(), i2 = F.newIncident()
+            try await sink.deliver([
+                try F.linked(F.link(i1, report: r1.name, linkID: UUID().uuidString.lowercased(), version: 1, state: .confirmed)),
+                try F.linked(F.link(i2, report: r2.name, linkID: UUID().uuidString.lowercased(), version: 1, state: .confirmed)),
+            ])
+            try await assertEqual(await client.caseNamed(caseName).incidents, [i1, i2])
+
+            // r2 moves to a new case, with its incident; the original keeps only r1's.
+            var split = Liaison_Intake_V1_SplitCaseRequest()
+            split.name = caseName
+            split.reports = [r2.name]
+            split.requestID = rid()
+            let parts = try await client.splitCase(split)
+            XCTAssertEqual(parts.originalCase.incidents, [i1])
+            XCTAssertEqual(parts.newCase.incidents, [i2])
+            var found = try await client.cases(filter: "incidents:\"\(i2)\"")
+            XCTAssertEqual(found, [parts.newCase.name])
+
+            // Unlinking r2 now empties the new case, not the original.
+            var u2 = F.link(i2, report: r2.name, linkID: "x", version: 2, state: .unlinked)
+            u2.name = "\(i2)/links/\(UUID().uuidString.lowercased())"
+            try await sink.deliver([try F.unlinked(u2)])
+            try await assertEqual(await client.caseNamed(parts.newCase.name).incidents, [])
+            try await assertEqual(await client.caseNamed(caseName).incidents, [i1])
+
+            // Merging back unions the incidents.
+            try await sink.deliver([
+                try F.linked(F.link(i2, report: r2.name, linkID: "y", version: 3, state: .confirmed)),
+            ])
+            var merge = Liaison_Intake_V1_MergeCasesRequest()
+            merge.name = caseName
+            merge.sourceCases = [parts.newCase.name]
+            merge.requestID = rid()
+            let merged = try await client.mergeCases(merge)
+            XCTAssertEqual(merged.incidents, [i1, i2])
+            // (The MERGED case keeps the incidents it had, as CaseRules.merge leaves them.)
+            found = try await client.cases(filter: "incidents:\"\(i2)\" AND state=\"OPEN\"")
+            XCTAssertEqual(found, [caseName])
+        }
+    }
+
     func testEventsIntakeDoesNotKeepAreAcknowledgedAndUnknownTypesRefused() async throws {
         try await withIntakeAndSink { _, sink, pool in
             var upserted = Liaison_Correlation_V1_ServiceUpserted()
