@@ -445,9 +445,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
             ) { c, now in
                 let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
                 let newName = "cases/" + UUID().uuidString.lowercased()
-                let result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
+                var result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
                                                  newOwner: request.newOwner, newTitle: request.newTitle,
                                                  actor: request.newOwner.isEmpty ? current.owner : request.newOwner, at: now)
+                // Each case keeps the incidents its own reports are linked to.
+                result.newCase.incidents = try IntakeRepository.caseIncidents(
+                    c, reports: result.newCase.reportNames, current: current.incidents)
+                result.original.incidents = try IntakeRepository.caseIncidents(
+                    c, reports: result.original.reportNames, current: current.incidents)
                 try IntakeRepository.saveCase(c, old: nil, new: result.newCase, version: 1)
                 try IntakeRepository.saveCase(c, old: current, new: result.original, version: version + 1)
                 var response = Liaison_Intake_V1_SplitCaseResponse()
@@ -475,12 +480,13 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 scope: "intake.CloseCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
             ) { c, now in
                 let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
-                // Incident resolution is not tracked by intake yet (correlation's IncidentResolved is
-                // not consumed), so no case is pending a customer notice here.
+                // A linked incident that correlation reported RESOLVED (CorrelationEvents) makes the
+                // case wait for the customer notice unless the customer was already told.
+                let resolved = try IntakeRepository.resolvedIncident(c, current.incidents)
                 let next = try CaseRules.close(
                     current, outcome: outcome, note: request.note,
                     customerNotifyTime: request.hasCustomerNotifyTime ? request.customerNotifyTime.date : nil,
-                    pendingCustomerNotice: false, actor: current.owner.isEmpty ? "services/intake" : current.owner, at: now)
+                    pendingCustomerNotice: resolved != nil, actor: current.owner.isEmpty ? "services/intake" : current.owner, at: now)
                 try IntakeRepository.saveCase(c, old: current, new: next, version: version + 1)
                 let out = Mapping.proto(next, version: version + 1)
                 let header = IntakeRepository.header(aggregate: out.name, version: version + 1, requestID: request.requestID, at: now).0
@@ -493,6 +499,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 var e = Liaison_Intake_V1_CaseAwaitingCustomerNotice()
                 e.header = header
                 e.case = out
+                e.incident = resolved ?? ""
                 return (out, [e])
             }
         }

@@ -26,24 +26,37 @@ func makeIntakeDatabase() async throws -> (String, PostgresPool) {
     return (url, pool)
 }
 
+typealias EventSinkClient = Liaison_Events_V1_EventSinkService.Client<ShimClientTransport>
+
 /// Runs `body` with a client of an intake server over a fresh database.
 func withIntake<R: Sendable>(
     settings: ((inout IntakeSettings) -> Void)? = nil,
     _ body: (IntakeClient, PostgresPool) async throws -> R
 ) async throws -> R {
+    try await withIntakeAndSink(settings: settings) { client, _, pool in try await body(client, pool) }
+}
+
+/// Runs `body` with clients of an intake server over a fresh database: the intake API and the
+/// event sink of correlation's events (`CorrelationEvents`), as `IntakeService` serves them.
+func withIntakeAndSink<R: Sendable>(
+    settings: ((inout IntakeSettings) -> Void)? = nil,
+    _ body: (IntakeClient, EventSinkClient, PostgresPool) async throws -> R
+) async throws -> R {
     let (_, pool) = try await makeIntakeDatabase()
     var s = IntakeSettings(pageTokenKey: Array("test-page-token-key-0123456789".utf8))
     settings?(&s)
-    let handler = IntakeHandler(pool: pool, settings: s, logger: Logger(label: "intake-test"))
+    let logger = Logger(label: "intake-test")
+    let handler = IntakeHandler(pool: pool, settings: s, logger: logger)
+    let sink = CorrelationEvents.sink(pool: pool, settings: s, logger: logger)
     let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
-    let server = GRPCServer(transport: transport, services: [handler])
+    let server = GRPCServer(transport: transport, services: [handler, sink])
     let result: R = try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.serve() }
         let port = try await transport.listeningPort
         let clientTransport = try ShimClientTransport(target: "ipv4:127.0.0.1:\(port)")
         do {
             let r = try await withGRPCClient(transport: clientTransport) { client in
-                try await body(IntakeClient(wrapping: client), pool)
+                try await body(IntakeClient(wrapping: client), EventSinkClient(wrapping: client), pool)
             }
             server.beginGracefulShutdown()
             try await group.waitForAll()
