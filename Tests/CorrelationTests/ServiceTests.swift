@@ -231,7 +231,11 @@ final class ServiceTests: XCTestCase {
         unlink.reports = south.prefix(60).map { "reports/r\($0)" }
         unlink.agent = "agents/a1"
         unlink.requestID = UUID().uuidString
-        do { let v = try await api.unlinkReports(unlink).links.count; XCTAssertEqual(v, 60) }
+        do {
+            let v = try await api.unlinkReports(unlink).links
+            XCTAssertEqual(v.count, 60)
+            XCTAssertTrue(v.allSatisfy { $0.etag == #"W/"2""# }, "an automatic link's second version: \(v.first?.etag ?? "")")
+        }
         let north = (0..<2000).filter { $0 % 3 == 2 }.dropFirst(10).prefix(60)
         try await stack.deliver(try north.map { i in
             try CorrelationStack.reportEvent("r\(i)", customer: "c\(i)", CorrelationStack.attributes(i))
@@ -244,6 +248,7 @@ final class ServiceTests: XCTestCase {
         let made = try await api.linkReports(link).links
         XCTAssertEqual(made.count, 60)
         XCTAssertTrue(made.allSatisfy { $0.state == .confirmed && $0.origin == .manual })
+        XCTAssertTrue(made.allSatisfy { $0.etag == #"W/"1""# }, "a new link carries its first version: \(made.first?.etag ?? "")")
         let moved = try await stack.blastRadius(incident.name)
         XCTAssertEqual(moved.reportingCustomers, 90)
         let movedAffected = moved.affected.map { segmentText($0.segment) }

@@ -544,7 +544,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
                         existing.link.agent = request.agent
                         existing.link.note = request.note
                         existing = try Store.saveLink(c, existing, now: now)
-                        try Store.confirmed(c, incident: incident, report: report, link: existing.link, settings: settings)
+                        try Store.confirmed(c, incident: incident, report: report, link: existing.link, version: existing.version, settings: settings)
                     }
                     out.links.append(existing.link)
                 } else {
@@ -576,7 +576,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
                 link.link.agent = request.agent
                 link.link.note = request.note
                 link = try Store.saveLink(c, link, now: try Store.now(c))
-                if wasConfirmed { try Store.unconfirmed(c, incidentID: id, report: report, link: link.link, settings: settings) }
+                if wasConfirmed { try Store.unconfirmed(c, incidentID: id, report: report, link: link.link, version: link.version, settings: settings) }
                 out.links.append(link.link)
             }
             return out
@@ -600,7 +600,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             link.link.note = note
             link = try Store.saveLink(c, link, now: try Store.now(c))
             if confirm, let report = try Store.report(c, link.reportID, forUpdate: true) {
-                try Store.confirmed(c, incident: incident, report: report, link: link.link, settings: settings)
+                try Store.confirmed(c, incident: incident, report: report, link: link.link, version: link.version, settings: settings)
             }
             return link.link
         }

@@ -447,12 +447,13 @@ enum Store {
         l.note = note
         l.createTime = Convert.timestamp(now)
         l.updateTime = l.createTime
+        l.etag = etag(1)
         let inserted = try c.query("""
             INSERT INTO links (id, incident_id, report_id, state, score, body) VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (incident_id, report_id) DO NOTHING
-            """, [id, incident.id, report.id, state.rawValue, score, ByteA(try Convert.bytes(l))]).affectedRows
+            """, [id, incident.id, report.id, state.rawValue, score, ByteA(try Convert.bytes({ var b = l; b.etag = ""; return b }()))]).affectedRows
         guard inserted == 1 else { return nil }
-        if state == .confirmed { try confirmed(c, incident: incident, report: report, link: l, settings: settings) }
+        if state == .confirmed { try confirmed(c, incident: incident, report: report, link: l, version: 1, settings: settings) }
         return LinkRow(link: l, id: id, incidentID: incident.id, reportID: report.id, version: 1)
     }
 
@@ -469,9 +470,9 @@ enum Store {
         return out
     }
 
-    /// A link became CONFIRMED: live aggregates, counters, event.
+    /// A link became CONFIRMED: live aggregates, counters, event (aggregate: the link, at `version`).
     static func confirmed(_ c: PostgresConnection, incident: IncidentRow, report: Report,
-                          link: Liaison_Correlation_V1_Link, settings: CorrelationSettings) throws {
+                          link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
         try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1)
         let issue = try c.query("UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue",
                                 [report.id]).first?.decode(UUID?.self, 0)
@@ -482,12 +483,12 @@ enum Store {
             e.link = link
             e.services = incident.incident.services
             return e
-        }, aggregate: incidentName(incident.id), version: incident.revision)
+        }, aggregate: link.name, version: version)
     }
 
-    /// A CONFIRMED link was removed.
+    /// A CONFIRMED link was removed (event aggregate: the link, at `version`).
     static func unconfirmed(_ c: PostgresConnection, incidentID: UUID, report: Report,
-                            link: Liaison_Correlation_V1_Link, settings: CorrelationSettings) throws {
+                            link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
         try adjustAggregates(c, incidentID: incidentID, report: report, delta: -1)
         try c.query("UPDATE reports SET confirmed_links = confirmed_links - 1 WHERE id = $1", [report.id])
         try publish(c, settings, { h in
@@ -495,7 +496,7 @@ enum Store {
             e.header = h
             e.link = link
             return e
-        }, aggregate: incidentName(incidentID), version: 0)
+        }, aggregate: link.name, version: version)
     }
 
     /// Maintains the per-incident aggregates for one confirmed report (+1) or a removed one (-1):

@@ -247,7 +247,8 @@ public nonisolated struct Liaison_Correlation_V1_PostmortemAttached: Sendable {
   fileprivate var _incident: Liaison_Correlation_V1_Incident? = nil
 }
 
-/// A report became CONFIRMED for an incident. Aggregate: the incident.
+/// A report became CONFIRMED for an incident. Aggregate: the link; its
+/// aggregate_version is the link's version (the number in its etag).
 /// Intake records the incident on the report's case; sla opens impact
 /// intervals for the customer and services.
 public nonisolated struct Liaison_Correlation_V1_ReportLinked: Sendable {
@@ -286,7 +287,7 @@ public nonisolated struct Liaison_Correlation_V1_ReportLinked: Sendable {
   fileprivate var _link: Liaison_Correlation_V1_Link? = nil
 }
 
-/// A confirmed link was removed. Aggregate: the incident.
+/// A confirmed link was removed. Aggregate: the link, at its new version.
 public nonisolated struct Liaison_Correlation_V1_ReportUnlinked: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
