@@ -4,6 +4,7 @@ import LiaisonStorage
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// An event waiting in the outbox.
 public struct OutboxMessage: Sendable, Equatable {
@@ -64,7 +65,10 @@ public enum Outbox {
 /// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, CANCELLED, a delivery timeout) is retried for as
 /// long as the outage lasts: an outage never loses events. A destination that refuses the events
 /// (any other error) dead-letters them after `maxAttempts` (state `dead`; `requeueDead` sends
-/// them again once the consumer is fixed).
+/// them again once the consumer is fixed). While a destination is unreachable the relay pauses it
+/// as a whole (exponential backoff per destination, reset by the first success): a backlog of
+/// thousands of rows costs one delivery attempt per pause, not a claim-and-fail pass over every
+/// row, and the other destinations keep flowing.
 public struct OutboxRelay: Service {
     /// Sends a batch to one destination; returns normally only when the destination applied all.
     public typealias Deliver = @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> Void
@@ -87,6 +91,7 @@ public struct OutboxRelay: Service {
     let settings: Settings
     let deliver: Deliver
     let logger: Logger
+    let pauses = DestinationPauses()
 
     public init(pool: PostgresPool, owner: String, settings: Settings = Settings(), logger: Logger, deliver: @escaping Deliver) {
         self.pool = pool
@@ -130,12 +135,15 @@ public struct OutboxRelay: Service {
                     try await deliver(destination, messages)
                 }
                 try await markDelivered(messages.map(\.id))
+                pauses.succeeded(destination)
                 Counter(label: "liaison_outbox_delivered_total", dimensions: [("destination", destination)]).increment(by: messages.count)
             } catch {
+                let transient = Self.isTransient(error)
+                if transient { pauses.failed(destination, base: settings.baseBackoff, max: settings.maxBackoff) }
                 logger.warning("outbox delivery failed", metadata: [
                     "destination": "\(destination)", "events": "\(messages.count)", "error": "\(error)",
                 ])
-                try await markFailed(messages, error: "\(error)", transient: Self.isTransient(error))
+                try await markFailed(messages, error: "\(error)", transient: transient)
                 Counter(label: "liaison_outbox_failed_total", dimensions: [("destination", destination)]).increment(by: messages.count)
             }
         }
@@ -146,15 +154,17 @@ public struct OutboxRelay: Service {
         let owner = self.owner
         let leaseSeconds = Double(settings.lease.components.seconds)
         let limit = settings.batchSize
+        let paused = TextArray(pauses.paused())
         let result = try await pool.query("""
             UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
                               attempts = attempts + 1
             WHERE id IN (SELECT id FROM outbox
                          WHERE state = 'pending' AND next_attempt_at <= now()
                            AND (lease_until IS NULL OR lease_until < now())
+                           AND destination <> ALL($4::text[])
                          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING id, event_id, destination, topic, payload, attempts
-            """, [owner, leaseSeconds, limit])
+            """, [owner, leaseSeconds, limit, paused])
         return try result.rows.map {
             OutboxMessage(
                 id: try $0.decode(Int64.self, 0), eventID: try $0.decode(UUID.self, 1),
@@ -203,6 +213,28 @@ public struct OutboxRelay: Service {
         try await pool.query(
             "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < now() - make_interval(secs => $1)",
             [Double(settings.retention.components.seconds)])
+    }
+}
+
+/// Destinations a relay stopped sending to for a while after transient failures (in memory: a
+/// restarted relay tries once, then pauses again).
+final class DestinationPauses: Sendable {
+    private let state = Mutex<[String: (until: ContinuousClock.Instant, failures: Int)]>([:])
+
+    func paused(now: ContinuousClock.Instant = .now) -> [String] {
+        state.withLock { $0.filter { $0.value.until > now }.keys.sorted() }
+    }
+
+    func failed(_ destination: String, base: Duration, max: Duration) {
+        state.withLock { s in
+            let failures = (s[destination]?.failures ?? 0) + 1
+            let delay = min(max, base * Int(1 << min(failures - 1, 20))) * Double.random(in: 0.5...1.0)
+            s[destination] = (ContinuousClock.now + delay, failures)
+        }
+    }
+
+    func succeeded(_ destination: String) {
+        _ = state.withLock { $0.removeValue(forKey: destination) }
     }
 }
 

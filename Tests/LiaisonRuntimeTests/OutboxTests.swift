@@ -161,6 +161,7 @@ final class OutboxTests: XCTestCase {
             throw RPCError(code: .invalidArgument, message: "cannot decode")
         }
         for _ in 0..<5 {
+            try await Task.sleep(for: .milliseconds(40))  // past the destination's pause (1-16 ms)
             try await pool.query("UPDATE outbox SET next_attempt_at = now()")
             try await relay.runOnce()
         }
@@ -180,5 +181,28 @@ final class OutboxTests: XCTestCase {
         try await fixed.runOnce()
         let delivered = try await pool.query("SELECT count(*) FROM outbox WHERE state = 'delivered'").first!.decode(Int.self, 0)
         XCTAssertEqual(delivered, 4)
+    }
+
+    func testAnUnreachableDestinationIsPausedAsAWholeWhileOthersFlow() async throws {
+        _ = try await produce(250, destinations: ["down", "up"])
+        var settings = OutboxRelay.Settings()
+        settings.batchSize = 50
+        settings.baseBackoff = .seconds(30)
+        let attempts = Shared<[String: Int]>([:])
+        let relay = OutboxRelay(pool: pool, owner: "r", settings: settings, logger: logger) { destination, _ in
+            attempts.with { $0[destination, default: 0] += 1 }
+            if destination == "down" { throw RPCError(code: .unavailable, message: "connection refused") }
+        }
+        for _ in 0..<20 {
+            try await pool.query("UPDATE outbox SET next_attempt_at = now()")
+            try await relay.runOnce()
+        }
+        XCTAssertEqual(attempts.current["down"], 1, "one attempt, then the destination is paused")
+        let delivered = try await pool.query(
+            "SELECT count(*) FROM outbox WHERE destination = 'up' AND state = 'delivered'").first!.decode(Int.self, 0)
+        XCTAssertEqual(delivered, 250, "the reachable destination kept flowing")
+        let pending = try await pool.query(
+            "SELECT count(*) FROM outbox WHERE destination = 'down' AND state = 'pending'").first!.decode(Int.self, 0)
+        XCTAssertEqual(pending, 250, "nothing of the paused destination was lost or dead-lettered")
     }
 }
