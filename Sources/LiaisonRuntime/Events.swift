@@ -164,6 +164,8 @@ public struct EventRelayService: ServiceLifecycle.Service {
                 settings: OutboxRelay.Settings = .init()) throws {
         let delivery = try EventDelivery(producer: producer, destinations: destinations, environment: context.environment)
         self.delivery = delivery
+        var settings = settings
+        if settings.destinations.isEmpty { settings.destinations = destinations }
         self.relay = OutboxRelay(
             pool: context.pool, owner: context.configuration.replicaID, settings: settings, logger: context.logger
         ) { destination, messages in

@@ -83,6 +83,9 @@ public struct OutboxRelay: Service {
         public var maxBackoff: Duration = .seconds(60)
         /// Delivered rows older than this are deleted.
         public var retention: Duration = .seconds(7 * 24 * 3600)
+        /// The destinations this relay serves; when set, each is claimed through its own index
+        /// range and paused destinations cost no query. Empty: any destination found in the outbox.
+        public var destinations: [String] = []
         public init() {}
     }
 
@@ -154,18 +157,35 @@ public struct OutboxRelay: Service {
         let owner = self.owner
         let leaseSeconds = Double(settings.lease.components.seconds)
         let limit = settings.batchSize
-        let paused = TextArray(pauses.paused())
-        let result = try await pool.query("""
-            UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
-                              attempts = attempts + 1
-            WHERE id IN (SELECT id FROM outbox
-                         WHERE state = 'pending' AND next_attempt_at <= now()
-                           AND (lease_until IS NULL OR lease_until < now())
-                           AND destination <> ALL($4::text[])
-                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-            RETURNING id, event_id, destination, topic, payload, attempts
-            """, [owner, leaseSeconds, limit, paused])
-        return try result.rows.map {
+        let paused = pauses.paused()
+        var results: [PostgresResult] = []
+        if settings.destinations.isEmpty {
+            results.append(try await pool.query("""
+                UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
+                                  attempts = attempts + 1
+                WHERE id IN (SELECT id FROM outbox
+                             WHERE state = 'pending' AND next_attempt_at <= now()
+                               AND (lease_until IS NULL OR lease_until < now())
+                               AND destination <> ALL($4::text[])
+                             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                RETURNING id, event_id, destination, topic, payload, attempts
+                """, [owner, leaseSeconds, limit, TextArray(paused)]))
+        } else {
+            // One indexed claim per destination that is not paused; none at all while every
+            // destination is paused.
+            for destination in settings.destinations where !paused.contains(destination) {
+                results.append(try await pool.query("""
+                    UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
+                                      attempts = attempts + 1
+                    WHERE id IN (SELECT id FROM outbox
+                                 WHERE state = 'pending' AND destination = $4 AND next_attempt_at <= now()
+                                   AND (lease_until IS NULL OR lease_until < now())
+                                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                    RETURNING id, event_id, destination, topic, payload, attempts
+                    """, [owner, leaseSeconds, limit, destination]))
+            }
+        }
+        return try results.flatMap(\.rows).map {
             OutboxMessage(
                 id: try $0.decode(Int64.self, 0), eventID: try $0.decode(UUID.self, 1),
                 destination: try $0.decode(String.self, 2), topic: try $0.decode(String.self, 3),

@@ -49,5 +49,10 @@ public enum PlatformSchema {
                 PRIMARY KEY (consumer, event_id)
             );
             """),
+        Migration(version: 2, name: "outbox_pending_by_destination", sql: """
+            -- The relay claims each destination's due rows in id order through this index, so a
+            -- paused destination's backlog is never scanned.
+            CREATE INDEX outbox_pending_destination ON outbox (destination, id) WHERE state = 'pending';
+            """),
     ]
 }

@@ -188,6 +188,7 @@ final class OutboxTests: XCTestCase {
         var settings = OutboxRelay.Settings()
         settings.batchSize = 50
         settings.baseBackoff = .seconds(30)
+        settings.destinations = ["down", "up"]  // the per-destination claims
         let attempts = Shared<[String: Int]>([:])
         let relay = OutboxRelay(pool: pool, owner: "r", settings: settings, logger: logger) { destination, _ in
             attempts.with { $0[destination, default: 0] += 1 }
