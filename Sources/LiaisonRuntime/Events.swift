@@ -12,7 +12,7 @@ import ServiceLifecycle
 public enum Events {
     /// Queues `event` (its `header.event_id` must be set) for each destination service.
     public static func publish<E: SwiftProtobuf.Message>(
-        _ c: PostgresConnection, _ event: E, eventID: UUID, to destinations: [String]
+        _ c: some SQLWriter, _ event: E, eventID: UUID, to destinations: [String]
     ) throws {
         guard !destinations.isEmpty else { return }
         var options = BinaryEncodingOptions()

@@ -14,19 +14,36 @@ public enum Idempotency {
     /// The stored response for a replay, or nil for a first request. `request` is the canonical
     /// (deterministically serialized) request with its request_id; only its SHA-256 is kept.
     public static func begin(_ c: PostgresConnection, scope: String, requestID: String, request: [UInt8]) throws -> [UInt8]? {
-        try c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [scope + "\u{1f}" + requestID])
-        let row = try c.query("""
-            SELECT response, fingerprint = encode(sha256($3::bytea), 'hex')
-            FROM idempotency_keys WHERE scope = $1 AND request_id = $2
-            """, [scope, requestID, ByteA(request)]).first
-        guard let row else { return nil }
+        let statements = beginStatements(scope: scope, requestID: requestID, request: request)
+        try c.query(statements[0].sql, statements[0].parameters)
+        return try replay(try c.query(statements[1].sql, statements[1].parameters), scope: scope, requestID: requestID)
+    }
+
+    /// `begin` as its two statements (the advisory lock, then the lookup), to send in a pipeline
+    /// with other reads; pass the lookup's result (the second) to `replay`. They must stay two
+    /// statements: under READ COMMITTED the lookup's snapshot is taken after the lock is held.
+    public static func beginStatements(scope: String, requestID: String, request: [UInt8])
+        -> [(sql: String, parameters: [any PostgresBindable])]
+    {
+        [
+            ("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [scope + "\u{1f}" + requestID]),
+            ("""
+             SELECT response, fingerprint = encode(sha256($3::bytea), 'hex')
+             FROM idempotency_keys WHERE scope = $1 AND request_id = $2
+             """, [scope, requestID, ByteA(request)]),
+        ]
+    }
+
+    /// The stored response from the lookup of `beginStatements`, nil for a first request.
+    public static func replay(_ lookup: PostgresResult, scope: String, requestID: String) throws -> [UInt8]? {
+        guard let row = lookup.first else { return nil }
         guard try row.decode(Bool.self, 1) else { throw IdempotencyError.reused(scope: scope, requestID: requestID) }
         return try row.decode(ByteA.self, 0).bytes
     }
 
     /// Stores the response of a first request (same transaction as its effects).
-    public static func record(_ c: PostgresConnection, scope: String, requestID: String, request: [UInt8], response: [UInt8]) throws {
-        try c.query("""
+    public static func record(_ c: some SQLWriter, scope: String, requestID: String, request: [UInt8], response: [UInt8]) throws {
+        try c.write("""
             INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
             VALUES ($1, $2, encode(sha256($3::bytea), 'hex'), $4)
             """, [scope, requestID, ByteA(request), ByteA(response)])

@@ -33,10 +33,10 @@ public struct OutboxMessage: Sendable, Equatable {
 public enum Outbox {
     /// Queues one event for each destination.
     public static func enqueue(
-        _ c: PostgresConnection, eventID: UUID, topic: String, payload: [UInt8], destinations: [String]
+        _ c: some SQLWriter, eventID: UUID, topic: String, payload: [UInt8], destinations: [String]
     ) throws {
         for destination in destinations {
-            try c.query(
+            try c.write(
                 "INSERT INTO outbox (event_id, destination, topic, payload) VALUES ($1, $2, $3, $4)",
                 [eventID, destination, topic, ByteA(payload)])
         }

@@ -336,36 +336,52 @@ public final class IntakeRepository: Sendable {
     }
 
     /// Submits several reports in ONE transaction (one commit, so one fsync for the batch), each
-    /// entry under its own savepoint: an entry that fails is rolled back alone and reported in its
-    /// result, the others commit together. The batch's customers are locked first, in id order. Connection failures and serialization conflicts abort
-    /// the whole batch (the transaction is retried, or the caller retries with the same ids).
+    /// entry in three round trips (see `submit`). The batch's customers are locked first, in id
+    /// order, so that concurrent batches queue instead of deadlocking. An entry refused by the
+    /// rules (unknown customer, reused request id, ...) writes nothing and is reported in its
+    /// result while the others commit. If a statement fails in the database (which aborts the
+    /// transaction), the batch is run again with a savepoint per entry so that only the failing
+    /// entry is lost. Connection failures and serialization conflicts abort the whole batch (the
+    /// transaction is retried, or the caller retries with the same ids).
     func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
         async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
     {
         let settings = self.settings
-        let outcomes = try await pool.transaction { c -> [BatchOutcome] in
-            var outcomes: [BatchOutcome] = []
-            outcomes.reserveCapacity(entries.count)
-            // Lock every customer of the batch up front, in id order: concurrent batches then
-            // queue behind each other instead of deadlocking on customers locked in report order.
-            let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
-            try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                        [TextArray(customerIDs)])
-            for entry in entries {
-                try c.query("SAVEPOINT batch_entry")
-                do {
-                    let response = try Self.submit(c, entry.report, requestID: entry.requestID,
-                                                   requestBytes: entry.requestBytes, settings: settings)
-                    try c.query("RELEASE SAVEPOINT batch_entry")
-                    outcomes.append(.accepted(try response.serializedBytes()))
-                } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
-                    throw e
-                } catch {
-                    try c.query("ROLLBACK TO SAVEPOINT batch_entry")
-                    outcomes.append(.failed(BatchEntryError(error)))
+        struct DatabaseRefusedAnEntry: Error {}
+        let run = { (savepoints: Bool) in
+            try await self.pool.transaction { c -> [BatchOutcome] in
+                var outcomes: [BatchOutcome] = []
+                outcomes.reserveCapacity(entries.count)
+                let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
+                try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                            [TextArray(customerIDs)])
+                for entry in entries {
+                    if savepoints { try c.query("SAVEPOINT batch_entry") }
+                    do {
+                        let response = try Self.submit(c, entry.report, requestID: entry.requestID,
+                                                       requestBytes: entry.requestBytes, settings: settings)
+                        if savepoints { try c.query("RELEASE SAVEPOINT batch_entry") }
+                        outcomes.append(.accepted(try response.serializedBytes()))
+                    } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
+                        throw e
+                    } catch let e as PostgresError {
+                        guard savepoints else { throw DatabaseRefusedAnEntry() }
+                        try c.query("ROLLBACK TO SAVEPOINT batch_entry")
+                        outcomes.append(.failed(BatchEntryError(e)))
+                    } catch {
+                        // Refused before anything was written: the transaction is intact.
+                        if savepoints { try c.query("RELEASE SAVEPOINT batch_entry") }
+                        outcomes.append(.failed(BatchEntryError(error)))
+                    }
                 }
+                return outcomes
             }
-            return outcomes
+        }
+        let outcomes: [BatchOutcome]
+        do {
+            outcomes = try await run(false)
+        } catch is DatabaseRefusedAnEntry {
+            outcomes = try await run(true)
         }
         return try outcomes.map { outcome in
             switch outcome {
@@ -375,17 +391,45 @@ public final class IntakeRepository: Sendable {
         }
     }
 
+    static let candidatesSQL = """
+        SELECT cs.id, cs.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
+               r.ticket_system, r.ticket_id
+        FROM cases cs JOIN reports r ON r.case_id = cs.id
+        WHERE cs.customer_id = $1 AND cs.state = 'OPEN'
+          AND r.receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
+                                 AND $2::timestamptz + make_interval(secs => $3)
+        ORDER BY r.receive_time DESC, r.id LIMIT 1000
+        """
+
+    static let ticketSQL = """
+        SELECT r.id, r.case_id, cs.state, cs.merged_into FROM reports r JOIN cases cs ON cs.id = r.case_id
+        WHERE r.customer_id = $1 AND r.ticket_system = $2 AND r.ticket_id = $3
+        ORDER BY r.create_time, r.id LIMIT 1
+        """
+
+    /// One report, inside the caller's transaction, in three round trips: (1) the idempotency
+    /// lock and lookup, the customer row (locked), the help-desk ticket and the duplicate
+    /// candidates, in one pipeline; (2) for a duplicate, the case it joins (locked) with its
+    /// reports, history and symptoms, in one pipeline; (3) every write (report, case, history,
+    /// events, idempotency record) in one pipeline. Nothing is written before (3), so a refusal
+    /// (unknown customer, reused request id, missing agent) leaves the transaction clean.
     static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
                        requestBytes: [UInt8], settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
         let scope = "intake.SubmitReport"
-        if let stored = try Idempotency.begin(c, scope: scope, requestID: requestID, request: requestBytes) {
-            return try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored)
-        }
         let now = Date()
         let submission = Mapping.submission(input)
         let customerID = ResourceName.customerId(submission.customer)!
-        guard let customerRow = try c.query(
-            "SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [customerID]).first
+
+        // (1) Reads that depend only on the request.
+        var reads = Idempotency.beginStatements(scope: scope, requestID: requestID, request: requestBytes)
+        reads.append(("SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [customerID]))
+        reads.append((candidatesSQL, [customerID, submission.receiveTime ?? now, settings.duplicate.window]))
+        if let t = submission.externalTicket { reads.append((ticketSQL, [customerID, t.system, t.id])) }
+        let read = try c.pipeline(reads)
+        if let stored = try Idempotency.replay(read[1], scope: scope, requestID: requestID) {
+            return try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored)
+        }
+        guard let customerRow = read[2].first
         else { throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: submission.customer) }
         let customer = try Liaison_Intake_V1_Customer(serializedBytes: try customerRow.decode(ByteA.self, 0).bytes)
         let owningAgent = try customerRow.decode(String.self, 1)
@@ -404,25 +448,19 @@ public final class IntakeRepository: Sendable {
         var joinCase: String?  // case id
         var newOwner = candidate.agent.isEmpty ? owningAgent : candidate.agent
         var ticketMatch: (report: String, caseID: String, state: String)?
-        if let t = submission.externalTicket {
-            if let row = try c.query("""
-                SELECT r.id, r.case_id, cs.state, cs.merged_into FROM reports r JOIN cases cs ON cs.id = r.case_id
-                WHERE r.customer_id = $1 AND r.ticket_system = $2 AND r.ticket_id = $3
-                ORDER BY r.create_time, r.id LIMIT 1
-                """, [customerID, t.system, t.id]).first {
-                var caseID = try row.decode(String.self, 1)
-                var state = try row.decode(String.self, 2)
-                var mergedInto = try row.decode(String.self, 3)
-                var hops = 0
-                while state == CaseState.merged.protoName, let next = ResourceName.caseId(mergedInto), hops < 16 {
-                    guard let r = try c.query("SELECT state, merged_into FROM cases WHERE id = $1", [next]).first else { break }
-                    caseID = next
-                    state = try r.decode(String.self, 0)
-                    mergedInto = try r.decode(String.self, 1)
-                    hops += 1
-                }
-                ticketMatch = ("reports/" + (try row.decode(String.self, 0)), caseID, state)
+        if submission.externalTicket != nil, let row = read[4].first {
+            var caseID = try row.decode(String.self, 1)
+            var state = try row.decode(String.self, 2)
+            var mergedInto = try row.decode(String.self, 3)
+            var hops = 0
+            while state == CaseState.merged.protoName, let next = ResourceName.caseId(mergedInto), hops < 16 {
+                guard let r = try c.query("SELECT state, merged_into FROM cases WHERE id = $1", [next]).first else { break }
+                caseID = next
+                state = try r.decode(String.self, 0)
+                mergedInto = try r.decode(String.self, 1)
+                hops += 1
             }
+            ticketMatch = ("reports/" + (try row.decode(String.self, 0)), caseID, state)
         }
         if let m = ticketMatch {
             assessment = DuplicateAssessment(
@@ -434,19 +472,9 @@ public final class IntakeRepository: Sendable {
                 ])
             if m.state == CaseState.open.protoName { joinCase = m.caseID }
         } else {
-            let window = settings.duplicate.window
-            let rows = try c.query("""
-                SELECT cs.id, cs.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
-                       r.ticket_system, r.ticket_id
-                FROM cases cs JOIN reports r ON r.case_id = cs.id
-                WHERE cs.customer_id = $1 AND cs.state = 'OPEN'
-                  AND r.receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
-                                         AND $2::timestamptz + make_interval(secs => $3)
-                ORDER BY r.receive_time DESC, r.id LIMIT 1000
-                """, [customerID, candidate.receiveTime, window]).rows
             var cases: [String: CaseCandidate] = [:]
             var order: [String] = []
-            for row in rows {
+            for row in read[3].rows {
                 let caseName = "cases/" + (try row.decode(String.self, 0))
                 let fingerprint = try? ReportFingerprint(decoding: try row.decode(ByteA.self, 3).bytes)
                 let system = try row.decode(String?.self, 7)
@@ -481,21 +509,32 @@ public final class IntakeRepository: Sendable {
         report.updateTime = .init(micros: now)
         report.incidents = []
 
+        // (2) The case it joins, if any.
+        var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind])?
+        if let joinCase {
+            var statements = loadCaseStatements(id: joinCase, lock: true)
+            statements.append(("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]))
+            let results = try c.pipeline(statements)
+            if let (current, version) = try caseFrom(results) {
+                joined = (current, version, try results[3].rows.map { symptom(named: try $0.decode(String.self, 0)) })
+            }
+        }
+
+        // (3) Every write, in one pipeline.
+        let writes = StatementBatch()
         let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
         var caseCreated = false
         var caseVersion: Int64
         var record: CaseRecord
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
-        if let joinCase, let (current, version) = try loadCase(c, id: joinCase, lock: true) {
+        if let joinCase, let (current, version, symptoms) = joined {
             report.case = current.name
-            try insertReport(c, id: reportID, caseID: joinCase, report: report, candidate: candidate,
+            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate,
                              duplicate: assessment.duplicate, settings: settings)
             var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
-            let symptoms = try c.query("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]).rows
-                .map { symptom(named: try $0.decode(String.self, 0)) }
-            next.symptom = SymptomClassifier.dominant(symptoms)
+            next.symptom = SymptomClassifier.dominant(symptoms + [candidate.symptom])
             caseVersion = version + 1
-            try saveCase(c, old: current, new: next, version: caseVersion)
+            try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false)
             record = next
         } else {
             let caseID = UUID().uuidString.lowercased()
@@ -503,9 +542,9 @@ public final class IntakeRepository: Sendable {
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
             caseVersion = 1
-            try saveCase(c, old: nil, new: record, version: 1, moveReports: false)
+            try saveCase(writes, old: nil, new: record, version: 1, moveReports: false)
             report.case = record.name
-            try insertReport(c, id: reportID, caseID: caseID, report: report, candidate: candidate,
+            try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate,
                              duplicate: assessment.duplicate, settings: settings)
             caseCreated = true
         }
@@ -526,28 +565,29 @@ public final class IntakeRepository: Sendable {
             opened.firstReport = reportName
             events.append((opened, id2, settings.caseEventDestinations))
         }
-        for (event, id, destinations) in events { try publish(c, event, id, destinations) }
+        for (event, id, destinations) in events { try publish(writes, event, id, destinations) }
 
         var response = Liaison_Intake_V1_SubmitReportResponse()
         response.report = report
         response.case = caseProto
         response.caseCreated = caseCreated
         response.duplicate = assessment.duplicate
-        try Idempotency.record(c, scope: scope, requestID: requestID, request: requestBytes,
+        try Idempotency.record(writes, scope: scope, requestID: requestID, request: requestBytes,
                                response: try deterministicBytes(response))
+        try writes.flush(on: c)
         return response
     }
 
-    static func publish(_ c: PostgresConnection, _ event: any SwiftProtobuf.Message, _ id: UUID, _ destinations: [String]) throws {
+    static func publish(_ c: some SQLWriter, _ event: any SwiftProtobuf.Message, _ id: UUID, _ destinations: [String]) throws {
         func open<E: SwiftProtobuf.Message>(_ e: E) throws { try Events.publish(c, e, eventID: id, to: destinations) }
         try open(event)
     }
 
-    static func insertReport(_ c: PostgresConnection, id: String, caseID: String, report: Liaison_Intake_V1_Report,
+    static func insertReport(_ c: some SQLWriter, id: String, caseID: String, report: Liaison_Intake_V1_Report,
                              candidate: NewReport, duplicate: Bool, settings: IntakeSettings) throws {
         let fingerprint = ReportFingerprint(text: report.text, config: settings.duplicate.similarity)
         let snap = report.customerSnapshot
-        try c.query("""
+        try c.write("""
             INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system,
                 ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier,
                 snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time)
@@ -572,13 +612,25 @@ public final class IntakeRepository: Sendable {
 
     /// Loads a case with its reports and history (optionally locking the row).
     static func loadCase(_ c: PostgresConnection, id: String, lock: Bool) throws -> (CaseRecord, Int64)? {
-        guard let row = try c.query("SELECT \(caseColumns) FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""), [id]).first
-        else { return nil }
-        let reports = try c.query("SELECT id, receive_time FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id])
-            .rows.map { ReportRef(name: "reports/" + (try $0.decode(String.self, 0)), receiveTime: try $0.decode(Date.self, 1)) }
-        let history = try c.query(
-            "SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id]
-        ).rows.map { h in
+        try caseFrom(try c.pipeline(loadCaseStatements(id: id, lock: lock)))
+    }
+
+    /// The three reads of `loadCase` (row, reports, history), to send in one pipeline.
+    static func loadCaseStatements(id: String, lock: Bool) -> [(sql: String, parameters: [any PostgresBindable])] {
+        [
+            ("SELECT \(caseColumns) FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""), [id]),
+            ("SELECT id, receive_time FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id]),
+            ("SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id]),
+        ]
+    }
+
+    /// A case from the results of `loadCaseStatements`; nil when the row does not exist.
+    static func caseFrom(_ results: [PostgresResult]) throws -> (CaseRecord, Int64)? {
+        guard let row = results[0].first else { return nil }
+        let reports = try results[1].rows.map {
+            ReportRef(name: "reports/" + (try $0.decode(String.self, 0)), receiveTime: try $0.decode(Date.self, 1))
+        }
+        let history = try results[2].rows.map { h in
             CaseHistoryEntry(action: CaseHistoryAction(rawValue: try h.decode(Int.self, 0)),
                              state: CaseState(rawValue: try h.decode(Int.self, 1)), actor: try h.decode(String.self, 2),
                              time: try h.decode(Date.self, 3), related: try h.decode(TextArray.self, 4).values,
@@ -625,7 +677,7 @@ public final class IntakeRepository: Sendable {
     /// Writes a case after a domain operation: the row (inserted, or updated to `version`), the new
     /// history entries, and the `case_id` of reports that moved into it.
     /// `moveReports` false skips the report update when the caller writes the reports itself.
-    static func saveCase(_ c: PostgresConnection, old: CaseRecord?, new: CaseRecord, version: Int64,
+    static func saveCase(_ c: some SQLWriter, old: CaseRecord?, new: CaseRecord, version: Int64,
                          moveReports: Bool = true) throws {
         let id = ResourceName.caseId(new.name)!
         let values: [any PostgresBindable] = [
@@ -634,10 +686,10 @@ public final class IntakeRepository: Sendable {
             new.closeTime, version, new.createTime, new.updateTime,
         ]
         if old == nil {
-            try c.query("INSERT INTO cases (\(caseColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            try c.write("INSERT INTO cases (\(caseColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                         values)
         } else {
-            try c.query("""
+            try c.write("""
                 UPDATE cases SET customer_id = $2, title = $3, state = $4, owner = $5, symptom = $6, outcome = $7,
                     outcome_note = $8, merged_into = $9, incidents = $10, customer_notify_time = $11, close_time = $12,
                     version = $13, create_time = $14, update_time = $15
@@ -646,7 +698,7 @@ public final class IntakeRepository: Sendable {
         }
         let start = old?.history.count ?? 0
         for (i, h) in new.history.enumerated() where i >= start {
-            try c.query("""
+            try c.write("""
                 INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """, [id, i, h.action.rawValue, h.state.rawValue, h.actor, h.time, TextArray(h.related), h.note])
@@ -655,7 +707,7 @@ public final class IntakeRepository: Sendable {
         let oldReports = Set(old?.reportNames ?? [])
         let moved = new.reportNames.filter { !oldReports.contains($0) }.compactMap(ResourceName.reportId)
         if !moved.isEmpty {
-            try c.query("UPDATE reports SET case_id = $1, update_time = $2 WHERE id = ANY($3) AND case_id <> $1",
+            try c.write("UPDATE reports SET case_id = $1, update_time = $2 WHERE id = ANY($3) AND case_id <> $1",
                         [id, new.updateTime, TextArray(moved)])
         }
     }

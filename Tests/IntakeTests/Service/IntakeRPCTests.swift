@@ -209,6 +209,46 @@ final class IntakeRPCTests: XCTestCase {
         }
     }
 
+    /// A batch commits its good entries together: an entry refused by the rules and an entry the
+    /// database refuses (a trigger stands in for any failing statement) are reported in their
+    /// results, write nothing, and cost the others nothing; duplicates inside the batch join the
+    /// case an earlier entry of the same batch opened.
+    func testBatchWithRefusedEntriesCommitsTheRestAndJoinsCasesWithinTheBatch() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert((0..<3).map { makeCustomer("c\($0)") })
+            try await pool.query("""
+                CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.agent = 'agents/poison' THEN RAISE EXCEPTION 'poisoned report'; END IF; RETURN NEW; END $$
+                """)
+            try await pool.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+            var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            batch.requests = [
+                submitRequest(makeReport(customer: "c0", text: "checkout fails with error 500 at payment")),
+                submitRequest(makeReport(customer: "nobody", text: "unknown customer")),
+                submitRequest(makeReport(customer: "c0", agent: "agents/a2", text: "payment at checkout fails with error 500")),
+                submitRequest(makeReport(customer: "c1", agent: "agents/poison", text: "this one the database refuses")),
+                submitRequest(makeReport(customer: "c2", text: "search is slow")),
+            ]
+            let r = try await client.batchSubmitReports(batch)
+            XCTAssertEqual(r.results.map(\.status.code), [0, Int32(RPCError.Code.notFound.rawValue), 0,
+                                                          Int32(RPCError.Code.internalError.rawValue), 0])
+            XCTAssertTrue(r.results[0].response.caseCreated)
+            XCTAssertTrue(r.results[2].response.duplicate, "joins the case opened earlier in the same batch")
+            XCTAssertEqual(r.results[2].response.case.name, r.results[0].response.case.name)
+            XCTAssertEqual(r.results[2].response.case.reports.count, 2)
+            let stored = try await pool.query("SELECT count(*) FROM reports").first!.decode(Int.self, 0)
+            XCTAssertEqual(stored, 3)
+            let events = try await pool.query("SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'")
+                .first!.decode(Int.self, 0)
+            XCTAssertEqual(events, 3, "one event per accepted report, none for the refused ones")
+            // A replay of the whole batch answers the same and writes nothing more.
+            let again = try await client.batchSubmitReports(batch)
+            XCTAssertEqual(again.results.map(\.response.report.name), r.results.map(\.response.report.name))
+            let after = try await pool.query("SELECT count(*) FROM reports").first!.decode(Int.self, 0)
+            XCTAssertEqual(after, 3)
+        }
+    }
+
     /// Keyset paging returns every existing row exactly once while new rows are inserted.
     func testPagingIsStableWhileRowsAreInserted() async throws {
         try await withIntake { client, pool in
