@@ -391,14 +391,25 @@ public final class IntakeRepository: Sendable {
         }
     }
 
+    /// The duplicate candidates of a new report: the customer's open cases first (materialized, so
+    /// no plan can start from the reports of the whole window), then each case's most recent
+    /// `maxCandidatesPerCase` reports in the window through `reports_case`. The work per
+    /// submission is bounded whatever the table sizes and statistics.
+    static let maxCandidatesPerCase = 20
     static let candidatesSQL = """
-        SELECT cs.id, cs.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
+        WITH open_cases AS MATERIALIZED (
+            SELECT id, owner FROM cases WHERE customer_id = $1 AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100)
+        SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
                r.ticket_system, r.ticket_id
-        FROM cases cs JOIN reports r ON r.case_id = cs.id
-        WHERE cs.customer_id = $1 AND cs.state = 'OPEN'
-          AND r.receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
-                                 AND $2::timestamptz + make_interval(secs => $3)
-        ORDER BY r.receive_time DESC, r.id LIMIT 1000
+        FROM open_cases oc
+        CROSS JOIN LATERAL (
+            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id
+            FROM reports
+            WHERE case_id = oc.id
+              AND receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
+                                   AND $2::timestamptz + make_interval(secs => $3)
+            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
+        ORDER BY r.receive_time DESC, r.id
         """
 
     static let ticketSQL = """
