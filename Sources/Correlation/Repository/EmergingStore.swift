@@ -33,8 +33,10 @@ enum EmergingStore {
         var i = row.issue
         i.updateTime = Convert.timestamp(now)
         i.etag = ""
-        try c.query("UPDATE emerging_issues SET body = $2, state = $3, version = version + 1 WHERE id = $1",
-                    [row.id, ByteA(try Convert.bytes(i)), i.state.rawValue])
+        try c.query("""
+            UPDATE emerging_issues SET body = $2, state = $3, symptom = $4, service = $5, lift = $6, customer_count = $7,
+                   version = version + 1 WHERE id = $1
+            """, [row.id, ByteA(try Convert.bytes(i)), i.state.rawValue, i.symptom.rawValue, i.service, i.lift, i.customerCount])
         return try issue(c, row.id)
     }
 
@@ -139,9 +141,11 @@ enum EmergingStore {
             issue.createTime = Convert.timestamp(now)
             issue.updateTime = issue.createTime
             let inserted = try c.query("""
-                INSERT INTO emerging_issues (id, cluster_key, state, body, adjusted_p) VALUES ($1, $2, 1, $3, $4)
+                INSERT INTO emerging_issues (id, cluster_key, state, body, adjusted_p, symptom, service, lift, customer_count, create_time)
+                VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (cluster_key) WHERE state = 1 DO NOTHING
-                """, [id, keyText, ByteA(try Convert.bytes(issue)), cluster.adjustedPValue]).affectedRows
+                """, [id, keyText, ByteA(try Convert.bytes(issue)), cluster.adjustedPValue, issue.symptom.rawValue, issue.service,
+                      issue.lift, issue.customerCount, now]).affectedRows
             guard inserted == 1 else { continue }
             try c.query("UPDATE reports SET emerging_issue = $1 WHERE id = ANY($2::text[])", [id, TextArray(ids)])
             let row = try self.issue(c, id)
