@@ -86,8 +86,8 @@ enum EmergingStore {
         var expired: [IssueRow] = []
     }
 
-    /// One detector pass (inside the caller's transaction): expires the OPEN issues whose cluster
-    /// went quiet and fell below significance, then raises issues for new significant clusters.
+    /// One detector pass (inside the caller's transaction): raises issues for new significant
+    /// clusters, then expires the OPEN issues whose cluster went quiet and fell below significance.
     static func detect(_ c: PostgresConnection, settings: CorrelationSettings, now: Date) throws -> Pass {
         let windowStart = now.addingTimeInterval(-settings.emergingWindow)
         let baselineStart = windowStart.addingTimeInterval(-settings.emergingBaseline)
@@ -116,18 +116,22 @@ enum EmergingStore {
                 backgroundRatePerHour: EmergingIssueDetector.backgroundRate(count: try row.decode(Int.self, 2), over: settings.emergingBaseline)))
             held[keyText(emerging)] = try row.decode(Int.self, 3)
         }
+        // Raise first: it locks reports, expiry then locks issue rows, the order in which the
+        // linking transactions take them (report, then its issue in `explain`), so the two never
+        // deadlock. An issue raised now is significant, so expiry leaves it alone.
         var pass = Pass()
-        pass.expired = try expire(c, counts: counts, held: held, settings: settings, now: now)
         pass.raised = try raise(c, counts: counts, settings: settings, now: now, windowStart: windowStart)
+        pass.expired = try expire(c, counts: counts, held: held, settings: settings, now: now)
         return pass
     }
 
     /// OPEN issues whose cluster is no longer significant over the current window (the raising
     /// test, counting the reports the issue holds) and had no unlinked report for the quiet
-    /// period become EXPIRED (EmergingIssueStatusChanged).
+    /// period become EXPIRED (EmergingIssueStatusChanged). An issue another transaction holds
+    /// (being promoted, dismissed or explained) is skipped until the next pass.
     static func expire(_ c: PostgresConnection, counts: [EmergingWindowCount], held: [String: Int],
                        settings: CorrelationSettings, now: Date) throws -> [IssueRow] {
-        let open = try c.query("SELECT id, body, version, cluster_key FROM emerging_issues WHERE state = 1 ORDER BY id FOR UPDATE").rows
+        let open = try c.query("SELECT id, body, version, cluster_key FROM emerging_issues WHERE state = 1 ORDER BY id FOR UPDATE SKIP LOCKED").rows
         guard !open.isEmpty else { return [] }
         let openKeys = Set(try open.map { try $0.decode(String.self, 3) })
         let current = counts.map { w in
