@@ -14,7 +14,8 @@ public struct CorrelationService: LiaisonService {
 
     public init(context: ServiceContext) async throws {
         self.context = context
-        self.settings = try CorrelationSettings.from(context.environment, replicaID: context.configuration.replicaID)
+        self.settings = try CorrelationSettings.from(
+            context.environment, replicaID: context.configuration.replicaID, databaseURL: context.configuration.databaseURL)
         self.relay = settings.destinations.isEmpty ? nil
             : try EventRelayService(context: context, producer: "correlation", destinations: settings.destinations)
     }

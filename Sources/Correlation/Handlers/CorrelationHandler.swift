@@ -12,11 +12,13 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
     let pool: PostgresPool
     let settings: CorrelationSettings
     let logger: Logger
+    let codec: PageTokenCodec
 
     public init(pool: PostgresPool, settings: CorrelationSettings, logger: Logger) {
         self.pool = pool
         self.settings = settings
         self.logger = logger
+        self.codec = PageTokenCodec(key: settings.pageTokenKey)
     }
 
     // MARK: Plumbing
@@ -67,26 +69,6 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         return n == 0 ? d : min(Int(n), m)
     }
 
-    static func token(_ t: String) throws -> (String, String)? {
-        if t.isEmpty { return nil }
-        guard let k = PageToken.decode(t) else {
-            throw APIError.invalidArgument(domain: domain, field: "page_token", "invalid page token")
-        }
-        return k
-    }
-
-    /// Minimal filter support: `state = "X"` / `state != "X"`; other filters are refused.
-    static func stateFilter(_ filter: String, names: [String: Int]) throws -> (Int, Bool)? {
-        let f = filter.trimmingCharacters(in: .whitespaces)
-        if f.isEmpty { return nil }
-        let pattern = f.replacingOccurrences(of: " ", with: "")
-        for (op, eq) in [("!=", false), ("=", true)] where pattern.hasPrefix("state" + op) {
-            let value = pattern.dropFirst(5 + op.count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-            if let n = names[value.uppercased()] { return (n, eq) }
-        }
-        throw APIError.invalidArgument(domain: domain, field: "filter", "supported filters: state = \"STATE\", state != \"STATE\"")
-    }
-
     // MARK: Services catalogue
 
     static func validServiceID(_ id: String) -> Bool {
@@ -110,8 +92,10 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             svc.updateTime = svc.createTime
             svc.etag = ""
             _ = try Store.validateServices(c, svc.dependencies, field: "service.dependencies")
-            let inserted = try c.query("INSERT INTO services (id, body) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                                       [request.serviceID, ByteA(try Convert.bytes(svc))]).affectedRows
+            let inserted = try c.query("""
+                INSERT INTO services (id, body, public, owner_team, aliases, dependencies) VALUES ($1, $2, $3, $4, $5::text[], $6::text[])
+                ON CONFLICT DO NOTHING
+                """, [request.serviceID, ByteA(try Convert.bytes(svc))] + Store.serviceColumns(svc)).affectedRows
             if inserted == 0 {
                 throw APIError.alreadyExists(domain: domain, resourceType: "liaison.correlation.v1.TechnicalService", name: svc.name)
             }
@@ -147,21 +131,21 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
 
     public func listServices(request: Liaison_Correlation_V1_ListServicesRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListServicesResponse {
         let size = try Self.pageSize(request.pageSize, default: 100, max: 1000)
-        let after = try Self.token(request.pageToken)
-        if !request.filter.isEmpty { throw APIError.invalidArgument(domain: domain, field: "filter", "filters are not supported yet") }
+        let filter = try Self.serviceFilter.parse(request.filter, firstParameter: 1)
+        let query = QueryFingerprint(collection: "services", filter: request.filter, orderBy: "")
+        let after = try position(request.pageToken, query)
+        let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            // Ordered by display name, then id (keyset).
-            let rows = try c.query("""
-                SELECT id, body, version FROM services WHERE ($1 = '' OR id > $1) ORDER BY id LIMIT $2
-                """,
-                [after?.1 ?? "", size + 1]).rows
+            let page = try Self.page(c, table: "services", columns: "id, body, version", filter: filter,
+                                     ordering: ListOrdering(column: "id", key: .idOnly, descending: false, idType: "text"),
+                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListServicesResponse()
-            for row in rows.prefix(size) {
+            for row in page.rows {
                 var svc = try Liaison_Correlation_V1_TechnicalService(serializedBytes: try row.decode(ByteA.self, 1).bytes)
                 svc.etag = Store.etag(try row.decode(Int64.self, 2))
                 out.services.append(svc)
             }
-            if rows.count > size, let last = out.services.last { out.nextPageToken = PageToken.encode("", String(last.name.dropFirst(9))) }
+            out.nextPageToken = page.next
             return out
         }
     }
@@ -199,7 +183,10 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             }
             svc.updateTime = Convert.timestamp(try Store.now(c))
             svc.etag = ""
-            try c.query("UPDATE services SET body = $2, version = version + 1 WHERE id = $1", [id, ByteA(try Convert.bytes(svc))])
+            try c.query("""
+                UPDATE services SET body = $2, public = $3, owner_team = $4, aliases = $5::text[], dependencies = $6::text[],
+                       version = version + 1 WHERE id = $1
+                """, [id, ByteA(try Convert.bytes(svc))] + Store.serviceColumns(svc))
             if request.updateMask.paths.contains("aliases") { try Store.writeAliases(c, id: id, aliases: svc.aliases) }
             svc.etag = Store.etag(version + 1)
             let out = svc
@@ -224,11 +211,9 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             if try c.query("SELECT 1 FROM incidents WHERE state <> 4 AND $1 = ANY(services) LIMIT 1", [request.name]).count > 0 {
                 throw APIError.failedPrecondition(domain: domain, type: "REFERENCED", subject: request.name, "referenced by an unresolved incident")
             }
-            for row in try c.query("SELECT body FROM services WHERE id <> $1", [id]).rows {
-                let other = try Liaison_Correlation_V1_TechnicalService(serializedBytes: try row.decode(ByteA.self, 0).bytes)
-                if other.dependencies.contains(request.name) {
-                    throw APIError.failedPrecondition(domain: domain, type: "REFERENCED", subject: request.name, "a dependency of \(other.name)")
-                }
+            if let other = try c.query("SELECT id FROM services WHERE id <> $1 AND $2 = ANY(dependencies) ORDER BY id LIMIT 1",
+                                       [id, request.name]).first?.decode(String.self, 0) {
+                throw APIError.failedPrecondition(domain: domain, type: "REFERENCED", subject: request.name, "a dependency of services/\(other)")
             }
             try c.query("DELETE FROM services WHERE id = $1", [id])
             try Store.publish(c, settings, { h in
@@ -286,39 +271,19 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         return try await read { c in try Store.incident(c, id).incident }
     }
 
-    static let incidentStates: [String: Int] = ["DECLARED": 1, "ACKNOWLEDGED": 2, "MITIGATED": 3, "RESOLVED": 4,
-                                                "INCIDENT_STATE_DECLARED": 1, "INCIDENT_STATE_ACKNOWLEDGED": 2,
-                                                "INCIDENT_STATE_MITIGATED": 3, "INCIDENT_STATE_RESOLVED": 4]
-
     public func listIncidents(request: Liaison_Correlation_V1_ListIncidentsRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListIncidentsResponse {
         let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
-        let after = try Self.token(request.pageToken)
-        let state = try Self.stateFilter(request.filter, names: Self.incidentStates)
-        if !request.orderBy.isEmpty && request.orderBy != "create_time desc" {
-            throw APIError.invalidArgument(domain: domain, field: "order_by", "supported: \"create_time desc\"")
-        }
-        var afterTime: Date? = nil, afterID: UUID? = nil
-        if let (t, i) = after {
-            guard let micros = Int64(t), let id = UUID(uuidString: i) else {
-                throw APIError.invalidArgument(domain: domain, field: "page_token", "invalid page token")
-            }
-            afterTime = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
-            afterID = id
-        }
-        let (afterTimeC, afterIDC) = (afterTime, afterID)
+        let filter = try Self.incidentFilter.parse(request.filter, firstParameter: 1)
+        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.incidentOrderings)
+        let query = QueryFingerprint(collection: "incidents", filter: request.filter, orderBy: orderBy)
+        let after = try position(request.pageToken, query)
+        let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let rows = try c.query("""
-                SELECT \(Store.incidentColumns), (extract(epoch FROM create_time) * 1000000)::bigint FROM incidents
-                WHERE ($1::timestamptz IS NULL OR (create_time, id) < ($1, $2))
-                  AND ($3::int IS NULL OR (state = $3) = $4)
-                ORDER BY create_time DESC, id DESC LIMIT $5
-                """, [afterTimeC, afterIDC, state?.0, state?.1 ?? true, size + 1]).rows
+            let page = try Self.page(c, table: "incidents", columns: Store.incidentColumns, filter: filter, ordering: ordering,
+                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListIncidentsResponse()
-            for row in rows.prefix(size) { out.incidents.append(try Store.incidentRow(row).incident) }
-            if rows.count > size {
-                let last = rows[size - 1]
-                out.nextPageToken = PageToken.encode(String(try last.decode(Int64.self, 8)), try last.decode(UUID.self, 0).uuidString)
-            }
+            out.incidents = try page.rows.map { try Store.incidentRow($0).incident }
+            out.nextPageToken = page.next
             return out
         }
     }
@@ -478,40 +443,23 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         return try await read { c in try Store.link(c, request.name).link }
     }
 
-    static let linkStates: [String: Int] = ["SUGGESTED": 1, "CONFIRMED": 2, "REJECTED": 3, "UNLINKED": 4]
-
     public func listLinks(request: Liaison_Correlation_V1_ListLinksRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListLinksResponse {
         let all = request.parent == "incidents/-"
         let incident = all ? nil : try Store.incidentID(request.parent, field: "parent")
         let size = try Self.pageSize(request.pageSize, default: 100, max: 1000)
-        let state = try Self.stateFilter(request.filter, names: Self.linkStates)
-        if !request.orderBy.isEmpty && request.orderBy != "create_time" {
-            throw APIError.invalidArgument(domain: domain, field: "order_by", "supported: \"create_time\"")
-        }
-        var afterTime: Date? = nil, afterID: UUID? = nil
-        if let (t, i) = try Self.token(request.pageToken) {
-            guard let micros = Int64(t), let id = UUID(uuidString: i) else {
-                throw APIError.invalidArgument(domain: domain, field: "page_token", "invalid page token")
-            }
-            afterTime = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
-            afterID = id
-        }
-        let (afterTimeC, afterIDC) = (afterTime, afterID)
+        let filter = try Self.linkFilter.parse(request.filter, firstParameter: 1)
+        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.linkOrderings)
+        let query = QueryFingerprint(collection: "links", parent: request.parent, filter: request.filter, orderBy: orderBy)
+        let after = try position(request.pageToken, query)
+        let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
             if let incident { _ = try Store.incident(c, incident) }
-            let rows = try c.query("""
-                SELECT \(Store.linkColumns), (extract(epoch FROM create_time) * 1000000)::bigint FROM links
-                WHERE ($1::uuid IS NULL OR incident_id = $1)
-                  AND ($2::timestamptz IS NULL OR (create_time, id) > ($2, $3))
-                  AND ($4::int IS NULL OR (state = $4) = $5)
-                ORDER BY create_time, id LIMIT $6
-                """, [incident, afterTimeC, afterIDC, state?.0, state?.1 ?? true, size + 1]).rows
+            let page = try Self.page(c, table: "links", columns: Store.linkColumns, filter: filter,
+                                     conditions: incident.map { [("incident_id = $?::uuid", $0)] } ?? [], ordering: ordering,
+                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListLinksResponse()
-            for row in rows.prefix(size) { out.links.append(try Store.linkRow(row).link) }
-            if rows.count > size {
-                let last = rows[size - 1]
-                out.nextPageToken = PageToken.encode(String(try last.decode(Int64.self, 5)), try last.decode(UUID.self, 0).uuidString)
-            }
+            out.links = try page.rows.map { try Store.linkRow($0).link }
+            out.nextPageToken = page.next
             return out
         }
     }
@@ -745,36 +693,19 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         return try await read { c in try EmergingStore.issue(c, id).issue }
     }
 
-    static let issueStates: [String: Int] = ["OPEN": 1, "PROMOTED": 2, "DISMISSED": 3, "EXPLAINED": 4, "EXPIRED": 5]
-
     public func listEmergingIssues(request: Liaison_Correlation_V1_ListEmergingIssuesRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListEmergingIssuesResponse {
         let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
-        let state = try Self.stateFilter(request.filter, names: Self.issueStates)
-        if !request.orderBy.isEmpty && request.orderBy != "adjusted_p_value" {
-            throw APIError.invalidArgument(domain: domain, field: "order_by", "supported: \"adjusted_p_value\"")
-        }
-        var afterP: Double? = nil, afterID: UUID? = nil
-        if let (p, i) = try Self.token(request.pageToken) {
-            guard let pv = Double(p), let id = UUID(uuidString: i) else {
-                throw APIError.invalidArgument(domain: domain, field: "page_token", "invalid page token")
-            }
-            afterP = pv
-            afterID = id
-        }
-        let (afterPC, afterIDC) = (afterP, afterID)
+        let filter = try Self.issueFilter.parse(request.filter, firstParameter: 1)
+        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.issueOrderings)
+        let query = QueryFingerprint(collection: "emergingIssues", filter: request.filter, orderBy: orderBy)
+        let after = try position(request.pageToken, query)
+        let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let rows = try c.query("""
-                SELECT id, body, version, adjusted_p FROM emerging_issues
-                WHERE ($1::float8 IS NULL OR (adjusted_p, id) > ($1, $2))
-                  AND ($3::int IS NULL OR (state = $3) = $4)
-                ORDER BY adjusted_p, id LIMIT $5
-                """, [afterPC, afterIDC, state?.0, state?.1 ?? true, size + 1]).rows
+            let page = try Self.page(c, table: "emerging_issues", columns: "id, body, version", filter: filter, ordering: ordering,
+                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListEmergingIssuesResponse()
-            for row in rows.prefix(size) { out.emergingIssues.append(try EmergingStore.issueRow(row).issue) }
-            if rows.count > size {
-                let last = rows[size - 1]
-                out.nextPageToken = PageToken.encode(String(try last.decode(Double.self, 3)), try last.decode(UUID.self, 0).uuidString)
-            }
+            out.emergingIssues = try page.rows.map { try EmergingStore.issueRow($0).issue }
+            out.nextPageToken = page.next
             return out
         }
     }

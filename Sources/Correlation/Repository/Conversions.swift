@@ -123,18 +123,3 @@ enum Convert {
         return Int(h % UInt32(shards))
     }
 }
-
-/// Keyset page tokens: base64url of "<sort key>|<id>" (correlation's own small codec).
-enum PageToken {
-    static func encode(_ sortKey: String, _ id: String) -> String {
-        Data("\(sortKey)|\(id)".utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
-
-    static func decode(_ token: String) -> (String, String)? {
-        let b64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard let data = Data(base64Encoded: b64), let text = String(data: data, encoding: .utf8),
-              let bar = text.lastIndex(of: "|") else { return nil }
-        return (String(text[..<bar]), String(text[text.index(after: bar)...]))
-    }
-}

@@ -19,6 +19,16 @@ public struct CorrelationSettings: Sendable {
     public var emergingBaseline: TimeInterval = 24 * 3600
     public var detectorInterval: Duration = .seconds(30)
     public var emergingOptions = EmergingOptions()
+    /// Quiet period after which an OPEN emerging issue whose cluster is no longer significant
+    /// becomes EXPIRED (`LIAISON_CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS`); nil: twice the window.
+    public var emergingExpireAfter: TimeInterval? = nil
+    /// The quiet period in effect.
+    public var emergingQuietPeriod: TimeInterval { emergingExpireAfter ?? 2 * emergingWindow }
+    /// Key signing page tokens (`LIAISON_CORRELATION_PAGE_TOKEN_KEY`, at least 16 bytes); all
+    /// replicas must share it. Without the variable it is derived from the database URL.
+    public var pageTokenKey: [UInt8] = CorrelationSettings.derivedPageTokenKey("")
+    /// How long a page token is accepted.
+    public var pageTokenLifetime: TimeInterval = 24 * 3600
     /// WatchIncident poll of the incident's change counter.
     public var watchPoll: Duration = .milliseconds(500)
     /// Replica identity (lease owner).
@@ -26,9 +36,17 @@ public struct CorrelationSettings: Sendable {
 
     public init() {}
 
-    public static func from(_ env: Environment, replicaID: String) throws -> CorrelationSettings {
+    public static func from(_ env: Environment, replicaID: String, databaseURL: String = "") throws -> CorrelationSettings {
         var s = CorrelationSettings()
         s.replicaID = replicaID
+        if let k = env.string("CORRELATION_PAGE_TOKEN_KEY") {
+            guard k.utf8.count >= 16 else {
+                throw ConfigurationError(variable: "LIAISON_CORRELATION_PAGE_TOKEN_KEY", problem: "must be at least 16 bytes")
+            }
+            s.pageTokenKey = Array(k.utf8)
+        } else {
+            s.pageTokenKey = derivedPageTokenKey(databaseURL)
+        }
         s.destinations = (env.string("CORRELATION_EVENT_DESTINATIONS") ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         s.autoLinkThreshold = try env.double("CORRELATION_AUTO_LINK_THRESHOLD", default: 0.6, range: 0...1)
@@ -37,7 +55,17 @@ public struct CorrelationSettings: Sendable {
         s.emergingWindow = Double(try env.int("CORRELATION_EMERGING_WINDOW_SECONDS", default: 1800, range: 60...86400))
         s.emergingBaseline = Double(try env.int("CORRELATION_EMERGING_BASELINE_SECONDS", default: 86400, range: 600...30 * 86400))
         s.detectorInterval = .seconds(try env.int("CORRELATION_DETECTOR_INTERVAL_SECONDS", default: 30, range: 1...3600))
+        if env.string("CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS") != nil {
+            s.emergingExpireAfter = Double(try env.int("CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS", default: 3600, range: 60...30 * 86400))
+        }
         return s
+    }
+
+    /// A page-token key derived from the database URL, so replicas sharing a database share it.
+    public static func derivedPageTokenKey(_ databaseURL: String) -> [UInt8] {
+        var h = SHA256()
+        h.update(Array("liaison-correlation-page-token:\(databaseURL)".utf8))
+        return h.finalize()
     }
 
     /// `"a:b|c,b:a"` -> `["a": ["b", "c"], "b": ["a"]]`.
@@ -227,11 +255,13 @@ enum Store {
         do {
             try c.query("SAVEPOINT declare")
             try c.query("""
-                INSERT INTO incidents (id, body, state, services, ext_system, ext_id, impact_start, create_time)
-                VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8)
+                INSERT INTO incidents (id, body, state, services, ext_system, ext_id, impact_start, create_time,
+                                       severity, source, resolve_time, update_time, labels)
+                VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)
                 """, [id, ByteA(try Convert.bytes(body)), body.state.rawValue, TextArray(body.services),
                       ext ? body.externalReference.system : nil, ext ? body.externalReference.id : nil,
-                      body.impactStartTime.date, now])
+                      body.impactStartTime.date, now, body.severity.rawValue, body.source.rawValue,
+                      body.hasResolveTime ? body.resolveTime.date : nil, now, labelsJSON(body.labels)])
             try c.query("RELEASE SAVEPOINT declare")
         } catch let e as PostgresError where e.sqlState == SQLState.uniqueViolation {
             try c.query("ROLLBACK TO SAVEPOINT declare")
@@ -253,9 +283,24 @@ enum Store {
         body.affectedCustomerCount = 0
         try c.query("""
             UPDATE incidents SET body = $2, state = $3, services = $4::text[], impact_start = $5,
+                   severity = $6, source = $7, resolve_time = $8, update_time = $9, labels = $10::jsonb,
                    version = version + 1, revision = revision + 1 WHERE id = $1
-            """, [row.id, ByteA(try Convert.bytes(body)), body.state.rawValue, TextArray(body.services), body.impactStartTime.date])
+            """, [row.id, ByteA(try Convert.bytes(body)), body.state.rawValue, TextArray(body.services), body.impactStartTime.date,
+                  body.severity.rawValue, body.source.rawValue, body.hasResolveTime ? body.resolveTime.date : nil, now,
+                  labelsJSON(body.labels)])
         return try Store.incident(c, row.id)
+    }
+
+    /// An incident's labels as a jsonb object (the `labels` column).
+    static func labelsJSON(_ labels: [String: String]) -> String {
+        let data = try? JSONSerialization.data(withJSONObject: labels, options: [.sortedKeys])
+        return String(decoding: data ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// The filter columns of a service, written with its body: public, owner_team, aliases
+    /// (lower case), dependencies.
+    static func serviceColumns(_ s: Liaison_Correlation_V1_TechnicalService) -> [any PostgresBindable] {
+        [s.public, s.ownerTeam, TextArray(s.aliases.map { $0.lowercased() }), TextArray(s.dependencies)]
     }
 
     static func validateServices(_ c: PostgresConnection, _ services: [String], field: String) throws -> [String] {
@@ -449,20 +494,39 @@ enum Store {
         l.updateTime = l.createTime
         l.etag = etag(1)
         let inserted = try c.query("""
-            INSERT INTO links (id, incident_id, report_id, state, score, body) VALUES ($1, $2, $3, $4, $5, $6)
+            INSERT INTO links (id, incident_id, report_id, state, score, body, \(linkFilterColumns.joined(separator: ", ")))
+            VALUES ($1, $2, $3, $4, $5, $6, \((7..<7 + linkFilterColumns.count).map { "$\($0)" }.joined(separator: ", ")))
             ON CONFLICT (incident_id, report_id) DO NOTHING
-            """, [id, incident.id, report.id, state.rawValue, score, ByteA(try Convert.bytes({ var b = l; b.etag = ""; return b }()))]).affectedRows
+            """, [id, incident.id, report.id, state.rawValue, score, ByteA(try Convert.bytes({ var b = l; b.etag = ""; return b }()))]
+                + linkFilterValues(l)).affectedRows
         guard inserted == 1 else { return nil }
         if state == .confirmed { try confirmed(c, incident: incident, report: report, link: l, version: 1, settings: settings) }
         return LinkRow(link: l, id: id, incidentID: incident.id, reportID: report.id, version: 1)
+    }
+
+    /// The filter columns of a link, written with its body (see `linkFilterValues`).
+    static let linkFilterColumns = [
+        "origin", "case_name", "customer", "symptom", "report_receive_time", "snapshot_region", "snapshot_country",
+        "snapshot_tier", "snapshot_partition", "snapshot_account", "snapshot_white_glove", "snapshot_features",
+    ]
+
+    static func linkFilterValues(_ l: Liaison_Correlation_V1_Link) -> [any PostgresBindable] {
+        let s = l.customerSnapshot
+        return [l.origin.rawValue, l.case, l.customer, l.symptom.rawValue, l.reportReceiveTime.date, s.region, s.country,
+                s.tier.rawValue, s.accountPartition, s.accountNumber, s.whiteGlove, TextArray(s.features)]
+    }
+
+    /// `origin = $n, case_name = $n+1, ...` for an UPDATE.
+    static func linkFilterAssignments(from n: Int) -> String {
+        linkFilterColumns.enumerated().map { "\($0.element) = $\(n + $0.offset)" }.joined(separator: ", ")
     }
 
     static func saveLink(_ c: PostgresConnection, _ row: LinkRow, now: Date) throws -> LinkRow {
         var l = row.link
         l.updateTime = Convert.timestamp(now)
         l.etag = ""
-        try c.query("UPDATE links SET body = $2, state = $3, version = version + 1 WHERE id = $1",
-                    [row.id, ByteA(try Convert.bytes(l)), l.state.rawValue])
+        try c.query("UPDATE links SET body = $2, state = $3, score = $4, \(linkFilterAssignments(from: 5)), version = version + 1 WHERE id = $1",
+                    [row.id, ByteA(try Convert.bytes(l)), l.state.rawValue, l.score] + linkFilterValues(l))
         var out = row
         out.version += 1
         l.etag = etag(out.version)
@@ -609,7 +673,8 @@ enum Store {
             var link = try linkRow(row)
             link.link.case = target
             link.link.etag = ""
-            try c.query("UPDATE links SET body = $2, version = version + 1 WHERE id = $1", [link.id, ByteA(try Convert.bytes(link.link))])
+            try c.query("UPDATE links SET body = $2, \(linkFilterAssignments(from: 3)), version = version + 1 WHERE id = $1",
+                        [link.id, ByteA(try Convert.bytes(link.link))] + linkFilterValues(link.link))
         }
     }
 

@@ -33,8 +33,10 @@ enum EmergingStore {
         var i = row.issue
         i.updateTime = Convert.timestamp(now)
         i.etag = ""
-        try c.query("UPDATE emerging_issues SET body = $2, state = $3, version = version + 1 WHERE id = $1",
-                    [row.id, ByteA(try Convert.bytes(i)), i.state.rawValue])
+        try c.query("""
+            UPDATE emerging_issues SET body = $2, state = $3, symptom = $4, service = $5, lift = $6, customer_count = $7,
+                   version = version + 1 WHERE id = $1
+            """, [row.id, ByteA(try Convert.bytes(i)), i.state.rawValue, i.symptom.rawValue, i.service, i.lift, i.customerCount])
         return try issue(c, row.id)
     }
 
@@ -73,18 +75,37 @@ enum EmergingStore {
             """, [owner, lease]).count == 1
     }
 
-    /// One detector pass (inside the caller's transaction). Returns the issues raised.
-    static func detect(_ c: PostgresConnection, settings: CorrelationSettings, now: Date) throws -> [IssueRow] {
+    /// The `cluster_key` of an emerging key (a 1-D segment key, or "service=<id>").
+    static func keyText(_ key: EmergingKey) -> String {
+        key.segment?.description ?? "service=" + (key.service ?? "")
+    }
+
+    /// What one detector pass did.
+    struct Pass {
+        var raised: [IssueRow] = []
+        var expired: [IssueRow] = []
+    }
+
+    /// One detector pass (inside the caller's transaction): raises issues for new significant
+    /// clusters, then expires the OPEN issues whose cluster went quiet and fell below significance.
+    static func detect(_ c: PostgresConnection, settings: CorrelationSettings, now: Date) throws -> Pass {
         let windowStart = now.addingTimeInterval(-settings.emergingWindow)
         let baselineStart = windowStart.addingTimeInterval(-settings.emergingBaseline)
+        // Per 1-D key: unclaimed reports in the window (what may raise a new issue), reports in
+        // the baseline period, and the window's reports counting those its own OPEN issue holds
+        // (what keeps that issue significant).
         let rows = try c.query("""
-            SELECT k, count(*) FILTER (WHERE receive_time >= $1 AND emerging_issue IS NULL),
-                      count(*) FILTER (WHERE receive_time < $1)
-            FROM reports, unnest(keys1) k
-            WHERE receive_time >= $2 AND receive_time <= $3 AND confirmed_links = 0
+            SELECT k, count(*) FILTER (WHERE r.receive_time >= $1 AND r.emerging_issue IS NULL),
+                      count(*) FILTER (WHERE r.receive_time < $1),
+                      count(*) FILTER (WHERE r.receive_time >= $1
+                                         AND (r.emerging_issue IS NULL OR (e.state = 1 AND e.cluster_key = k)))
+            FROM reports r LEFT JOIN emerging_issues e ON e.id = r.emerging_issue
+                 CROSS JOIN LATERAL unnest(r.keys1) k
+            WHERE r.receive_time >= $2 AND r.receive_time <= $3 AND r.confirmed_links = 0
             GROUP BY k
             """, [windowStart, baselineStart, now]).rows
         var counts: [EmergingWindowCount] = []
+        var held: [String: Int] = [:]
         for row in rows {
             let text = try row.decode(String.self, 0)
             guard let key = SegmentKey(parsing: text) else { continue }
@@ -93,14 +114,70 @@ enum EmergingStore {
             counts.append(EmergingWindowCount(
                 key: emerging, observed: try row.decode(Int.self, 1),
                 backgroundRatePerHour: EmergingIssueDetector.backgroundRate(count: try row.decode(Int.self, 2), over: settings.emergingBaseline)))
+            held[keyText(emerging)] = try row.decode(Int.self, 3)
         }
+        // Raise first: it locks reports, expiry then locks issue rows, the order in which the
+        // linking transactions take them (report, then its issue in `explain`), so the two never
+        // deadlock. An issue raised now is significant, so expiry leaves it alone.
+        var pass = Pass()
+        pass.raised = try raise(c, counts: counts, settings: settings, now: now, windowStart: windowStart)
+        pass.expired = try expire(c, counts: counts, held: held, settings: settings, now: now)
+        return pass
+    }
+
+    /// OPEN issues whose cluster is no longer significant over the current window (the raising
+    /// test, counting the reports the issue holds) and had no unlinked report for the quiet
+    /// period become EXPIRED (EmergingIssueStatusChanged). An issue another transaction holds
+    /// (being promoted, dismissed or explained) is skipped until the next pass.
+    static func expire(_ c: PostgresConnection, counts: [EmergingWindowCount], held: [String: Int],
+                       settings: CorrelationSettings, now: Date) throws -> [IssueRow] {
+        let open = try c.query("SELECT id, body, version, cluster_key FROM emerging_issues WHERE state = 1 ORDER BY id FOR UPDATE SKIP LOCKED").rows
+        guard !open.isEmpty else { return [] }
+        let openKeys = Set(try open.map { try $0.decode(String.self, 3) })
+        let current = counts.map { w in
+            var w = w
+            let key = keyText(w.key)
+            if openKeys.contains(key) { w.observed = held[key] ?? w.observed }
+            return w
+        }
+        let significant = Set(EmergingIssueDetector.detect(
+            windowCounts: current, windowLength: settings.emergingWindow, familySize: current.count, options: settings.emergingOptions
+        ).map { keyText($0.key) })
+        let quietSince = now.addingTimeInterval(-settings.emergingQuietPeriod)
+        var expired: [IssueRow] = []
+        for row in open {
+            let key = try row.decode(String.self, 3)
+            if significant.contains(key) { continue }
+            let recent = try c.query("""
+                SELECT 1 FROM reports WHERE receive_time > $1 AND receive_time <= $2 AND confirmed_links = 0 AND $3 = ANY(keys1) LIMIT 1
+                """, [quietSince, now, key]).count
+            if recent > 0 { continue }
+            var issue = try issueRow(row)
+            issue.issue.state = .expired
+            issue = try save(c, issue, now: now)
+            let snapshot = issue.issue
+            try Store.publish(c, settings, { h in
+                var e = Liaison_Correlation_V1_EmergingIssueStatusChanged()
+                e.header = h
+                e.emergingIssue = snapshot
+                return e
+            }, aggregate: snapshot.name, version: issue.version)
+            expired.append(issue)
+        }
+        return expired
+    }
+
+    /// Raises an issue for each significant cluster without an OPEN issue; it takes the
+    /// cluster's unclaimed reports, so one burst raises one issue.
+    static func raise(_ c: PostgresConnection, counts: [EmergingWindowCount], settings: CorrelationSettings, now: Date,
+                      windowStart: Date) throws -> [IssueRow] {
         let clusters = EmergingIssueDetector.detect(
             windowCounts: counts, windowLength: settings.emergingWindow, familySize: counts.count, options: settings.emergingOptions)
             .sorted { ($0.adjustedPValue, -$0.observed, $0.key) < ($1.adjustedPValue, -$1.observed, $1.key) }
         let catalogue = try Store.catalogue(c)
         var raised: [IssueRow] = []
         for cluster in clusters {
-            let keyText = cluster.key.segment?.description ?? "service=" + (cluster.key.service ?? "")
+            let keyText = Self.keyText(cluster.key)
             if try c.query("SELECT 1 FROM emerging_issues WHERE cluster_key = $1 AND state = 1", [keyText]).count > 0 { continue }
             // Reports of the cluster not yet explained by an issue raised in this pass or before.
             let reports = try c.query("""
@@ -139,9 +216,11 @@ enum EmergingStore {
             issue.createTime = Convert.timestamp(now)
             issue.updateTime = issue.createTime
             let inserted = try c.query("""
-                INSERT INTO emerging_issues (id, cluster_key, state, body, adjusted_p) VALUES ($1, $2, 1, $3, $4)
+                INSERT INTO emerging_issues (id, cluster_key, state, body, adjusted_p, symptom, service, lift, customer_count, create_time)
+                VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (cluster_key) WHERE state = 1 DO NOTHING
-                """, [id, keyText, ByteA(try Convert.bytes(issue)), cluster.adjustedPValue]).affectedRows
+                """, [id, keyText, ByteA(try Convert.bytes(issue)), cluster.adjustedPValue, issue.symptom.rawValue, issue.service,
+                      issue.lift, issue.customerCount, now]).affectedRows
             guard inserted == 1 else { continue }
             try c.query("UPDATE reports SET emerging_issue = $1 WHERE id = ANY($2::text[])", [id, TextArray(ids)])
             let row = try self.issue(c, id)
@@ -170,14 +249,19 @@ public struct EmergingIssueDetectorService: ServiceLifecycle.Service {
         self.logger = logger
     }
 
-    /// One pass; returns nil when another replica holds the lease.
+    /// One pass: expires quiet issues, raises new ones; returns the number raised, or nil when
+    /// another replica holds the lease.
     @discardableResult
     public func runOnce() async throws -> Int? {
         let settings = self.settings
         let lease = Double(settings.detectorInterval.components.seconds) * 3 + 1
         return try await pool.transaction { c -> Int? in
             guard try EmergingStore.acquireLease(c, owner: settings.replicaID, lease: lease) else { return nil }
-            return try EmergingStore.detect(c, settings: settings, now: try Store.now(c)).count
+            let pass = try EmergingStore.detect(c, settings: settings, now: try Store.now(c))
+            if !pass.expired.isEmpty {
+                logger.info("emerging issues expired", metadata: ["issues": "\(pass.expired.map(\.issue.name))"])
+            }
+            return pass.raised.count
         }
     }
 

@@ -2,6 +2,7 @@
 // detection. Everything is deterministic (seeded hashes) so fingerprints stored by one process
 // compare correctly with those computed by another, across restarts and replicas.
 import Foundation
+import LiaisonRuntime
 
 /// Turns free text into comparable tokens: lower-cases (Unicode-aware), folds diacritics
 /// ("Zahlung fehlgeschlagen" and "zahlúng" compare equal on "zahlung"), splits on anything that is
@@ -356,47 +357,5 @@ public enum Similarity {
     public static func explain(_ a: String, _ b: String, config: SimilarityConfig = .standard,
                                sampleSize: Int = 8) -> SimilarityExplanation {
         explain(config.shingles(a), config.shingles(b), sampleSize: sampleSize)
-    }
-}
-
-// MARK: - Byte helpers
-
-extension Array where Element == UInt8 {
-    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
-        var v = value.bigEndian
-        Swift.withUnsafeBytes(of: &v) { append(contentsOf: $0) }
-    }
-}
-
-/// Reads big-endian integers from a byte array; `nil` past the end.
-struct ByteReader {
-    let bytes: [UInt8]
-    var offset: Int
-
-    init(bytes: [UInt8], offset: Int = 0) {
-        self.bytes = bytes
-        self.offset = offset
-    }
-
-    var remaining: Int { bytes.count - offset }
-
-    mutating func read<T: FixedWidthInteger>(_: T.Type) -> T? {
-        let size = MemoryLayout<T>.size
-        guard remaining >= size else { return nil }
-        var v: T = 0
-        for i in 0 ..< size { v = v << 8 | T(bytes[offset + i]) }
-        offset += size
-        return v
-    }
-
-    mutating func u8() -> UInt8? { read(UInt8.self) }
-    mutating func u16() -> UInt16? { read(UInt16.self) }
-    mutating func u32() -> UInt32? { read(UInt32.self) }
-    mutating func u64() -> UInt64? { read(UInt64.self) }
-
-    mutating func bytes(_ n: Int) -> [UInt8]? {
-        guard n >= 0, remaining >= n else { return nil }
-        defer { offset += n }
-        return Array(bytes[offset ..< offset + n])
     }
 }

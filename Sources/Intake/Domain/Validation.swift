@@ -17,6 +17,8 @@ public struct FieldViolation: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+extension FieldViolation: Error {}
+
 /// A request failed validation; carries every violation (INVALID_ARGUMENT, reason INVALID_FIELD).
 public struct ValidationError: Error, Hashable, Sendable {
     /// All violations, in field order of the message.

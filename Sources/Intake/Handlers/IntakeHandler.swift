@@ -39,12 +39,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         case let e as APIError: return e
         case let e as ValidationError: return invalid(e.violations)
         case let e as FieldViolation: return invalid([e])
-        case let e as PageTokenError:
-            let v = e.fieldViolation
-            return APIError(GoogleRPCStatus(code: .invalidArgument, message: "\(v.field): \(v.description)", details: [
-                .errorInfo(reason: "INVALID_PAGE_TOKEN", domain: domain, metadata: [:]),
-                .badRequest(violations: [.init(field: v.field, description: v.description)]),
-            ]))
+        case let e as PageTokenError: return e.apiError(domain: domain)
         case let e as CaseRuleError:
             switch e.kind {
             case .invalidArgument: return invalid(e.fieldViolations)
@@ -99,7 +94,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         }
     }
 
-    static let customerFilter = FilterParser(fields: [
+    static let customerFilter = FilterParser(domain: domain, fields: [
         "region": .text("region"), "country": .text("country"),
         "tier": .enumeration("tier", Tier.self, prefix: "TIER_"), "white_glove": .bool("white_glove"),
         "features": .has("features"), "platform": .hasEnum("platforms", Platform.self, prefix: "PLATFORM_"),
@@ -282,7 +277,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         }
     }
 
-    static let reportFilter = FilterParser(fields: [
+    static let reportFilter = FilterParser(domain: domain, fields: [
         "customer": .resource("customer_id", "customers"), "case": .resource("case_id", "cases"),
         "channel": .enumeration("channel", ReportChannel.self, prefix: "REPORT_CHANNEL_"),
         "symptom": .enumeration("symptom", SymptomKind.self, prefix: "SYMPTOM_KIND_"), "agent": .text("agent"),
@@ -338,7 +333,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         }
     }
 
-    static let caseFilter = FilterParser(fields: [
+    static let caseFilter = FilterParser(domain: domain, fields: [
         "customer": .resource("customer_id", "customers"),
         "state": .enumeration("state", CaseState.self, prefix: ""), "owner": .text("owner"),
         "incidents": .has("incidents"), "symptom": .enumeration("symptom", SymptomKind.self, prefix: "SYMPTOM_KIND_"),

@@ -1,8 +1,11 @@
-// Keyset page tokens for lists ordered by (time, id). A token is an opaque URL-safe base64 string
+// Keyset page tokens (shared by the services) for lists ordered by (sort key, id): the sort key
+// is a time in microseconds or any other 64-bit key (a number, a Double's bit pattern), the id a
+// string that may itself carry a secondary key. A token is an opaque URL-safe base64 string
 // of a small versioned payload signed with HMAC-SHA-256: it carries the sort keys of the last item
 // returned and a fingerprint of the query, so a token cannot be forged, altered, or replayed
 // against another query (each of these is INVALID_ARGUMENT, reason INVALID_PAGE_TOKEN).
 import Foundation
+import GRPCProtobuf
 
 /// Fingerprint of what a page token may be used with: the list method's collection, `parent`,
 /// `filter` and `order_by` (`PageCursor.query_fingerprint`). 16 bytes of SHA-256 over the
@@ -90,7 +93,7 @@ public enum PageTokenError: Error, Hashable, Sendable {
     case expired
 
     /// The BadRequest violation for the handler.
-    public var fieldViolation: FieldViolation {
+    public var fieldViolation: APIError.FieldViolation {
         let why = switch self {
         case .malformed: "is not a page token issued by this service"
         case .unsupportedVersion: "was issued by an incompatible server version; restart the listing"
@@ -98,7 +101,16 @@ public enum PageTokenError: Error, Hashable, Sendable {
         case .queryMismatch: "was issued for a different filter, order_by or parent; restart the listing"
         case .expired: "has expired; restart the listing"
         }
-        return FieldViolation(field: "page_token", description: why)
+        return APIError.FieldViolation("page_token", why)
+    }
+
+    /// INVALID_ARGUMENT in `domain`: ErrorInfo reason INVALID_PAGE_TOKEN and the violation.
+    public func apiError(domain: String) -> APIError {
+        let v = fieldViolation
+        return APIError(GoogleRPCStatus(code: .invalidArgument, message: "\(v.field): \(v.description)", details: [
+            .errorInfo(reason: "INVALID_PAGE_TOKEN", domain: domain, metadata: [:]),
+            .badRequest(violations: [.init(field: v.field, description: v.description)]),
+        ]))
     }
 }
 

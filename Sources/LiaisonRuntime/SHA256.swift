@@ -1,5 +1,5 @@
 // SHA-256 (FIPS 180-4) and HMAC-SHA-256 (RFC 2104) in pure Swift, plus the request fingerprint
-// used for idempotency. No crypto library: the domain core must build anywhere Swift does.
+// used for idempotency (moved from intake; page tokens sign with the HMAC). No crypto library.
 
 /// SHA-256 message digest (FIPS 180-4), streaming.
 ///

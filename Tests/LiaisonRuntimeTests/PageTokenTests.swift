@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Intake
+@testable import LiaisonRuntime
 
 final class PageTokenTests: XCTestCase {
     let codec = PageTokenCodec(key: Array("0123456789abcdef-test-key".utf8))

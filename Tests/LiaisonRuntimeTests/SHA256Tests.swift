@@ -1,5 +1,5 @@
 import XCTest
-@testable import Intake
+@testable import LiaisonRuntime
 
 final class SHA256Tests: XCTestCase {
     func testEmptyString() {
