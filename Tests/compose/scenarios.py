@@ -242,10 +242,11 @@ def scale(args):
     correlation.ResolveIncident(csvc.ResolveIncidentRequest(name=incident, request_id=request_id(RUN, incident, "resolve")), timeout=10)
 
 
-def list_reports(intake, agent):
+def list_reports(intake, agent, incident=None):
     names, token = [], ""
+    query = f'agent="{agent}"' + (f' AND incidents:"{incident}"' if incident else "")
     while True:
-        page = intake.ListReports(isvc.ListReportsRequest(filter=f'agent="{agent}"', page_size=500, page_token=token), timeout=30)
+        page = intake.ListReports(isvc.ListReportsRequest(filter=query, page_size=500, page_token=token), timeout=30)
         names += [r.name for r in page.reports]
         token = page.next_page_token
         if not token:
@@ -311,6 +312,15 @@ def fault(args):
     check(not doubles, f"no report linked twice ({len(doubles)} doubles)")
     count = correlation.GetIncident(csvc.GetIncidentRequest(name=incident), timeout=10).linked_report_count
     check(count == len(acked), f"linked_report_count {count} == {len(acked)} acknowledged")
+    # Back the other way: correlation's ReportLinked events reach intake, once each.
+    deadline = time.time() + 120
+    while True:
+        shown = list_reports(intake, agent, incident)
+        if len(set(shown)) >= len(acked) or time.time() > deadline:
+            break
+        time.sleep(1)
+    check(sorted(shown) == sorted(acked.values()),
+          f"intake shows the incident on every acknowledged report, once ({len(set(shown))}/{len(acked)})")
     correlation.ResolveIncident(csvc.ResolveIncidentRequest(name=incident, request_id=request_id(RUN, incident, "resolve")), timeout=10)
 
 
