@@ -5,7 +5,7 @@ set -euo pipefail
 APT_PACKAGES=(libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   libpq-dev postgresql-15 postgresql-client-15 nghttp2-client curl python3-pip docker-compose
   docker.io debootstrap iproute2 iptables)
-PIP_PACKAGES=(grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest buf-bin pyyaml)
+PIP_PACKAGES=(grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest buf-bin pyyaml kubernetes-validate)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

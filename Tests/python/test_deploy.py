@@ -1,6 +1,6 @@
 """Offline checks of the deployment files: Kubernetes manifests (structure and the rules the
 operators rely on) and the compose file (scaling correlation needs no fixed port or name)."""
-import glob, os
+import glob, os, shutil, subprocess
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,3 +68,36 @@ def test_compose_lets_correlation_scale():
         assert dep == "service_healthy"
         if name != "correlation":
             assert services[name]["environment"].get("LIAISON_CORRELATION_TARGET", "dns:///correlation:50052") == "dns:///correlation:50052"
+
+
+def kustomize_build():
+    """The manifests as `kubectl apply -k deploy/k8s` would send them: kubectl's own kustomize when
+    kubectl is installed, else the same expansion in Python (resources in order, the namespace set
+    on every namespaced object), which this kustomization is limited to."""
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        out = subprocess.run([kubectl, "kustomize", K8S], check=True, capture_output=True, text=True).stdout
+        return [d for d in yaml.safe_load_all(out) if d], "kubectl kustomize"
+    k = docs("kustomization.yaml")[0]
+    assert set(k) <= {"apiVersion", "kind", "namespace", "resources"}, "extend the Python expansion"
+    objects = []
+    for r in k["resources"]:
+        for d in docs(r):
+            if d["kind"] != "Namespace":
+                d.setdefault("metadata", {})["namespace"] = k["namespace"]
+            objects.append(d)
+    return objects, "python expansion"
+
+
+def test_manifests_build_and_match_the_kubernetes_schema():
+    import kubernetes_validate
+    objects, how = kustomize_build()
+    print(f"built with {how}: {len(objects)} objects")
+    kinds = sorted(d["kind"] for d in objects)
+    assert kinds.count("Deployment") == 5 and kinds.count("Service") == 5
+    assert "HorizontalPodAutoscaler" in kinds and "PodDisruptionBudget" in kinds
+    for d in objects:
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == "liaison"
+        # Strict: unknown fields are errors, against the oldest Kubernetes we support.
+        kubernetes_validate.validate(d, "1.29.0", strict=True)
