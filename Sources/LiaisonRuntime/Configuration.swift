@@ -104,6 +104,10 @@ public struct ServiceConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// How long in-flight calls may drain after SIGTERM (`LIAISON_SHUTDOWN_GRACE_SECONDS`).
     public var shutdownGrace: Duration
+    /// How long the server keeps serving after SIGTERM while health and readiness already say
+    /// NOT_SERVING, so that balancers and health-checking clients move away before the listener
+    /// closes (`LIAISON_SHUTDOWN_DELAY_SECONDS`, default 0).
+    public var shutdownDelay: Duration
     /// Largest request message (`LIAISON_MAX_MESSAGE_BYTES`).
     public var maxMessageBytes: Int
     /// Connections are recycled after this many seconds so clients spread to new replicas
@@ -133,6 +137,7 @@ public struct ServiceConfiguration: Sendable {
         }
         logLevel = parsed
         shutdownGrace = .seconds(try env.int("SHUTDOWN_GRACE_SECONDS", default: 10, range: 0...600))
+        shutdownDelay = .seconds(try env.int("SHUTDOWN_DELAY_SECONDS", default: 0, range: 0...120))
         maxMessageBytes = try env.int("MAX_MESSAGE_BYTES", default: 4 << 20, range: 1024...(256 << 20))
         maxConnectionAgeSeconds = try env.int("MAX_CONNECTION_AGE_SECONDS", default: 300, range: 0...86_400)
         var host = [CChar](repeating: 0, count: 256)

@@ -156,10 +156,10 @@ public enum ServiceMain {
             interceptors: [MetricsInterceptor()])
 
         let grpc = GRPCServerService(
-            server: server, transport: transport, healthServices: [""] + d.grpcServices, admin: admin, logger: logger)
+            server: server, transport: transport, healthServices: [""] + d.grpcServices, admin: admin,
+            shutdownDelay: config.shutdownDelay, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: grpc), .init(service: AdminService(admin: admin))]
-                + service.backgroundServices.map { .init(service: $0) },
+            services: [.init(service: grpc)] + service.backgroundServices.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         logger.info("starting", metadata: ["grpc": "\(config.listenAddress)", "admin": "\(config.adminAddress)"])
@@ -175,12 +175,19 @@ struct GRPCServerService: Service {
     let transport: ShimServerTransport
     let healthServices: [String]
     let admin: AdminServer
+    let shutdownDelay: Duration
     let logger: Logger
 
     func run() async throws {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.serve() }
+                // The admin endpoints live as long as the gRPC server, so that /readyz answers 503
+                // (and /metrics stays scrapable) while it drains.
+                group.addTask { await admin.run() }
+                group.addTask {
+                    defer { admin.stop() }
+                    try await server.serve()
+                }
                 group.addTask {
                     let port = try await transport.listeningPort
                     for s in healthServices { transport.health.setServingStatus(service: s, serving: true) }
@@ -190,22 +197,20 @@ struct GRPCServerService: Service {
                 try await group.waitForAll()
             }
         } onGracefulShutdown: {
-            // Stop advertising first so balancers move away, then drain in-flight calls.
+            // Stop advertising first so balancers move away (still serving for shutdownDelay),
+            // then stop accepting and drain in-flight calls.
             admin.setReady(false)
             for s in healthServices { transport.health.setServingStatus(service: s, serving: false) }
-            logger.info("draining")
-            server.beginGracefulShutdown()
-        }
-    }
-}
-
-struct AdminService: Service {
-    let admin: AdminServer
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            await admin.run()
-        } onGracefulShutdown: {
-            admin.stop()
+            logger.info("draining", metadata: ["delay": "\(shutdownDelay)"])
+            if shutdownDelay == .zero {
+                server.beginGracefulShutdown()
+            } else {
+                let server = self.server, delay = self.shutdownDelay
+                Task {
+                    try? await Task.sleep(for: delay)
+                    server.beginGracefulShutdown()
+                }
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ final class ServiceProcessTests: XCTestCase {
             "LIAISON_ADMIN_ADDRESS": "127.0.0.1:\(admin)",
             "LIAISON_MIGRATIONS_DIR": TestPostgres.repositoryRoot + "/services/sla/migrations",
             "LIAISON_SHUTDOWN_GRACE_SECONDS": "2",
+            "LIAISON_SHUTDOWN_DELAY_SECONDS": "2",
         ])
         var serving = false
         for _ in 0..<150 {
@@ -46,6 +47,18 @@ final class ServiceProcessTests: XCTestCase {
         await pool.close()
 
         child.send(SIGTERM)
+        // During the shutdown delay the server still answers, and health says NOT_SERVING.
+        var notServing = false
+        for _ in 0..<15 {
+            if (try? await HealthProbe.check(target: "127.0.0.1:\(port)", service: "", timeout: .seconds(1))) == false {
+                notServing = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertTrue(notServing, "health never said NOT_SERVING after SIGTERM:\n\(child.output)")
+        let notReady = try runCommand(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(admin)/readyz"])
+        XCTAssertEqual(notReady.1.trimmingCharacters(in: .whitespacesAndNewlines), "503", "readiness after SIGTERM")
         let code = child.wait(timeout: .seconds(15))
         XCTAssertEqual(code, 0, "did not exit 0 within the bound after SIGTERM:\n\(child.output)")
         let lines = child.output.split(separator: "\n").filter { $0.hasPrefix("{") }
