@@ -3,8 +3,9 @@
 #   (1) raw grpc++ callback echo server (C++, same generic callback API as the shim)
 #   (2) Swift echo service over ShimServerTransport (release build), served by GRPCServer;
 #       also "shimT": the same echo written straight against the transport's streams
-#   (3) Swift echo over grpc-swift-nio-transport: NOT built by this script yet (it needs its
-#       own SwiftPM package under Benchmarks/ and ~18 minutes of BoringSSL); reported as null.
+#   (3) Swift echo over grpc-swift-nio-transport (Benchmarks/transport-nio, a separate package:
+#       its first release build compiles BoringSSL, ~18 minutes on 2 cores). Built and measured
+#       when BENCH_NIO=1 or when it was built before; otherwise reported as null.
 # h2load sees only HTTP status, so grpc-status is checked separately with grpcio before the
 # runs (one call per server must return OK and echo its payload).
 # Env: N1 (requests at 1 stream), N64 (requests at 64 streams), RSS_CALLS (default 1000000),
@@ -121,21 +122,38 @@ bench shim "$RSS_CALLS" "$SHIM_BIN"
 # The same echo written directly against ShimServerTransport's streams (no GRPCServer):
 # separates the transport's cost from GRPCCore's server executor.
 bench shimT 0 "$SHIM_BIN" --transport-only
-echo "nio   skipped: grpc-swift-nio-transport package not built this session"
+NIO_DIR=Benchmarks/transport-nio
+NIO_BIN="$NIO_DIR/.build/release/NIOEchoBench"
+if [ "${BENCH_NIO:-0}" = 1 ]; then
+  log "building NIOEchoBench (release; the first build compiles BoringSSL, ~18 minutes)"
+  swift build -c release --package-path "$NIO_DIR" >&2
+fi
+if [ -x "$NIO_BIN" ]; then
+  bench nio 0 "$NIO_BIN"
+else
+  echo "nio   skipped: $NIO_BIN not built (run with BENCH_NIO=1)"
+  R[nio.rps64]=nan; R[nio.mean1]=nan
+fi
 
 python3 - <<PY
 import json
 raw64, shim64 = float("${R[raw.rps64]}"), float("${R[shim.rps64]}")
 raw1, shim1 = float("${R[raw.mean1]}"), float("${R[shim.mean1]}")
+nio64, nio1 = float("${R[nio.rps64]}"), float("${R[nio.mean1]}")
+have_nio = nio64 == nio64  # not NaN
 rss0, rss1 = float("${R[shim.rss0]}"), float("${R[shim.rss1]}")
 print("ratios: shim/raw throughput at 64 streams %.3f (goal >= 0.9); shim/raw mean latency at 1 stream %.3f (goal <= 1.15)"
       % (shim64 / raw64, shim1 / raw1))
 print("transport only (no GRPCServer): shimT/raw throughput at 64 streams %.3f; mean latency at 1 stream %.3f"
       % (float("${R[shimT.rps64]}") / raw64, float("${R[shimT.mean1]}") / raw1))
+if have_nio:
+    print("shim/nio throughput at 64 streams %.3f (goal >= 2); nio/raw %.3f; nio mean latency at 1 stream %.1f us"
+          % (shim64 / nio64, nio64 / raw64, nio1))
 print(json.dumps({
-    "raw_rps_64": round(raw64), "shim_rps_64": round(shim64), "nio_rps_64": None,
-    "raw_mean_us_1": round(raw1, 1), "shim_mean_us_1": round(shim1, 1), "nio_mean_us_1": None,
-    "shim_over_raw": round(shim64 / raw64, 3), "shim_over_nio": None,
+    "raw_rps_64": round(raw64), "shim_rps_64": round(shim64), "nio_rps_64": round(nio64) if have_nio else None,
+    "raw_mean_us_1": round(raw1, 1), "shim_mean_us_1": round(shim1, 1),
+    "nio_mean_us_1": round(nio1, 1) if have_nio else None,
+    "shim_over_raw": round(shim64 / raw64, 3), "shim_over_nio": round(shim64 / nio64, 3) if have_nio else None,
     "rss_growth_pct": round((rss1 - rss0) / rss0 * 100, 1),
 }))
 PY
