@@ -18,7 +18,7 @@ final class DuplicateMatcherTests: XCTestCase {
             let decision = DuplicateMatcher.match(candidate: r, openCases: cases, config: config)
             let ref = CandidateReport(name: "reports/r\(nextId)", text: r.text, symptom: r.symptom,
                                       serviceHint: r.serviceHint, receiveTime: r.receiveTime,
-                                      externalTicket: r.externalTicket)
+                                      externalTicket: r.externalTicket, symptomInferred: r.symptomInferred)
             nextId += 1
             switch decision.action {
             case .joinCase(let name):
@@ -68,6 +68,30 @@ final class DuplicateMatcherTests: XCTestCase {
             XCTAssertGreaterThan(d.assessment.signal("text_similarity")!.score, 0)
             XCTAssertTrue(d.reason.contains("cases/c1"), d.reason)
         }
+    }
+
+    /// The same two texts as `testDifferentSymptomOpensANewCase`, but the second symptom was only
+    /// inferred from the text: the conflict scores 0 and the text decides (no veto).
+    func testAnInferredSymptomNeverVetoes() {
+        var desk = Desk()
+        _ = desk.submit(report(acme, "agents/a", "Checkout is very slow, pages take a minute to load", minutes: 0,
+                               symptom: .slow))
+        var second = report(acme, "agents/b", "Checkout is very slow, pages take a minute to load again", minutes: 10,
+                            symptom: .data)
+        second.symptomInferred = true
+        let d = desk.submit(second)
+        XCTAssertTrue(d.isDuplicate, d.reason)
+        XCTAssertEqual(d.action, .joinCase("cases/c1"))
+        XCTAssertEqual(d.assessment.signal("same_symptom")?.score, 0)
+        XCTAssertTrue(d.assessment.signal("same_symptom")?.detail.contains("inferred") == true)
+
+        // Given on both sides, the same conflict vetoes.
+        var strict = Desk()
+        _ = strict.submit(report(acme, "agents/a", "Checkout is very slow, pages take a minute to load", minutes: 0,
+                                 symptom: .slow))
+        let vetoed = strict.submit(report(acme, "agents/b", "Checkout is very slow, pages take a minute to load again",
+                                          minutes: 10, symptom: .data))
+        XCTAssertFalse(vetoed.isDuplicate)
     }
 
     func testDifferentCustomersGetDifferentCases() {

@@ -23,11 +23,15 @@ public struct NewReport: Hashable, Sendable {
     public var externalTicket: ExternalReference?
     /// The customer's `owning_agent`, the case owner when the report has no agent ("" if none).
     public var customerOwningAgent: String
+    /// Whether `symptom` was inferred from the text rather than given by the agent. An inferred
+    /// symptom is weak evidence: a conflict involving one lowers the score but never vetoes.
+    public var symptomInferred: Bool
 
     /// Creates the value from its fields.
     public init(customer: String, agent: String, text: String, symptom: SymptomKind = .unspecified,
                 serviceHint: String = "", receiveTime: Date, externalTicket: ExternalReference? = nil,
-                customerOwningAgent: String = "") {
+                customerOwningAgent: String = "", symptomInferred: Bool = false) {
+        self.symptomInferred = symptomInferred
         self.customer = customer
         self.agent = agent
         self.text = text
@@ -49,7 +53,8 @@ extension NewReport {
         self.init(customer: submission.customer, agent: submission.agent, text: submission.text,
                   symptom: classifier.resolve(submission.symptom, text: submission.text),
                   serviceHint: submission.serviceHint, receiveTime: submission.receiveTime ?? now,
-                  externalTicket: submission.externalTicket, customerOwningAgent: customerOwningAgent)
+                  externalTicket: submission.externalTicket, customerOwningAgent: customerOwningAgent,
+                  symptomInferred: !submission.symptom.isSpecified)
     }
 }
 
@@ -70,10 +75,14 @@ public struct CandidateReport: Hashable, Sendable {
     public var receiveTime: Date
     /// The help-desk ticket, if any.
     public var externalTicket: ExternalReference?
+    /// Whether `symptom` was inferred from the text (see `NewReport.symptomInferred`).
+    public var symptomInferred: Bool
 
     /// Creates the value from its fields.
     public init(name: String, text: String?, fingerprint: ReportFingerprint? = nil, symptom: SymptomKind = .unspecified,
-                serviceHint: String = "", receiveTime: Date, externalTicket: ExternalReference? = nil) {
+                serviceHint: String = "", receiveTime: Date, externalTicket: ExternalReference? = nil,
+                symptomInferred: Bool = false) {
+        self.symptomInferred = symptomInferred
         self.name = name
         self.text = text
         self.fingerprint = fingerprint
@@ -129,8 +138,9 @@ public struct DuplicateConfig: Sendable, Hashable {
     /// Score of the symptom and service signals when either side does not say (unknown is neither
     /// agreement nor conflict).
     public var unknownSignalScore: Double = 0.5
-    /// Whether two different, specified symptoms (e.g. SLOW vs DATA) rule a match out whatever the
-    /// text says. Default true: a different symptom is a different problem.
+    /// Whether two different symptoms, both given by agents (e.g. SLOW vs DATA), rule a match out
+    /// whatever the text says. Default true: a different symptom is a different problem. A
+    /// symptom inferred from the text never vetoes (it only scores 0).
     public var requireCompatibleSymptom: Bool = true
     /// Text shingling and fingerprints.
     public var similarity: SimilarityConfig = .standard
@@ -366,8 +376,10 @@ public enum DuplicateMatcher {
                 symptomDetail = "both \(candidate.symptom.protoName)"
             } else {
                 symptomScore = 0
+                let inferred = candidate.symptomInferred || r.symptomInferred
                 symptomDetail = "\(candidate.symptom.protoName) vs \(r.symptom.protoName)"
-                vetoed = config.requireCompatibleSymptom
+                    + (inferred ? " (inferred from the text: no veto)" : "")
+                vetoed = config.requireCompatibleSymptom && !inferred
             }
         } else {
             symptomScore = config.unknownSignalScore

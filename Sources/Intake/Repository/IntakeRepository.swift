@@ -400,10 +400,10 @@ public final class IntakeRepository: Sendable {
         WITH open_cases AS MATERIALIZED (
             SELECT id, owner FROM cases WHERE customer_id = $1 AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100)
         SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
-               r.ticket_system, r.ticket_id
+               r.ticket_system, r.ticket_id, r.symptom_inferred
         FROM open_cases oc
         CROSS JOIN LATERAL (
-            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id
+            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
             FROM reports
             WHERE case_id = oc.id
               AND receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
@@ -494,7 +494,8 @@ public final class IntakeRepository: Sendable {
                     name: "reports/" + (try row.decode(String.self, 2)), text: nil, fingerprint: fingerprint,
                     symptom: symptom(named: try row.decode(String.self, 4)), serviceHint: try row.decode(String.self, 5),
                     receiveTime: try row.decode(Date.self, 6),
-                    externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } })
+                    externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } },
+                    symptomInferred: try row.decode(Bool.self, 9))
                 if cases[caseName] == nil {
                     order.append(caseName)
                     cases[caseName] = CaseCandidate(name: caseName, customer: submission.customer, owner: try row.decode(String.self, 1), reports: [])
@@ -601,8 +602,9 @@ public final class IntakeRepository: Sendable {
         try c.write("""
             INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system,
                 ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier,
-                snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+                snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time,
+                symptom_inferred)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20)
             """, [
                 id, ResourceName.customerId(report.customer)!, caseID,
                 ReportChannel(rawValue: report.channel.rawValue).protoName, candidate.symptom.protoName, report.agent,
@@ -610,7 +612,7 @@ public final class IntakeRepository: Sendable {
                 report.hasExternalTicket ? report.externalTicket.id : nil as String?, duplicate,
                 ByteA(fingerprint.encode()), snap.region, snap.country, Tier(rawValue: snap.tier.rawValue).protoName,
                 snap.accountPartition, snap.whiteGlove, ByteA(try deterministicBytes(report)), candidate.receiveTime,
-                report.createTime.date,
+                report.createTime.date, candidate.symptomInferred,
             ])
     }
 
