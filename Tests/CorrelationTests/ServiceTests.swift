@@ -162,6 +162,39 @@ final class ServiceTests: XCTestCase {
         await stack.shutdown()
     }
 
+    /// The decoded baseline is cached per replica by version token: every customer change bumps
+    /// the token in its transaction, so a read after it never sees the cached, older baseline.
+    func testCachedPopulationFollowsEveryCustomerChange() async throws {
+        let stack = try await CorrelationStack()
+        func baseline() async throws -> (Int, Int, String?) {
+            try await stack.pool.transaction { c in
+                let p = try Store.cachedPopulation(c)
+                let token = try c.query(Store.populationVersionSQL).first!.decode(String?.self, 0)
+                return (p.total, p.counts[SegmentKey(.region, "eu-south")] ?? 0, token)
+            }
+        }
+        let a = CorrelationStack.attributes(0, region: "eu-south")
+        try await stack.deliver([try CorrelationStack.customerEvent("c1", a, version: 1)])
+        let (t1, n1, v1) = try await baseline()
+        XCTAssertEqual(t1, 1)
+        XCTAssertEqual(n1, 1)
+        do { let (t, n, v) = try await baseline(); XCTAssertEqual([t, n], [1, 1]); XCTAssertEqual(v, v1) }
+        try await stack.deliver([try CorrelationStack.customerEvent("c2", a, version: 1)])
+        let (t2, n2, v2) = try await baseline()
+        XCTAssertEqual([t2, n2], [2, 2])
+        XCTAssertNotEqual(v2, v1)
+        var moved = a
+        moved.region = "eu-north"
+        try await stack.deliver([try CorrelationStack.customerEvent("c1", moved, version: 2)])
+        do { let (t, n, _) = try await baseline(); XCTAssertEqual([t, n], [2, 1]) }
+        // Same answer as reading the table directly.
+        let direct = try await stack.pool.query("""
+            SELECT coalesce(sum(count), 0)::bigint FROM population WHERE key = 'region=eu-south'
+            """).first!.decode(Int.self, 0)
+        XCTAssertEqual(direct, 1)
+        await stack.shutdown()
+    }
+
     /// 2,000 customers; reports naming the service (through an alias) only from eu-south are
     /// auto-linked; the blast radius finds eu-south and says eu-north is not affected; manual
     /// unlink / link move it; the timeline has the reports.

@@ -69,12 +69,13 @@ enum Analytics {
         _ c: PostgresConnection, incident: Store.IncidentRow, options o: BlastOptions, settings: CorrelationSettings,
         requireData: Bool
     ) throws -> Liaison_Correlation_V1_BlastRadius {
-        let (population, populationTotal) = try Store.population(c)
+        let baseline = try Store.cachedPopulation(c)
+        let (population, populationTotal) = (baseline.counts, baseline.total)
         let (reporters, reportersTotal): (SegmentCounts, Int)
         if let w = o.window {
-            (reporters, reportersTotal) = try Store.reporters(c, incident.id, from: w.0, to: w.1)
+            (reporters, reportersTotal) = try Store.reporters(c, incident.id, from: w.0, to: w.1, keys: baseline.keys)
         } else {
-            (reporters, reportersTotal) = try Store.reporters(c, incident.id)
+            (reporters, reportersTotal) = try Store.reporters(c, incident.id, keys: baseline.keys)
         }
         if requireData && reportersTotal == 0 {
             throw APIError.failedPrecondition(domain: domain, type: "INSUFFICIENT_DATA", subject: incident.incident.name,

@@ -3,6 +3,7 @@ import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
 import SwiftProtobuf
+import Synchronization
 
 /// Settings of the correlation service (environment variables `LIAISON_CORRELATION_*`).
 public struct CorrelationSettings: Sendable {
@@ -350,19 +351,86 @@ enum Store {
         if !added.isEmpty { try addPopulation(c, added, shard: shard, delta: 1) }
     }
 
+    /// Every change of the population counters goes through here: it bumps the shard's version in
+    /// the same statement, so a cached baseline (``population(_:)``) is never stale.
     static func addPopulation(_ c: PostgresConnection, _ keys: [String], shard: Int, delta: Int) throws {
         try c.query("""
+            WITH v AS (
+                INSERT INTO population_versions (shard, version) VALUES ($2, 1)
+                ON CONFLICT (shard) DO UPDATE SET version = population_versions.version + 1
+            )
             INSERT INTO population (key, shard, count) SELECT k, $2, $3 FROM unnest($1::text[]) k
             ON CONFLICT (key, shard) DO UPDATE SET count = population.count + EXCLUDED.count
             """, [TextArray(keys), shard, delta])
     }
 
+    /// The population baseline, decoded, with a map from key text to key (for decoding reporter
+    /// rows without parsing).
+    final class Population: Sendable {
+        let counts: SegmentCounts
+        let total: Int
+        let keys: [String: SegmentKey]
+        init(counts: SegmentCounts, total: Int, keys: [String: SegmentKey]) {
+            self.counts = counts
+            self.total = total
+            self.keys = keys
+        }
+    }
+
+    /// Per-replica cache of decoded baselines by version token (a few, for processes that talk
+    /// to several databases, like the tests).
+    static let populationCache = Mutex<[String: Population]>([:])
+
+    /// The version token of the population: the epoch and every shard's version.
+    static let populationVersionSQL = "SELECT string_agg(shard || ':' || version, ',' ORDER BY shard) FROM population_versions"
+
     static func population(_ c: PostgresConnection) throws -> (SegmentCounts, Int) {
+        let p = try cachedPopulation(c)
+        return (p.counts, p.total)
+    }
+
+    /// The population baseline: from the replica's cache when the version token read now equals
+    /// the cached one, else read (token and rows in one statement, one snapshot) and cached.
+    static func cachedPopulation(_ c: PostgresConnection) throws -> Population {
+        let token = try c.query(populationVersionSQL).first?.decode(String?.self, 0) ?? nil
+        if let token, let hit = populationCache.withLock({ $0[token] }) { return hit }
+        let rows = try c.query("""
+            SELECT key, sum(count)::bigint, (\(populationVersionSQL)) FROM population GROUP BY key HAVING sum(count) > 0
+            """)
+        var keys: [String: SegmentKey] = [:]
+        keys.reserveCapacity(rows.count)
         var counts: SegmentCounts = [:]
+        counts.reserveCapacity(rows.count)
         var total = 0
-        for row in try c.query("SELECT key, sum(count)::bigint FROM population GROUP BY key HAVING sum(count) > 0").rows {
+        var rowToken: String?
+        for row in rows.rows {
             let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
-            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) { counts[key] = n }
+            if rowToken == nil { rowToken = try row.decode(String?.self, 2) }
+            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) {
+                counts[key] = n
+                keys[text] = key
+            }
+        }
+        let p = Population(counts: counts, total: total, keys: keys)
+        if let rowToken {
+            populationCache.withLock { cache in
+                if cache.count >= 8 { cache.removeAll() }
+                cache[rowToken] = p
+            }
+        }
+        return p
+    }
+
+    /// Rows of (key text, count): counts per key (looked up in `keys`, parsed when missing), and
+    /// the '' row as the total.
+    static func decodeCounts(_ result: PostgresResult, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
+        var counts: SegmentCounts = [:]
+        counts.reserveCapacity(result.count)
+        var total = 0
+        for i in 0..<result.count {
+            let row = result[i]
+            let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
+            if text.isEmpty { total = n } else if let key = keys[text] ?? SegmentKey(parsing: text) { counts[key] = n }
         }
         return (counts, total)
     }
@@ -635,20 +703,18 @@ enum Store {
     }
 
     /// Reporting customers per segment key of an incident, from the live aggregates.
-    static func reporters(_ c: PostgresConnection, _ incidentID: UUID) throws -> (SegmentCounts, Int) {
-        var counts: SegmentCounts = [:]
-        var total = 0
-        for row in try c.query("""
+    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
+        try decodeCounts(reporterRows(c, incidentID), keys: keys)
+    }
+
+    static func reporterRows(_ c: PostgresConnection, _ incidentID: UUID) throws -> PostgresResult {
+        try c.query("""
             SELECT key, sum(count)::bigint FROM incident_segments WHERE incident_id = $1 GROUP BY key HAVING sum(count) > 0
-            """, [incidentID]).rows {
-            let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
-            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) { counts[key] = n }
-        }
-        return (counts, total)
+            """, [incidentID])
     }
 
     /// Reporting customers per key whose first linked report lies in a window (custom windows).
-    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, from: Date, to: Date) throws -> (SegmentCounts, Int) {
+    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, from: Date, to: Date, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
         var counts: SegmentCounts = [:]
         var total = 0
         for row in try c.query("""
@@ -656,7 +722,7 @@ enum Store {
             """, [incidentID, from, to]).rows {
             total += 1
             for text in try row.decode(TextArray.self, 0).values {
-                if let key = SegmentKey(parsing: text) { counts[key, default: 0] += 1 }
+                if let key = keys[text] ?? SegmentKey(parsing: text) { counts[key, default: 0] += 1 }
             }
         }
         return (counts, total)
