@@ -223,7 +223,12 @@ enum Store {
         var blastRevision: Int64
     }
 
-    static let incidentColumns = "id, body, version, revision, linked_reports, affected_customers, affected_keys, blast_revision"
+    /// The counters are the incident's columns plus its counter shards (see `adjustAggregates`).
+    /// No commas inside an expression: list pages count the columns by splitting on commas.
+    static let incidentColumns = """
+        id, body, version, revision + incident_shard_revisions(id), linked_reports + incident_linked_reports(id), \
+        affected_customers + incident_affected_customers(id), affected_keys, blast_revision
+        """
 
     static func incidentRow(_ row: PostgresRow) throws -> IncidentRow {
         var i = try Liaison_Correlation_V1_Incident(serializedBytes: try row.decode(ByteA.self, 1).bytes)
@@ -636,9 +641,13 @@ enum Store {
     /// link; its keys and bucket are those of its first linked report), reports and first-report
     /// customers per minute and 1-D key, and the incident's counters and change counter.
     static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
-        // The incident row is the first hot row every linking transaction locks, so concurrent
-        // linkers of one incident queue there instead of deadlocking on counters and buckets.
-        // Two pipelines (one round trip each): counters + the customer's row, then the aggregates.
+        // The hot rows of an incident (counters, segment counts, buckets) are split over shards and
+        // a transaction touches only its connection's shard, whose counter row it locks first:
+        // concurrent linkers of one incident on different shards do not wait for each other, and
+        // those on the same shard queue on the counter row instead of deadlocking on the rest.
+        // Readers sum the shards. Two pipelines (one round trip each): counters + the customer's
+        // row, then the aggregates.
+        let shard = Int(c.backendPID) % shards
         let customerSQL = delta > 0 ? """
             INSERT INTO incident_customers (incident_id, customer_id, links, first_time, keys)
             VALUES ($1, $2, 1, $3, $4::text[])
@@ -650,11 +659,13 @@ enum Store {
             RETURNING links, first_time, keys
             """
         let first = try c.pipeline([
-            (sql: "UPDATE incidents SET linked_reports = linked_reports + $2, revision = revision + 1 WHERE id = $1",
-             parameters: [incidentID, delta]),
+            (sql: """
+                INSERT INTO incident_counters (incident_id, shard, linked_reports, revision) VALUES ($1, $2, $3, 1)
+                ON CONFLICT (incident_id, shard) DO UPDATE
+                SET linked_reports = incident_counters.linked_reports + EXCLUDED.linked_reports, revision = incident_counters.revision + 1
+                """, parameters: [incidentID, shard, delta]),
             (sql: customerSQL, parameters: [incidentID, report.customerID, report.receiveTime, TextArray(report.keys)]),
         ])
-        let shard = Convert.shard(report.customerID)
         let oneD = [""] + report.keys.filter { !$0.contains("&") }
         var customerDelta = 0
         var customerKeys: [String] = []
@@ -678,28 +689,32 @@ enum Store {
                 INSERT INTO incident_segments (incident_id, key, shard, count) SELECT $1, k, $3, $4 FROM unnest($2::text[]) k
                 ON CONFLICT (incident_id, key, shard) DO UPDATE SET count = incident_segments.count + EXCLUDED.count
                 """, parameters: [incidentID, TextArray([""] + customerKeys), shard, customerDelta]))
-            statements.append((sql: "UPDATE incidents SET affected_customers = affected_customers + $2 WHERE id = $1",
-                               parameters: [incidentID, customerDelta]))
+            statements.append((sql: """
+                UPDATE incident_counters SET affected_customers = affected_customers + $3 WHERE incident_id = $1 AND shard = $2
+                """, parameters: [incidentID, shard, customerDelta]))
         }
         let customerOneD = [""] + customerKeys.filter { !$0.contains("&") }
         let sameMinute = floor(customerTime.timeIntervalSince1970 / 60) == floor(report.receiveTime.timeIntervalSince1970 / 60)
         if customerDelta != 0 && sameMinute && Set(customerOneD) == Set(oneD) {
-            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: customerDelta))
+            statements.append(bucket(incidentID, shard, report.receiveTime, oneD, reports: delta, customers: customerDelta))
         } else {
-            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: 0))
-            if customerDelta != 0 { statements.append(bucket(incidentID, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
+            statements.append(bucket(incidentID, shard, report.receiveTime, oneD, reports: delta, customers: 0))
+            if customerDelta != 0 { statements.append(bucket(incidentID, shard, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
         }
         _ = try c.pipeline(statements)
     }
 
-    static func bucket(_ incidentID: UUID, _ time: Date, _ keys: [String], reports: Int, customers: Int)
+    /// Shards of an incident's hot aggregate rows.
+    static let shards = 8
+
+    static func bucket(_ incidentID: UUID, _ shard: Int, _ time: Date, _ keys: [String], reports: Int, customers: Int)
         -> (sql: String, parameters: [any PostgresBindable]) {
         (sql: """
-            INSERT INTO incident_buckets (incident_id, minute, key, reports, customers)
-            SELECT $1, date_trunc('minute', $2::timestamptz), k, $4, $5 FROM unnest($3::text[]) k
-            ON CONFLICT (incident_id, minute, key) DO UPDATE SET reports = incident_buckets.reports + EXCLUDED.reports,
+            INSERT INTO incident_buckets (incident_id, minute, key, shard, reports, customers)
+            SELECT $1, date_trunc('minute', $2::timestamptz), k, $6, $4, $5 FROM unnest($3::text[]) k
+            ON CONFLICT (incident_id, minute, key, shard) DO UPDATE SET reports = incident_buckets.reports + EXCLUDED.reports,
                 customers = incident_buckets.customers + EXCLUDED.customers
-            """, parameters: [incidentID, time, TextArray(keys), reports, customers])
+            """, parameters: [incidentID, time, TextArray(keys), reports, customers, shard])
     }
 
     /// Reporting customers per segment key of an incident, from the live aggregates.
