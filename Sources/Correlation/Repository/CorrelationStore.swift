@@ -268,6 +268,7 @@ enum Store {
                       ext ? body.externalReference.system : nil, ext ? body.externalReference.id : nil,
                       body.impactStartTime.date, now, body.severity.rawValue, body.source.rawValue,
                       body.hasResolveTime ? body.resolveTime.date : nil, now, labelsJSON(body.labels)])
+            try c.query("INSERT INTO incident_counters (incident_id, shard) SELECT $1, generate_series(0, $2 - 1)", [id, shards])
             try c.query("RELEASE SAVEPOINT declare")
         } catch let e as PostgresError where e.sqlState == SQLState.uniqueViolation {
             try c.query("ROLLBACK TO SAVEPOINT declare")
@@ -642,12 +643,13 @@ enum Store {
     /// customers per minute and 1-D key, and the incident's counters and change counter.
     static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
         // The hot rows of an incident (counters, segment counts, buckets) are split over shards and
-        // a transaction touches only its connection's shard, whose counter row it locks first:
-        // concurrent linkers of one incident on different shards do not wait for each other, and
-        // those on the same shard queue on the counter row instead of deadlocking on the rest.
-        // Readers sum the shards. Two pipelines (one round trip each): counters + the customer's
-        // row, then the aggregates.
-        let shard = Int(c.backendPID) % shards
+        // a transaction touches only one shard, whose counter row it locks first: the first free
+        // one (SKIP LOCKED, starting at a place given by the backend pid), remembered for the rest
+        // of the transaction in a transaction-local setting (a delivery links many reports; one
+        // shard per transaction keeps the lock order free of cycles). Concurrent linkers of one
+        // incident take different shards; when all are taken they queue on a counter row instead
+        // of deadlocking on the rest. Readers sum the shards. Two pipelines (one round trip each):
+        // counters + the customer's row, then the aggregates.
         let customerSQL = delta > 0 ? """
             INSERT INTO incident_customers (incident_id, customer_id, links, first_time, keys)
             VALUES ($1, $2, 1, $3, $4::text[])
@@ -660,12 +662,21 @@ enum Store {
             """
         let first = try c.pipeline([
             (sql: """
-                INSERT INTO incident_counters (incident_id, shard, linked_reports, revision) VALUES ($1, $2, $3, 1)
+                WITH pick AS (
+                    SELECT set_config('liaison.link_shard', coalesce(
+                        nullif(current_setting('liaison.link_shard', true), ''),
+                        (SELECT shard::text FROM incident_counters WHERE incident_id = $1
+                         ORDER BY (shard + pg_backend_pid()) % $3 LIMIT 1 FOR UPDATE SKIP LOCKED),
+                        (pg_backend_pid() % $3)::text), true)::smallint AS shard
+                )
+                INSERT INTO incident_counters (incident_id, shard, linked_reports, revision) SELECT $1, shard, $2, 1 FROM pick
                 ON CONFLICT (incident_id, shard) DO UPDATE
                 SET linked_reports = incident_counters.linked_reports + EXCLUDED.linked_reports, revision = incident_counters.revision + 1
-                """, parameters: [incidentID, shard, delta]),
+                RETURNING shard
+                """, parameters: [incidentID, delta, shards]),
             (sql: customerSQL, parameters: [incidentID, report.customerID, report.receiveTime, TextArray(report.keys)]),
         ])
+        let shard = try first[0].first!.decode(Int.self, 0)
         let oneD = [""] + report.keys.filter { !$0.contains("&") }
         var customerDelta = 0
         var customerKeys: [String] = []
