@@ -157,6 +157,8 @@ enum Store {
         var aliases: [String: String] = [:]  // lower-case alias or id -> id
         var names: [String: [String]] = [:]  // id -> lower-case id and aliases
         var dependencies: [String: [String]] = [:]
+        /// The transaction's `now()` (constant within it), read in the same round trip.
+        var now: Date? = nil
 
         func resolve(_ hint: String) -> String? {
             let h = hint.trimmingCharacters(in: .whitespaces).lowercased()
@@ -172,7 +174,9 @@ enum Store {
         let results = try c.pipeline([
             (sql: "SELECT alias, service_id FROM service_aliases", parameters: []),
             (sql: "SELECT id, body FROM services", parameters: []),
+            (sql: "SELECT now()", parameters: []),
         ])
+        cat.now = try results[2].first?.decode(Date.self, 0)
         for row in results[0].rows {
             let alias = try row.decode(String.self, 0), id = try row.decode(String.self, 1)
             cat.aliases[alias] = id
@@ -507,7 +511,7 @@ enum Store {
         guard score >= settings.suggestThreshold else { return false }
         let state: Liaison_Correlation_V1_Link.State = score >= settings.autoLinkThreshold ? .confirmed : .suggested
         return try createLink(c, incident: incident, report: report, origin: .automatic, state: state, score: score,
-                              reasons: reasons, agent: "", note: "", settings: settings) != nil
+                              reasons: reasons, agent: "", note: "", settings: settings, now: catalogue.now) != nil
     }
 
     struct LinkRow {
@@ -546,10 +550,10 @@ enum Store {
     static func createLink(
         _ c: PostgresConnection, incident: IncidentRow, report: Report, origin: Liaison_Correlation_V1_Link.Origin,
         state: Liaison_Correlation_V1_Link.State, score: Double, reasons: [Liaison_Correlation_V1_Link.Reason],
-        agent: String, note: String, settings: CorrelationSettings
+        agent: String, note: String, settings: CorrelationSettings, now given: Date? = nil
     ) throws -> LinkRow? {
         let id = UUID()
-        let now = try now(c)
+        let now = try given ?? now(c)
         var l = Liaison_Correlation_V1_Link()
         l.name = linkName(incident.id, id)
         l.report = "reports/" + report.id
