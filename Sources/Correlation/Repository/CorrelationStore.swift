@@ -615,9 +615,10 @@ enum Store {
     /// A link became CONFIRMED: live aggregates, counters, event (aggregate: the link, at `version`).
     static func confirmed(_ c: PostgresConnection, incident: IncidentRow, report: Report,
                           link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
-        try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1)
-        let issue = try c.query("UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue",
-                                [report.id]).first?.decode(UUID?.self, 0)
+        let counted = try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1, then: [
+            (sql: "UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue", parameters: [report.id]),
+        ])
+        let issue = try counted[0].first?.decode(UUID?.self, 0)
         if let issue { try EmergingStore.explain(c, issue, by: incident, settings: settings) }
         try publish(c, settings, { h in
             var e = Liaison_Correlation_V1_ReportLinked()
@@ -631,8 +632,9 @@ enum Store {
     /// A CONFIRMED link was removed (event aggregate: the link, at `version`).
     static func unconfirmed(_ c: PostgresConnection, incidentID: UUID, report: Report,
                             link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
-        try adjustAggregates(c, incidentID: incidentID, report: report, delta: -1)
-        try c.query("UPDATE reports SET confirmed_links = confirmed_links - 1 WHERE id = $1", [report.id])
+        try adjustAggregates(c, incidentID: incidentID, report: report, delta: -1, then: [
+            (sql: "UPDATE reports SET confirmed_links = confirmed_links - 1 WHERE id = $1", parameters: [report.id]),
+        ])
         try publish(c, settings, { h in
             var e = Liaison_Correlation_V1_ReportUnlinked()
             e.header = h
@@ -645,7 +647,10 @@ enum Store {
     /// distinct reporting customers per segment key (a customer counts while it has a confirmed
     /// link; its keys and bucket are those of its first linked report), reports and first-report
     /// customers per minute and 1-D key, and the incident's counters and change counter.
-    static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
+    /// `then`: statements sent in the same round trip after the aggregates; returns their results.
+    @discardableResult
+    static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int,
+                                 then: [(sql: String, parameters: [any PostgresBindable])] = []) throws -> [PostgresResult] {
         // The hot rows of an incident (counters, segment counts, buckets) are split over shards and
         // a transaction touches only one shard, whose counter row it locks first: the first free
         // one (SKIP LOCKED, starting at a place given by the backend pid), remembered for the rest
@@ -716,7 +721,8 @@ enum Store {
             statements.append(bucket(incidentID, shard, report.receiveTime, oneD, reports: delta, customers: 0))
             if customerDelta != 0 { statements.append(bucket(incidentID, shard, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
         }
-        _ = try c.pipeline(statements)
+        let results = try c.pipeline(statements + then)
+        return Array(results.suffix(then.count))
     }
 
     /// Shards of an incident's hot aggregate rows.
