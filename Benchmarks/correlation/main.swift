@@ -119,6 +119,17 @@ for _ in 0..<5 {
 aggregateTimes.sort()
 let aggregateMs = aggregateTimes[aggregateTimes.count / 2]
 
+// Where the time goes: each part of the same path, 5 runs, median per part.
+var phaseRuns: [[(String, Double)]] = []
+for _ in 0..<5 {
+    phaseRuns.append(try await CorrelationQueries.blastRadiusPhases(pool: pool, incident: "incidents/00000000-0000-0000-0000-00000000b1a5"))
+}
+log("blast radius parts (median of 5):")
+for (i, phase) in phaseRuns[0].enumerated() {
+    let times = phaseRuns.map { $0[i].1 }.sorted()
+    log("  " + phase.0.padding(toLength: 44, withPad: " ", startingAt: 0) + String(format: "%8.2f ms", times[times.count / 2]))
+}
+
 // Reference: GROUPING SETS over the raw rows (every 1-D and 2-D grouping + the total), then the same engine.
 var sets = ["()"] + dims.map { "(\($0))" }
 for i in 0..<8 { for j in (i + 1)..<8 { sets.append("(\(dims[i]), \(dims[j]))") } }
@@ -282,8 +293,9 @@ final class Counter: @unchecked Sendable {
     }
 }
 
-let one = try await linkingThroughput(url: args[2], instances: 1, count: linkReports)
-let two = try await linkingThroughput(url: args[3], instances: 2, count: linkReports)
+let skipLink = ProcessInfo.processInfo.environment["SKIP_LINK"] == "1"
+let one = skipLink ? 0 : try await linkingThroughput(url: args[2], instances: 1, count: linkReports)
+let two = skipLink ? 0 : try await linkingThroughput(url: args[3], instances: 2, count: linkReports)
 print(String(format: "linking throughput (%d ReportAccepted events via EventSink over gRPC, auto-linked, aggregates updated):", linkReports))
 print(String(format: "  1 instance:  %8.0f reports/s", one))
 print(String(format: "  2 instances: %8.0f reports/s", two))

@@ -162,6 +162,39 @@ final class ServiceTests: XCTestCase {
         await stack.shutdown()
     }
 
+    /// The decoded baseline is cached per replica by version token: every customer change bumps
+    /// the token in its transaction, so a read after it never sees the cached, older baseline.
+    func testCachedPopulationFollowsEveryCustomerChange() async throws {
+        let stack = try await CorrelationStack()
+        func baseline() async throws -> (Int, Int, String?) {
+            try await stack.pool.transaction { c in
+                let p = try Store.cachedPopulation(c)
+                let token = try c.query(Store.populationVersionSQL).first!.decode(String?.self, 0)
+                return (p.total, p.counts[SegmentKey(.region, "eu-south")] ?? 0, token)
+            }
+        }
+        let a = CorrelationStack.attributes(0, region: "eu-south")
+        try await stack.deliver([try CorrelationStack.customerEvent("c1", a, version: 1)])
+        let (t1, n1, v1) = try await baseline()
+        XCTAssertEqual(t1, 1)
+        XCTAssertEqual(n1, 1)
+        do { let (t, n, v) = try await baseline(); XCTAssertEqual([t, n], [1, 1]); XCTAssertEqual(v, v1) }
+        try await stack.deliver([try CorrelationStack.customerEvent("c2", a, version: 1)])
+        let (t2, n2, v2) = try await baseline()
+        XCTAssertEqual([t2, n2], [2, 2])
+        XCTAssertNotEqual(v2, v1)
+        var moved = a
+        moved.region = "eu-north"
+        try await stack.deliver([try CorrelationStack.customerEvent("c1", moved, version: 2)])
+        do { let (t, n, _) = try await baseline(); XCTAssertEqual([t, n], [2, 1]) }
+        // Same answer as reading the table directly.
+        let direct = try await stack.pool.query("""
+            SELECT coalesce(sum(count), 0)::bigint FROM population WHERE key = 'region=eu-south'
+            """).first!.decode(Int.self, 0)
+        XCTAssertEqual(direct, 1)
+        await stack.shutdown()
+    }
+
     /// 2,000 customers; reports naming the service (through an alias) only from eu-south are
     /// auto-linked; the blast radius finds eu-south and says eu-north is not affected; manual
     /// unlink / link move it; the timeline has the reports.
@@ -396,6 +429,52 @@ final class ServiceTests: XCTestCase {
 
     /// Two replicas (two servers, two pools, one database) behind one round-robin channel: the
     /// same answers from both, and the emerging-issue detector works on one at a time.
+    /// Linking from concurrent deliveries through two replicas (sharded counters, no incident-row
+    /// lock): every count stays exact, each customer's reports arriving in different batches.
+    func testConcurrentLinkingThroughTwoReplicasKeepsTheAggregatesExact() async throws {
+        let stack = try await CorrelationStack(replicas: 2)
+        _ = try await stack.createService("checkout", aliases: ["payments"])
+        try await stack.seedCustomers(300)
+        let incident = try await stack.declare("Checkout errors", services: ["services/checkout"])
+        // 120 customers report twice each; batches of 10, interleaved so both reports of a
+        // customer are in flight in different batches at once.
+        let events = try (0..<240).map { j in
+            let i = (j % 120) * 2
+            return try CorrelationStack.reportEvent("r\(j)", customer: "c\(i)", CorrelationStack.attributes(i), hint: "payments")
+        }
+        let batches = stride(from: 0, to: events.count, by: 10).map { Array(events[$0..<min($0 + 10, events.count)]) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for t in 0..<6 {
+                group.addTask {
+                    for b in stride(from: t, to: batches.count, by: 6) { try await stack.deliver(batches[b]) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        var get = Liaison_Correlation_V1_GetIncidentRequest()
+        get.name = incident.name
+        let got = try await stack.correlation.getIncident(get)
+        XCTAssertEqual(got.linkedReportCount, 240)
+        XCTAssertEqual(got.affectedCustomerCount, 120)
+        let radius = try await stack.blastRadius(incident.name)
+        XCTAssertEqual(radius.reportingCustomers, 120)
+        let id = try Store.incidentID(incident.name)
+        // The sharded segment counts equal a recount from the customers' rows.
+        let mismatches = try await stack.pool.query("""
+            WITH live AS (SELECT key, sum(count)::bigint AS n FROM incident_segments WHERE incident_id = $1 GROUP BY key),
+                 recount AS (SELECT k AS key, count(*)::bigint AS n FROM incident_customers, unnest(keys || ''::text) k
+                             WHERE incident_id = $1 GROUP BY k)
+            SELECT count(*) FROM live FULL JOIN recount USING (key) WHERE live.n IS DISTINCT FROM recount.n
+            """, [id]).first!.decode(Int.self, 0)
+        XCTAssertEqual(mismatches, 0)
+        let totals = try await stack.pool.query("""
+            SELECT sum(reports)::bigint, sum(customers)::bigint FROM incident_buckets WHERE incident_id = $1 AND key = ''
+            """, [id]).first!
+        XCTAssertEqual(try totals.decode(Int.self, 0), 240)
+        XCTAssertEqual(try totals.decode(Int.self, 1), 120)
+        await stack.shutdown()
+    }
+
     func testTwoReplicasShareStateAndRunTheDetectorOnce() async throws {
         let stack = try await CorrelationStack(replicas: 2)
         _ = try await stack.createService("checkout", aliases: ["payments"])

@@ -69,12 +69,13 @@ enum Analytics {
         _ c: PostgresConnection, incident: Store.IncidentRow, options o: BlastOptions, settings: CorrelationSettings,
         requireData: Bool
     ) throws -> Liaison_Correlation_V1_BlastRadius {
-        let (population, populationTotal) = try Store.population(c)
+        let baseline = try Store.cachedPopulation(c)
+        let (population, populationTotal) = (baseline.counts, baseline.total)
         let (reporters, reportersTotal): (SegmentCounts, Int)
         if let w = o.window {
-            (reporters, reportersTotal) = try Store.reporters(c, incident.id, from: w.0, to: w.1)
+            (reporters, reportersTotal) = try Store.reporters(c, incident.id, from: w.0, to: w.1, keys: baseline.keys)
         } else {
-            (reporters, reportersTotal) = try Store.reporters(c, incident.id)
+            (reporters, reportersTotal) = try Store.reporters(c, incident.id, keys: baseline.keys)
         }
         if requireData && reportersTotal == 0 {
             throw APIError.failedPrecondition(domain: domain, type: "INSUFFICIENT_DATA", subject: incident.incident.name,
@@ -148,8 +149,9 @@ enum Analytics {
 
     static func minutes(_ c: PostgresConnection, _ id: UUID, from: Date, to: Date) throws -> [MinuteRow] {
         try c.query("""
-            SELECT minute, key, reports, customers FROM incident_buckets
-            WHERE incident_id = $1 AND minute >= $2 AND minute < $3 AND (reports <> 0 OR customers <> 0)
+            SELECT minute, key, sum(reports)::bigint, sum(customers)::bigint FROM incident_buckets
+            WHERE incident_id = $1 AND minute >= $2 AND minute < $3 GROUP BY minute, key
+            HAVING sum(reports) <> 0 OR sum(customers) <> 0
             """, [id, from, to]).rows.map {
             MinuteRow(minute: try $0.decode(Date.self, 0), key: try $0.decode(String.self, 1),
                       reports: try $0.decode(Int.self, 2), customers: try $0.decode(Int.self, 3))

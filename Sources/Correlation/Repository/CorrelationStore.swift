@@ -3,6 +3,7 @@ import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
 import SwiftProtobuf
+import Synchronization
 
 /// Settings of the correlation service (environment variables `LIAISON_CORRELATION_*`).
 public struct CorrelationSettings: Sendable {
@@ -156,6 +157,8 @@ enum Store {
         var aliases: [String: String] = [:]  // lower-case alias or id -> id
         var names: [String: [String]] = [:]  // id -> lower-case id and aliases
         var dependencies: [String: [String]] = [:]
+        /// The transaction's `now()` (constant within it), read in the same round trip.
+        var now: Date? = nil
 
         func resolve(_ hint: String) -> String? {
             let h = hint.trimmingCharacters(in: .whitespaces).lowercased()
@@ -171,7 +174,9 @@ enum Store {
         let results = try c.pipeline([
             (sql: "SELECT alias, service_id FROM service_aliases", parameters: []),
             (sql: "SELECT id, body FROM services", parameters: []),
+            (sql: "SELECT now()", parameters: []),
         ])
+        cat.now = try results[2].first?.decode(Date.self, 0)
         for row in results[0].rows {
             let alias = try row.decode(String.self, 0), id = try row.decode(String.self, 1)
             cat.aliases[alias] = id
@@ -222,7 +227,12 @@ enum Store {
         var blastRevision: Int64
     }
 
-    static let incidentColumns = "id, body, version, revision, linked_reports, affected_customers, affected_keys, blast_revision"
+    /// The counters are the incident's columns plus its counter shards (see `adjustAggregates`).
+    /// No commas inside an expression: list pages count the columns by splitting on commas.
+    static let incidentColumns = """
+        id, body, version, revision + incident_shard_revisions(id), linked_reports + incident_linked_reports(id), \
+        affected_customers + incident_affected_customers(id), affected_keys, blast_revision
+        """
 
     static func incidentRow(_ row: PostgresRow) throws -> IncidentRow {
         var i = try Liaison_Correlation_V1_Incident(serializedBytes: try row.decode(ByteA.self, 1).bytes)
@@ -262,6 +272,7 @@ enum Store {
                       ext ? body.externalReference.system : nil, ext ? body.externalReference.id : nil,
                       body.impactStartTime.date, now, body.severity.rawValue, body.source.rawValue,
                       body.hasResolveTime ? body.resolveTime.date : nil, now, labelsJSON(body.labels)])
+            try c.query("INSERT INTO incident_counters (incident_id, shard) SELECT $1, generate_series(0, $2 - 1)", [id, shards])
             try c.query("RELEASE SAVEPOINT declare")
         } catch let e as PostgresError where e.sqlState == SQLState.uniqueViolation {
             try c.query("ROLLBACK TO SAVEPOINT declare")
@@ -350,19 +361,86 @@ enum Store {
         if !added.isEmpty { try addPopulation(c, added, shard: shard, delta: 1) }
     }
 
+    /// Every change of the population counters goes through here: it bumps the shard's version in
+    /// the same statement, so a cached baseline (``population(_:)``) is never stale.
     static func addPopulation(_ c: PostgresConnection, _ keys: [String], shard: Int, delta: Int) throws {
         try c.query("""
+            WITH v AS (
+                INSERT INTO population_versions (shard, version) VALUES ($2, 1)
+                ON CONFLICT (shard) DO UPDATE SET version = population_versions.version + 1
+            )
             INSERT INTO population (key, shard, count) SELECT k, $2, $3 FROM unnest($1::text[]) k
             ON CONFLICT (key, shard) DO UPDATE SET count = population.count + EXCLUDED.count
             """, [TextArray(keys), shard, delta])
     }
 
+    /// The population baseline, decoded, with a map from key text to key (for decoding reporter
+    /// rows without parsing).
+    final class Population: Sendable {
+        let counts: SegmentCounts
+        let total: Int
+        let keys: [String: SegmentKey]
+        init(counts: SegmentCounts, total: Int, keys: [String: SegmentKey]) {
+            self.counts = counts
+            self.total = total
+            self.keys = keys
+        }
+    }
+
+    /// Per-replica cache of decoded baselines by version token (a few, for processes that talk
+    /// to several databases, like the tests).
+    static let populationCache = Mutex<[String: Population]>([:])
+
+    /// The version token of the population: the epoch and every shard's version.
+    static let populationVersionSQL = "SELECT string_agg(shard || ':' || version, ',' ORDER BY shard) FROM population_versions"
+
     static func population(_ c: PostgresConnection) throws -> (SegmentCounts, Int) {
+        let p = try cachedPopulation(c)
+        return (p.counts, p.total)
+    }
+
+    /// The population baseline: from the replica's cache when the version token read now equals
+    /// the cached one, else read (token and rows in one statement, one snapshot) and cached.
+    static func cachedPopulation(_ c: PostgresConnection) throws -> Population {
+        let token = try c.query(populationVersionSQL).first?.decode(String?.self, 0) ?? nil
+        if let token, let hit = populationCache.withLock({ $0[token] }) { return hit }
+        let rows = try c.query("""
+            SELECT key, sum(count)::bigint, (\(populationVersionSQL)) FROM population GROUP BY key HAVING sum(count) > 0
+            """)
+        var keys: [String: SegmentKey] = [:]
+        keys.reserveCapacity(rows.count)
         var counts: SegmentCounts = [:]
+        counts.reserveCapacity(rows.count)
         var total = 0
-        for row in try c.query("SELECT key, sum(count)::bigint FROM population GROUP BY key HAVING sum(count) > 0").rows {
+        var rowToken: String?
+        for row in rows.rows {
             let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
-            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) { counts[key] = n }
+            if rowToken == nil { rowToken = try row.decode(String?.self, 2) }
+            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) {
+                counts[key] = n
+                keys[text] = key
+            }
+        }
+        let p = Population(counts: counts, total: total, keys: keys)
+        if let rowToken {
+            populationCache.withLock { cache in
+                if cache.count >= 8 { cache.removeAll() }
+                cache[rowToken] = p
+            }
+        }
+        return p
+    }
+
+    /// Rows of (key text, count): counts per key (looked up in `keys`, parsed when missing), and
+    /// the '' row as the total.
+    static func decodeCounts(_ result: PostgresResult, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
+        var counts: SegmentCounts = [:]
+        counts.reserveCapacity(result.count)
+        var total = 0
+        for i in 0..<result.count {
+            let row = result[i]
+            let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
+            if text.isEmpty { total = n } else if let key = keys[text] ?? SegmentKey(parsing: text) { counts[key] = n }
         }
         return (counts, total)
     }
@@ -433,7 +511,7 @@ enum Store {
         guard score >= settings.suggestThreshold else { return false }
         let state: Liaison_Correlation_V1_Link.State = score >= settings.autoLinkThreshold ? .confirmed : .suggested
         return try createLink(c, incident: incident, report: report, origin: .automatic, state: state, score: score,
-                              reasons: reasons, agent: "", note: "", settings: settings) != nil
+                              reasons: reasons, agent: "", note: "", settings: settings, now: catalogue.now) != nil
     }
 
     struct LinkRow {
@@ -472,10 +550,10 @@ enum Store {
     static func createLink(
         _ c: PostgresConnection, incident: IncidentRow, report: Report, origin: Liaison_Correlation_V1_Link.Origin,
         state: Liaison_Correlation_V1_Link.State, score: Double, reasons: [Liaison_Correlation_V1_Link.Reason],
-        agent: String, note: String, settings: CorrelationSettings
+        agent: String, note: String, settings: CorrelationSettings, now given: Date? = nil
     ) throws -> LinkRow? {
         let id = UUID()
-        let now = try now(c)
+        let now = try given ?? now(c)
         var l = Liaison_Correlation_V1_Link()
         l.name = linkName(incident.id, id)
         l.report = "reports/" + report.id
@@ -537,9 +615,10 @@ enum Store {
     /// A link became CONFIRMED: live aggregates, counters, event (aggregate: the link, at `version`).
     static func confirmed(_ c: PostgresConnection, incident: IncidentRow, report: Report,
                           link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
-        try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1)
-        let issue = try c.query("UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue",
-                                [report.id]).first?.decode(UUID?.self, 0)
+        let counted = try adjustAggregates(c, incidentID: incident.id, report: report, delta: 1, then: [
+            (sql: "UPDATE reports SET confirmed_links = confirmed_links + 1 WHERE id = $1 RETURNING emerging_issue", parameters: [report.id]),
+        ])
+        let issue = try counted[0].first?.decode(UUID?.self, 0)
         if let issue { try EmergingStore.explain(c, issue, by: incident, settings: settings) }
         try publish(c, settings, { h in
             var e = Liaison_Correlation_V1_ReportLinked()
@@ -553,8 +632,9 @@ enum Store {
     /// A CONFIRMED link was removed (event aggregate: the link, at `version`).
     static func unconfirmed(_ c: PostgresConnection, incidentID: UUID, report: Report,
                             link: Liaison_Correlation_V1_Link, version: Int64, settings: CorrelationSettings) throws {
-        try adjustAggregates(c, incidentID: incidentID, report: report, delta: -1)
-        try c.query("UPDATE reports SET confirmed_links = confirmed_links - 1 WHERE id = $1", [report.id])
+        try adjustAggregates(c, incidentID: incidentID, report: report, delta: -1, then: [
+            (sql: "UPDATE reports SET confirmed_links = confirmed_links - 1 WHERE id = $1", parameters: [report.id]),
+        ])
         try publish(c, settings, { h in
             var e = Liaison_Correlation_V1_ReportUnlinked()
             e.header = h
@@ -567,10 +647,18 @@ enum Store {
     /// distinct reporting customers per segment key (a customer counts while it has a confirmed
     /// link; its keys and bucket are those of its first linked report), reports and first-report
     /// customers per minute and 1-D key, and the incident's counters and change counter.
-    static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int) throws {
-        // The incident row is the first hot row every linking transaction locks, so concurrent
-        // linkers of one incident queue there instead of deadlocking on counters and buckets.
-        // Two pipelines (one round trip each): counters + the customer's row, then the aggregates.
+    /// `then`: statements sent in the same round trip after the aggregates; returns their results.
+    @discardableResult
+    static func adjustAggregates(_ c: PostgresConnection, incidentID: UUID, report: Report, delta: Int,
+                                 then: [(sql: String, parameters: [any PostgresBindable])] = []) throws -> [PostgresResult] {
+        // The hot rows of an incident (counters, segment counts, buckets) are split over shards and
+        // a transaction touches only one shard, whose counter row it locks first: the first free
+        // one (SKIP LOCKED, starting at a place given by the backend pid), remembered for the rest
+        // of the transaction in a transaction-local setting (a delivery links many reports; one
+        // shard per transaction keeps the lock order free of cycles). Concurrent linkers of one
+        // incident take different shards; when all are taken they queue on a counter row instead
+        // of deadlocking on the rest. Readers sum the shards. Two pipelines (one round trip each):
+        // counters + the customer's row, then the aggregates.
         let customerSQL = delta > 0 ? """
             INSERT INTO incident_customers (incident_id, customer_id, links, first_time, keys)
             VALUES ($1, $2, 1, $3, $4::text[])
@@ -582,11 +670,22 @@ enum Store {
             RETURNING links, first_time, keys
             """
         let first = try c.pipeline([
-            (sql: "UPDATE incidents SET linked_reports = linked_reports + $2, revision = revision + 1 WHERE id = $1",
-             parameters: [incidentID, delta]),
+            (sql: """
+                WITH pick AS (
+                    SELECT set_config('liaison.link_shard', coalesce(
+                        nullif(current_setting('liaison.link_shard', true), ''),
+                        (SELECT shard::text FROM incident_counters WHERE incident_id = $1
+                         ORDER BY (shard + pg_backend_pid()) % $3 LIMIT 1 FOR UPDATE SKIP LOCKED),
+                        (pg_backend_pid() % $3)::text), true)::smallint AS shard
+                )
+                INSERT INTO incident_counters (incident_id, shard, linked_reports, revision) SELECT $1, shard, $2, 1 FROM pick
+                ON CONFLICT (incident_id, shard) DO UPDATE
+                SET linked_reports = incident_counters.linked_reports + EXCLUDED.linked_reports, revision = incident_counters.revision + 1
+                RETURNING shard
+                """, parameters: [incidentID, delta, shards]),
             (sql: customerSQL, parameters: [incidentID, report.customerID, report.receiveTime, TextArray(report.keys)]),
         ])
-        let shard = Convert.shard(report.customerID)
+        let shard = try first[0].first!.decode(Int.self, 0)
         let oneD = [""] + report.keys.filter { !$0.contains("&") }
         var customerDelta = 0
         var customerKeys: [String] = []
@@ -610,45 +709,48 @@ enum Store {
                 INSERT INTO incident_segments (incident_id, key, shard, count) SELECT $1, k, $3, $4 FROM unnest($2::text[]) k
                 ON CONFLICT (incident_id, key, shard) DO UPDATE SET count = incident_segments.count + EXCLUDED.count
                 """, parameters: [incidentID, TextArray([""] + customerKeys), shard, customerDelta]))
-            statements.append((sql: "UPDATE incidents SET affected_customers = affected_customers + $2 WHERE id = $1",
-                               parameters: [incidentID, customerDelta]))
+            statements.append((sql: """
+                UPDATE incident_counters SET affected_customers = affected_customers + $3 WHERE incident_id = $1 AND shard = $2
+                """, parameters: [incidentID, shard, customerDelta]))
         }
         let customerOneD = [""] + customerKeys.filter { !$0.contains("&") }
         let sameMinute = floor(customerTime.timeIntervalSince1970 / 60) == floor(report.receiveTime.timeIntervalSince1970 / 60)
         if customerDelta != 0 && sameMinute && Set(customerOneD) == Set(oneD) {
-            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: customerDelta))
+            statements.append(bucket(incidentID, shard, report.receiveTime, oneD, reports: delta, customers: customerDelta))
         } else {
-            statements.append(bucket(incidentID, report.receiveTime, oneD, reports: delta, customers: 0))
-            if customerDelta != 0 { statements.append(bucket(incidentID, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
+            statements.append(bucket(incidentID, shard, report.receiveTime, oneD, reports: delta, customers: 0))
+            if customerDelta != 0 { statements.append(bucket(incidentID, shard, customerTime, customerOneD, reports: 0, customers: customerDelta)) }
         }
-        _ = try c.pipeline(statements)
+        let results = try c.pipeline(statements + then)
+        return Array(results.suffix(then.count))
     }
 
-    static func bucket(_ incidentID: UUID, _ time: Date, _ keys: [String], reports: Int, customers: Int)
+    /// Shards of an incident's hot aggregate rows.
+    static let shards = 8
+
+    static func bucket(_ incidentID: UUID, _ shard: Int, _ time: Date, _ keys: [String], reports: Int, customers: Int)
         -> (sql: String, parameters: [any PostgresBindable]) {
         (sql: """
-            INSERT INTO incident_buckets (incident_id, minute, key, reports, customers)
-            SELECT $1, date_trunc('minute', $2::timestamptz), k, $4, $5 FROM unnest($3::text[]) k
-            ON CONFLICT (incident_id, minute, key) DO UPDATE SET reports = incident_buckets.reports + EXCLUDED.reports,
+            INSERT INTO incident_buckets (incident_id, minute, key, shard, reports, customers)
+            SELECT $1, date_trunc('minute', $2::timestamptz), k, $6, $4, $5 FROM unnest($3::text[]) k
+            ON CONFLICT (incident_id, minute, key, shard) DO UPDATE SET reports = incident_buckets.reports + EXCLUDED.reports,
                 customers = incident_buckets.customers + EXCLUDED.customers
-            """, parameters: [incidentID, time, TextArray(keys), reports, customers])
+            """, parameters: [incidentID, time, TextArray(keys), reports, customers, shard])
     }
 
     /// Reporting customers per segment key of an incident, from the live aggregates.
-    static func reporters(_ c: PostgresConnection, _ incidentID: UUID) throws -> (SegmentCounts, Int) {
-        var counts: SegmentCounts = [:]
-        var total = 0
-        for row in try c.query("""
+    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
+        try decodeCounts(reporterRows(c, incidentID), keys: keys)
+    }
+
+    static func reporterRows(_ c: PostgresConnection, _ incidentID: UUID) throws -> PostgresResult {
+        try c.query("""
             SELECT key, sum(count)::bigint FROM incident_segments WHERE incident_id = $1 GROUP BY key HAVING sum(count) > 0
-            """, [incidentID]).rows {
-            let text = try row.decode(String.self, 0), n = try row.decode(Int.self, 1)
-            if text.isEmpty { total = n } else if let key = SegmentKey(parsing: text) { counts[key] = n }
-        }
-        return (counts, total)
+            """, [incidentID])
     }
 
     /// Reporting customers per key whose first linked report lies in a window (custom windows).
-    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, from: Date, to: Date) throws -> (SegmentCounts, Int) {
+    static func reporters(_ c: PostgresConnection, _ incidentID: UUID, from: Date, to: Date, keys: [String: SegmentKey] = [:]) throws -> (SegmentCounts, Int) {
         var counts: SegmentCounts = [:]
         var total = 0
         for row in try c.query("""
@@ -656,7 +758,7 @@ enum Store {
             """, [incidentID, from, to]).rows {
             total += 1
             for text in try row.decode(TextArray.self, 0).values {
-                if let key = SegmentKey(parsing: text) { counts[key, default: 0] += 1 }
+                if let key = keys[text] ?? SegmentKey(parsing: text) { counts[key, default: 0] += 1 }
             }
         }
         return (counts, total)
