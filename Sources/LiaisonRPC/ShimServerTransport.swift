@@ -35,6 +35,11 @@ public final class ShimServerTransport: ServerTransport, Sendable {
         public var enableHealthService: Bool
         /// TLS / mTLS; `nil` is plaintext.
         public var tls: ShimTLS?
+        /// Where handlers run between suspension points: on the gRPC thread that delivered the
+        /// event (`true`, the default: no thread hop per event, as grpc++ callback handlers
+        /// run) or always on Swift's cooperative pool. Either way nothing blocks a gRPC thread:
+        /// work resumed by anything but a gRPC event runs on the pool.
+        public var runHandlersOnCallbackThreads: Bool
 
         public init(
             listenAddress: String,
@@ -46,8 +51,10 @@ public final class ShimServerTransport: ServerTransport, Sendable {
             maxConnectionAgeGrace: Duration? = nil,
             shutdownGracePeriod: Duration = .seconds(10),
             enableHealthService: Bool = true,
-            tls: ShimTLS? = nil
+            tls: ShimTLS? = nil,
+            runHandlersOnCallbackThreads: Bool = true
         ) {
+            self.runHandlersOnCallbackThreads = runHandlersOnCallbackThreads
             self.listenAddress = listenAddress
             self.maxReceiveMessageBytes = maxReceiveMessageBytes
             self.maxSendMessageBytes = maxSendMessageBytes
@@ -120,7 +127,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
             _ context: ServerContext
         ) async -> Void
     ) async throws {
-        let core = ServerCore(handler: streamHandler)
+        let core = ServerCore(handler: streamHandler, inline: config.runHandlersOnCallbackThreads)
         let proceed: Bool = lifecycle.withLock { st in
             guard case .idle = st else { return false }
             st = .running(core)
@@ -213,8 +220,12 @@ final class ServerCore: Sendable {
     }
     private let tracking = Mutex(Tracking())
 
-    init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void) {
+    let inline: Bool
+
+    init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void,
+         inline: Bool) {
         self.handler = handler
+        self.inline = inline
     }
 
     /// Runs one call in its own task (so a cancelled call can cancel the handler's task).
@@ -222,10 +233,11 @@ final class ServerCore: Sendable {
     func accept(_ box: ServerCallBox) {
         tracking.withLock { $0.active += 1 }
         let handler = self.handler
-        let task = Task {
+        let body: @Sendable () async -> Void = {
             await ShimServerTransport.serve(box, streamHandler: handler)
             self.callEnded()
         }
+        let task = inline ? Task(executorPreference: CallbackThreadExecutor.shared, operation: body) : Task(operation: body)
         box.setTask(task)
     }
 
@@ -378,7 +390,7 @@ private func shimServerOnNewCall(
     // Retained until the DONE event.
     let ctx = Unmanaged.passRetained(box).toOpaque()
     box.prime()
-    core.accept(box)
+    CallbackThreadExecutor.drain { core.accept(box) }
     return ctx
 }
 
@@ -387,6 +399,10 @@ private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafeP
     let ev = event.pointee
     let unmanaged = Unmanaged<ServerCallBox>.fromOpaque(ctx)
     let box = unmanaged.takeUnretainedValue()
+    CallbackThreadExecutor.drain { deliver(ev, to: box, unmanaged) }
+}
+
+private func deliver(_ ev: lgrpc_event, to box: ServerCallBox, _ unmanaged: Unmanaged<ServerCallBox>) {
     switch ev.kind {
     case LGRPC_EVENT_READ:
         if ev.ok != 0 {

@@ -1,0 +1,63 @@
+import Foundation
+
+/// Runs a call's Swift work on the gRPC thread that delivered the call's event, while that thread
+/// is inside the shim's callback, instead of handing every event to Swift's cooperative pool.
+///
+/// Each server call's task prefers this executor (`Task(executorPreference:)`). A job enqueued
+/// while the current thread is inside ``drain(_:)`` (the shim's new-call and event callbacks) is
+/// queued on that thread and run before the callback returns: a unary call whose request is
+/// already in hand runs from arrival to its last write without leaving the gRPC thread, as a
+/// grpc++ callback handler does. A job enqueued anywhere else (a database reply, a timer, another
+/// task) goes to Swift's global executor, so nothing waits for a gRPC thread and nothing blocks
+/// one: handlers never block (storage work runs on its own threads and is awaited), and between
+/// two suspension points a handler runs the same code it would run on the cooperative pool.
+final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = CallbackThreadExecutor()
+
+    /// Jobs queued on one thread during a drain.
+    private final class Queue {
+        var jobs: [UnownedJob] = []
+        var head = 0
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    private static var currentQueue: Queue? {
+        guard let raw = pthread_getspecific(key) else { return nil }
+        return Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        if let queue = Self.currentQueue {
+            queue.jobs.append(UnownedJob(job))
+        } else {
+            globalConcurrentExecutor.enqueue(job)
+        }
+    }
+
+    /// Runs `body` (which may enqueue jobs) and then every job queued on this thread, including
+    /// the ones those jobs queue, before returning. Nested drains leave the draining to the
+    /// outermost one.
+    static func drain(_ body: () -> Void) {
+        if currentQueue != nil {
+            body()
+            return
+        }
+        let queue = Queue()
+        let raw = Unmanaged.passRetained(queue).toOpaque()
+        pthread_setspecific(key, raw)
+        body()
+        let executor = shared.asUnownedTaskExecutor()
+        while queue.head < queue.jobs.count {
+            let job = queue.jobs[queue.head]
+            queue.head += 1
+            job.runSynchronously(on: executor)
+        }
+        pthread_setspecific(key, nil)
+        Unmanaged<Queue>.fromOpaque(raw).release()
+    }
+}
