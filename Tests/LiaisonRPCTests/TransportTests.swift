@@ -10,8 +10,18 @@ final class TransportTests: XCTestCase {
     // MARK: RPC kinds
 
     func testAllFourRPCKinds() async throws {
+        try await allFourRPCKinds(serverConfig: .init(listenAddress: "127.0.0.1:0", shutdownGracePeriod: .seconds(5)))
+    }
+
+    /// The same with handlers always on Swift's cooperative pool (no callback-thread executor).
+    func testAllFourRPCKindsWithHandlersOnTheCooperativePool() async throws {
+        try await allFourRPCKinds(serverConfig: .init(
+            listenAddress: "127.0.0.1:0", shutdownGracePeriod: .seconds(5), runHandlersOnCallbackThreads: false))
+    }
+
+    func allFourRPCKinds(serverConfig: ShimServerTransport.Config) async throws {
         let probe = Probe()
-        try await withServerAndClient(services: [EchoService(probe: probe)]) { client, _, _ in
+        try await withServerAndClient(services: [EchoService(probe: probe)], serverConfig: serverConfig) { client, _, _ in
             // Unary.
             let unary = try await client.get(Array("hello".utf8))
             XCTAssertEqual(try unary.message, Array("hello".utf8))
