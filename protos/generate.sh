@@ -9,9 +9,11 @@
 #   ${LIAISON_PLUGIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/liaison/protoc-plugins}
 # No SwiftPM build plugin is involved; the generated files are committed.
 #
-# Usage: protos/generate.sh [--out DIR] [--no-build]
-#   --out DIR    write into DIR instead of Sources/LiaisonAPI/Generated
-#   --no-build   fail (exit 3) instead of building missing plugins
+# Usage: protos/generate.sh [--out DIR] [--no-build] [--descriptor-only]
+#   --out DIR            write into DIR instead of Sources/LiaisonAPI/Generated
+#   --no-build           fail (exit 3) instead of building missing plugins
+#   --descriptor-only    write only DescriptorSet.swift (needs protoc alone, no plugin); used
+#                        by check-generated.sh on machines without the plugin cache
 set -euo pipefail
 
 SWIFT_PROTOBUF_VERSION=1.39.0
@@ -21,10 +23,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 out="$repo/Sources/LiaisonAPI/Generated"
 build=1
+descriptor_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
+    --descriptor-only) descriptor_only=1; shift ;;
     *) echo "generate.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -50,10 +54,12 @@ build_plugin() {
   cp "$dir/.build/release/$product" "$dest.tmp" && mv "$dest.tmp" "$dest"
 }
 
-[ -x "$swift_plugin" ] || build_plugin https://github.com/apple/swift-protobuf \
-  swift-protobuf "$SWIFT_PROTOBUF_VERSION" protoc-gen-swift "$swift_plugin"
-[ -x "$grpc_plugin" ] || build_plugin https://github.com/grpc/grpc-swift-protobuf \
-  grpc-swift-protobuf "$GRPC_SWIFT_PROTOBUF_VERSION" protoc-gen-grpc-swift-2 "$grpc_plugin"
+if [ "$descriptor_only" = 0 ]; then
+  [ -x "$swift_plugin" ] || build_plugin https://github.com/apple/swift-protobuf \
+    swift-protobuf "$SWIFT_PROTOBUF_VERSION" protoc-gen-swift "$swift_plugin"
+  [ -x "$grpc_plugin" ] || build_plugin https://github.com/grpc/grpc-swift-protobuf \
+    grpc-swift-protobuf "$GRPC_SWIFT_PROTOBUF_VERSION" protoc-gen-grpc-swift-2 "$grpc_plugin"
+fi
 
 cd "$here"
 # Every .proto of the contract, in a stable order. google/protobuf/* come
@@ -68,16 +74,18 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/gen"
 
-protoc -I . -I /usr/include \
-  --plugin=protoc-gen-swift="$swift_plugin" \
-  --swift_out="$tmp/gen" \
-  --swift_opt=FileNaming=PathToUnderscores,Visibility=Public \
-  "${protos[@]}"
-protoc -I . -I /usr/include \
-  --plugin=protoc-gen-grpc-swift-2="$grpc_plugin" \
-  --grpc-swift-2_out="$tmp/gen" \
-  --grpc-swift-2_opt=FileNaming=PathToUnderscores,Visibility=Public,Server=true,Client=true \
-  "${service_protos[@]}"
+if [ "$descriptor_only" = 0 ]; then
+  protoc -I . -I /usr/include \
+    --plugin=protoc-gen-swift="$swift_plugin" \
+    --swift_out="$tmp/gen" \
+    --swift_opt=FileNaming=PathToUnderscores,Visibility=Public \
+    "${protos[@]}"
+  protoc -I . -I /usr/include \
+    --plugin=protoc-gen-grpc-swift-2="$grpc_plugin" \
+    --grpc-swift-2_out="$tmp/gen" \
+    --grpc-swift-2_opt=FileNaming=PathToUnderscores,Visibility=Public,Server=true,Client=true \
+    "${service_protos[@]}"
+fi
 
 # Descriptor set for server reflection: every Liaison file plus its imports,
 # with comments (source info) so reflection clients can show documentation.
@@ -122,6 +130,14 @@ done | LC_ALL=C sort)"
 } > "$tmp/gen/DescriptorSet.swift"
 
 mkdir -p "$out"
+if [ "$descriptor_only" = 1 ]; then
+  cp "$tmp/gen/DescriptorSet.swift" "$out/"
+  # The files the plugins would write, one per line (for a completeness check).
+  for f in "${protos[@]}"; do echo "${f%.proto}.pb.swift" | tr '/' '_'; done > "$out/expected-files"
+  for f in "${service_protos[@]}"; do echo "${f%.proto}.grpc.swift" | tr '/' '_'; done >> "$out/expected-files"
+  echo "generate.sh: wrote DescriptorSet.swift to $out" >&2
+  exit 0
+fi
 # Replace the previous generation wholesale so deleted protos leave no files.
 find "$out" -maxdepth 1 -type f \( -name '*.pb.swift' -o -name '*.grpc.swift' -o -name 'DescriptorSet.swift' \) -delete
 cp "$tmp/gen/"* "$out/"
