@@ -748,19 +748,14 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             issue.issue.state = .promoted
             issue.issue.incident = incident.name
             issue = try EmergingStore.save(c, issue, now: now)
-            let (i, e) = (incident, issue.issue)
+            let i = incident
             try Store.publish(c, settings, { h in
                 var ev = Liaison_Correlation_V1_IncidentDeclared()
                 ev.header = h
                 ev.incident = i
                 return ev
             }, aggregate: i.name, version: 1)
-            try Store.publish(c, settings, { h in
-                var ev = Liaison_Correlation_V1_EmergingIssueStatusChanged()
-                ev.header = h
-                ev.emergingIssue = e
-                return ev
-            }, aggregate: e.name, version: issue.version)
+            try EmergingStore.publishStatusChanged(c, issue, settings: settings)
             var out = Liaison_Correlation_V1_PromoteEmergingIssueResponse()
             out.emergingIssue = issue.issue
             out.incident = incident
@@ -783,13 +778,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             issue.issue.state = .dismissed
             issue.issue.dismissReason = request.reason
             issue = try EmergingStore.save(c, issue, now: try Store.now(c))
-            let e = issue.issue
-            try Store.publish(c, settings, { h in
-                var ev = Liaison_Correlation_V1_EmergingIssueStatusChanged()
-                ev.header = h
-                ev.emergingIssue = e
-                return ev
-            }, aggregate: e.name, version: issue.version)
+            try EmergingStore.publishStatusChanged(c, issue, settings: settings)
             return issue.issue
         }
     }

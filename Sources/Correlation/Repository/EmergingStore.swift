@@ -49,6 +49,11 @@ enum EmergingStore {
         issue.issue.state = .explained
         issue.issue.incident = incident.incident.name
         issue = try save(c, issue, now: try Store.now(c))
+        try publishStatusChanged(c, issue, settings: settings)
+    }
+
+    /// Publishes EmergingIssueStatusChanged for `issue` as saved (aggregate: the issue, at its version).
+    static func publishStatusChanged(_ c: PostgresConnection, _ issue: IssueRow, settings: CorrelationSettings) throws {
         let snapshot = issue.issue
         try Store.publish(c, settings, { h in
             var e = Liaison_Correlation_V1_EmergingIssueStatusChanged()
@@ -155,13 +160,7 @@ enum EmergingStore {
             var issue = try issueRow(row)
             issue.issue.state = .expired
             issue = try save(c, issue, now: now)
-            let snapshot = issue.issue
-            try Store.publish(c, settings, { h in
-                var e = Liaison_Correlation_V1_EmergingIssueStatusChanged()
-                e.header = h
-                e.emergingIssue = snapshot
-                return e
-            }, aggregate: snapshot.name, version: issue.version)
+            try publishStatusChanged(c, issue, settings: settings)
             expired.append(issue)
         }
         return expired
