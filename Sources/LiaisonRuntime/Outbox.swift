@@ -87,6 +87,12 @@ public struct OutboxRelay: Service {
         /// range and paused destinations cost no query. Empty: any destination found in the outbox.
         public var destinations: [String] = []
         public init() {}
+
+        /// The wait before the next attempt after `failures` consecutive failures:
+        /// `baseBackoff * 2^(failures-1)`, capped at `maxBackoff`, jittered down by up to half.
+        public func backoff(afterFailures failures: Int) -> Duration {
+            min(maxBackoff, baseBackoff * (1 << min(max(failures, 1) - 1, 20))) * Double.random(in: 0.5...1.0)
+        }
     }
 
     let pool: PostgresPool
@@ -142,7 +148,7 @@ public struct OutboxRelay: Service {
                 Counter(label: "liaison_outbox_delivered_total", dimensions: [("destination", destination)]).increment(by: messages.count)
             } catch {
                 let transient = Self.isTransient(error)
-                if transient { pauses.failed(destination, base: settings.baseBackoff, max: settings.maxBackoff) }
+                if transient { pauses.failed(destination, settings: settings) }
                 logger.warning("outbox delivery failed", metadata: [
                     "destination": "\(destination)", "events": "\(messages.count)", "error": "\(error)",
                 ])
@@ -158,31 +164,25 @@ public struct OutboxRelay: Service {
         let leaseSeconds = Double(settings.lease.components.seconds)
         let limit = settings.batchSize
         let paused = pauses.paused()
-        var results: [PostgresResult] = []
-        if settings.destinations.isEmpty {
-            results.append(try await pool.query("""
+        func claim(destination condition: String, _ value: any PostgresBindable) async throws -> PostgresResult {
+            try await pool.query("""
                 UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
                                   attempts = attempts + 1
                 WHERE id IN (SELECT id FROM outbox
-                             WHERE state = 'pending' AND next_attempt_at <= now()
+                             WHERE state = 'pending' AND \(condition) AND next_attempt_at <= now()
                                AND (lease_until IS NULL OR lease_until < now())
-                               AND destination <> ALL($4::text[])
                              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                 RETURNING id, event_id, destination, topic, payload, attempts
-                """, [owner, leaseSeconds, limit, TextArray(paused)]))
+                """, [owner, leaseSeconds, limit, value])
+        }
+        var results: [PostgresResult] = []
+        if settings.destinations.isEmpty {
+            results.append(try await claim(destination: "destination <> ALL($4::text[])", TextArray(paused)))
         } else {
             // One indexed claim per destination that is not paused; none at all while every
             // destination is paused.
             for destination in settings.destinations where !paused.contains(destination) {
-                results.append(try await pool.query("""
-                    UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
-                                      attempts = attempts + 1
-                    WHERE id IN (SELECT id FROM outbox
-                                 WHERE state = 'pending' AND destination = $4 AND next_attempt_at <= now()
-                                   AND (lease_until IS NULL OR lease_until < now())
-                                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-                    RETURNING id, event_id, destination, topic, payload, attempts
-                    """, [owner, leaseSeconds, limit, destination]))
+                results.append(try await claim(destination: "destination = $4", destination))
             }
         }
         return try results.flatMap(\.rows).map {
@@ -215,18 +215,14 @@ public struct OutboxRelay: Service {
     }
 
     func markFailed(_ messages: [OutboxMessage], error: String, transient: Bool) async throws {
-        let attempts = messages.map(\.attempts).max() ?? 1
-        let backoffMs = min(
-            Double(settings.maxBackoff.components.seconds) * 1000,
-            Double(settings.baseBackoff.components.attoseconds / 1_000_000_000_000_000 + settings.baseBackoff.components.seconds * 1000)
-                * pow(2, Double(min(attempts - 1, 20))))
-        let jittered = backoffMs * Double.random(in: 0.5...1.0)
+        let delay = settings.backoff(afterFailures: messages.map(\.attempts).max() ?? 1).components
+        let delaySeconds = Double(delay.seconds) + Double(delay.attoseconds) / 1e18
         try await pool.query("""
             UPDATE outbox SET lease_owner = NULL, lease_until = NULL, last_error = left($3, 2000),
                               next_attempt_at = now() + make_interval(secs => $4),
                               state = CASE WHEN NOT $6 AND attempts >= $5 THEN 'dead' ELSE 'pending' END
             WHERE id = ANY($1::bigint[]) AND lease_owner = $2
-            """, [TextArray(messages.map { String($0.id) }), owner, error, jittered / 1000, settings.maxAttempts, transient])
+            """, [TextArray(messages.map { String($0.id) }), owner, error, delaySeconds, settings.maxAttempts, transient])
     }
 
     func cleanup() async throws {
@@ -245,11 +241,10 @@ final class DestinationPauses: Sendable {
         state.withLock { $0.filter { $0.value.until > now }.keys.sorted() }
     }
 
-    func failed(_ destination: String, base: Duration, max: Duration) {
+    func failed(_ destination: String, settings: OutboxRelay.Settings) {
         state.withLock { s in
             let failures = (s[destination]?.failures ?? 0) + 1
-            let delay = min(max, base * Int(1 << min(failures - 1, 20))) * Double.random(in: 0.5...1.0)
-            s[destination] = (ContinuousClock.now + delay, failures)
+            s[destination] = (ContinuousClock.now + settings.backoff(afterFailures: failures), failures)
         }
     }
 
