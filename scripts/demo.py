@@ -10,7 +10,7 @@ Prints what a responder would read. Exit status 0 when every step worked.
 import os, random, sys, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from liaison_client import load_stubs  # noqa: E402
+from liaison_client import load_stubs, request_id  # noqa: E402
 
 INTAKE = os.environ.get("LIAISON_DEMO_INTAKE", "127.0.0.1:50051")
 CORRELATION = os.environ.get("LIAISON_DEMO_CORRELATION", "127.0.0.1:50052")
@@ -26,7 +26,7 @@ RUN = uuid.uuid4().hex  # each run reports a new outage; the customer base is th
 
 def rid(name, per_run=True):
     """A request_id (UUID) derived from a name (and the run): a retry inside a run replays."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "liaison-demo/" + (RUN + "/" if per_run else "") + name))
+    return request_id("demo", *([RUN] if per_run else []), name)
 
 def step(msg):
     print("demo: " + msg, flush=True)
