@@ -102,6 +102,7 @@ let package = Package(
         .target(
             name: "LiaisonAPI",
             dependencies: [
+                "LiaisonRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -187,7 +188,7 @@ let package = Package(
             .target(
                 name: service.target,
                 dependencies: [
-                    "LiaisonRuntime", "LiaisonAPI", "LiaisonStorage",
+                    "LiaisonRuntime", "LiaisonAPI", "LiaisonRPC", "LiaisonStorage",
                     .product(name: "GRPCCore", package: "grpc-swift-2"),
                     .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                     .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -2,6 +2,8 @@
 # Generates the Swift API from protos/ into Sources/LiaisonAPI/Generated/:
 #   - SwiftProtobuf messages        (*.pb.swift,   protoc-gen-swift 1.39.0)
 #   - grpc-swift-2 client/server    (*.grpc.swift, protoc-gen-grpc-swift-2 2.4.1)
+#   - unary method tables           (*.unary.swift, protoc-gen-liaison-unary from protos/plugin,
+#     built on SwiftProtobufPluginLibrary): what ShimServerTransport serves directly
 #   - DescriptorSet.swift: the FileDescriptorSet of every Liaison proto (with
 #     imports and source info, for server reflection) and the service names.
 #
@@ -37,6 +39,9 @@ cache="${LIAISON_PLUGIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/liaison/protoc-pl
 bin="$cache/bin"
 swift_plugin="$bin/protoc-gen-swift-$SWIFT_PROTOBUF_VERSION"
 grpc_plugin="$bin/protoc-gen-grpc-swift-2-$GRPC_SWIFT_PROTOBUF_VERSION"
+# Our own plugin is cached under the hash of its sources, so any edit rebuilds it.
+unary_hash="$(cd "$here/plugin" && cat Package.swift Sources/*/*.swift | sha256sum | cut -c1-12)"
+unary_plugin="$bin/protoc-gen-liaison-unary-$unary_hash"
 
 # build_plugin REPO_URL DIR TAG PRODUCT DEST
 build_plugin() {
@@ -59,6 +64,16 @@ if [ "$descriptor_only" = 0 ]; then
     swift-protobuf "$SWIFT_PROTOBUF_VERSION" protoc-gen-swift "$swift_plugin"
   [ -x "$grpc_plugin" ] || build_plugin https://github.com/grpc/grpc-swift-protobuf \
     grpc-swift-protobuf "$GRPC_SWIFT_PROTOBUF_VERSION" protoc-gen-grpc-swift-2 "$grpc_plugin"
+  if [ ! -x "$unary_plugin" ]; then
+    if [ "$build" = 0 ]; then
+      echo "generate.sh: $unary_plugin missing and --no-build given" >&2
+      exit 3
+    fi
+    echo "generate.sh: building protoc-gen-liaison-unary into $cache (once per plugin change)" >&2
+    mkdir -p "$bin"
+    (cd "$here/plugin" && swift build -c release --scratch-path "$cache/src/liaison-unary" >&2)
+    cp "$cache/src/liaison-unary/release/protoc-gen-liaison-unary" "$unary_plugin.tmp" && mv "$unary_plugin.tmp" "$unary_plugin"
+  fi
 fi
 
 cd "$here"
@@ -84,6 +99,10 @@ if [ "$descriptor_only" = 0 ]; then
     --plugin=protoc-gen-grpc-swift-2="$grpc_plugin" \
     --grpc-swift-2_out="$tmp/gen" \
     --grpc-swift-2_opt=FileNaming=PathToUnderscores,Visibility=Public,Server=true,Client=true \
+    "${service_protos[@]}"
+  protoc -I . -I /usr/include \
+    --plugin=protoc-gen-liaison-unary="$unary_plugin" \
+    --liaison-unary_out="$tmp/gen" \
     "${service_protos[@]}"
 fi
 
@@ -135,10 +154,11 @@ if [ "$descriptor_only" = 1 ]; then
   # The files the plugins would write, one per line (for a completeness check).
   for f in "${protos[@]}"; do echo "${f%.proto}.pb.swift" | tr '/' '_'; done > "$out/expected-files"
   for f in "${service_protos[@]}"; do echo "${f%.proto}.grpc.swift" | tr '/' '_'; done >> "$out/expected-files"
+  for f in "${service_protos[@]}"; do echo "${f%.proto}.unary.swift" | tr '/' '_'; done >> "$out/expected-files"
   echo "generate.sh: wrote DescriptorSet.swift to $out" >&2
   exit 0
 fi
 # Replace the previous generation wholesale so deleted protos leave no files.
-find "$out" -maxdepth 1 -type f \( -name '*.pb.swift' -o -name '*.grpc.swift' -o -name 'DescriptorSet.swift' \) -delete
+find "$out" -maxdepth 1 -type f \( -name '*.pb.swift' -o -name '*.grpc.swift' -o -name '*.unary.swift' -o -name 'DescriptorSet.swift' \) -delete
 cp "$tmp/gen/"* "$out/"
 echo "generate.sh: wrote $(ls "$tmp/gen" | wc -l) files to $out" >&2

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Transport benchmark on loopback: each server pinned to CPU 0 (taskset), h2load on CPU 1.
-#   (1) raw grpc++ callback echo server (C++, same generic callback API as the shim)
-#   (2) Swift echo service over ShimServerTransport (release build), served by GRPCServer;
-#       also "shimT": the same echo written straight against the transport's streams
+#   (1) "raw": raw grpc++ callback echo server (C++, same generic callback API as the shim,
+#       bidi echo: read, write, read the end, finish); "rawU": the same server doing what a
+#       grpc++ unary handler does (read, then one StartWriteAndFinish)
+#   (2) "shim": Swift echo service over ShimServerTransport (release build), the way the
+#       services serve unary methods (the transport's direct unary path, a UnaryMethod);
+#       "shimG": the same through GRPCServer (the path of streaming methods); "shimT": echo
+#       written straight against the transport's streams (no GRPCServer)
 #   (3) Swift echo over grpc-swift-nio-transport (Benchmarks/transport-nio, a separate package:
 #       its first release build compiles BoringSSL, ~18 minutes on 2 cores). Built and measured
 #       when BENCH_NIO=1 or when it was built before; otherwise reported as null.
@@ -118,7 +122,9 @@ bench() { # name rss_calls binary [server args]
 }
 
 bench raw "$RSS_CALLS" "$WORK/raw_echo_server"
+bench rawU 0 "$WORK/raw_echo_server" --unary
 bench shim "$RSS_CALLS" "$SHIM_BIN"
+bench shimG 0 "$SHIM_BIN" --grpcserver
 # The same echo written directly against ShimServerTransport's streams (no GRPCServer):
 # separates the transport's cost from GRPCCore's server executor.
 bench shimT 0 "$SHIM_BIN" --transport-only
@@ -142,18 +148,27 @@ raw1, shim1 = float("${R[raw.mean1]}"), float("${R[shim.mean1]}")
 nio64, nio1 = float("${R[nio.rps64]}"), float("${R[nio.mean1]}")
 have_nio = nio64 == nio64  # not NaN
 rss0, rss1 = float("${R[shim.rss0]}"), float("${R[shim.rss1]}")
-print("ratios: shim/raw throughput at 64 streams %.3f (goal >= 0.9); shim/raw mean latency at 1 stream %.3f (goal <= 1.15)"
-      % (shim64 / raw64, shim1 / raw1))
+rawU64, rawU1 = float("${R[rawU.rps64]}"), float("${R[rawU.mean1]}")
+shimG64, shimG1 = float("${R[shimG.rps64]}"), float("${R[shimG.mean1]}")
+print("ratios: shim/raw throughput at 64 streams %.3f (goal >= 0.9); shim/raw mean latency at 1 stream %.3f (goal <= 1.15, +%.1f us, goal <= 30)"
+      % (shim64 / raw64, shim1 / raw1, shim1 - raw1))
+print("same op pattern (grpc++ unary): shim/rawU throughput at 64 streams %.3f; mean latency at 1 stream %.3f (+%.1f us)"
+      % (shim64 / rawU64, shim1 / rawU1, shim1 - rawU1))
+print("through GRPCServer: shimG/raw throughput at 64 streams %.3f; mean latency at 1 stream %.3f"
+      % (shimG64 / raw64, shimG1 / raw1))
 print("transport only (no GRPCServer): shimT/raw throughput at 64 streams %.3f; mean latency at 1 stream %.3f"
       % (float("${R[shimT.rps64]}") / raw64, float("${R[shimT.mean1]}") / raw1))
 if have_nio:
-    print("shim/nio throughput at 64 streams %.3f (goal >= 2); nio/raw %.3f; nio mean latency at 1 stream %.1f us"
-          % (shim64 / nio64, nio64 / raw64, nio1))
+    print("shim/nio throughput at 64 streams %.3f (goal >= 2); shimG/nio %.3f; nio/raw %.3f; nio mean latency at 1 stream %.1f us"
+          % (shim64 / nio64, shimG64 / nio64, nio64 / raw64, nio1))
 print(json.dumps({
     "raw_rps_64": round(raw64), "shim_rps_64": round(shim64), "nio_rps_64": round(nio64) if have_nio else None,
     "raw_mean_us_1": round(raw1, 1), "shim_mean_us_1": round(shim1, 1),
     "nio_mean_us_1": round(nio1, 1) if have_nio else None,
     "shim_over_raw": round(shim64 / raw64, 3), "shim_over_nio": round(shim64 / nio64, 3) if have_nio else None,
     "rss_growth_pct": round((rss1 - rss0) / rss0 * 100, 1),
+    "raw_unary_rps_64": round(rawU64), "raw_unary_mean_us_1": round(rawU1, 1),
+    "shim_over_raw_unary": round(shim64 / rawU64, 3),
+    "shim_grpcserver_rps_64": round(shimG64), "shim_grpcserver_mean_us_1": round(shimG1, 1),
 }))
 PY

@@ -521,38 +521,78 @@ int lgrpc_server_call_write(lgrpc_server_call *call, const uint8_t *data, size_t
   }
 }
 
+}  // extern "C"
+
+namespace {
+
+// Records the status and trailers on `call` (under its mutex, finish not yet called) and
+// returns it; a "grpc-status-details-bin" trailer becomes the status details.
+const grpc::Status &prepare_status(lgrpc_server_call *call, int code, const char *message,
+                                   size_t message_len, const lgrpc_metadata *trailers,
+                                   size_t count) {
+  if (code < 0 || code > 16) code = grpc::StatusCode::UNKNOWN;
+  call->finish_called = true;
+  std::string details;
+  for (size_t i = 0; i < count; ++i) {
+    std::string key(trailers[i].key, trailers[i].key_len);
+    std::string value(reinterpret_cast<const char *>(trailers[i].value), trailers[i].value_len);
+    if (key == "grpc-status-details-bin") {
+      details = std::move(value);
+      continue;
+    }
+    if (metadata_is_reserved(key)) continue;
+    call->ctx->AddTrailingMetadata(key, value);
+  }
+  std::string msg = message ? std::string(message, message_len) : std::string();
+  call->final_status =
+      grpc::Status(static_cast<grpc::StatusCode>(code), std::move(msg), std::move(details));
+  return call->final_status;
+}
+
+}  // namespace
+
+extern "C" {
+
 int lgrpc_server_call_finish(lgrpc_server_call *call, int code, const char *message,
                              size_t message_len, const lgrpc_metadata *trailers, size_t count,
                              lgrpc_status *status) {
   try {
     if (call == nullptr) return fail(status, LGRPC_ERR_INVALID_ARGUMENT, "call required");
-    if (code < 0 || code > 16) code = grpc::StatusCode::UNKNOWN;
     if (!validate_all(trailers, count))
       return fail(status, LGRPC_ERR_INVALID_ARGUMENT, "illegal trailers");
     std::lock_guard<std::recursive_mutex> g(call->mu);
     if (call->finish_called || call->done) return fail(status, LGRPC_ERR_CLOSED, "finished");
-    call->finish_called = true;
-    std::string details;
-    for (size_t i = 0; i < count; ++i) {
-      std::string key(trailers[i].key, trailers[i].key_len);
-      std::string value(reinterpret_cast<const char *>(trailers[i].value),
-                        trailers[i].value_len);
-      if (key == "grpc-status-details-bin") {
-        details = std::move(value);
-        continue;
-      }
-      if (metadata_is_reserved(key)) continue;
-      call->ctx->AddTrailingMetadata(key, value);
-    }
-    std::string msg = message ? std::string(message, message_len) : std::string();
-    call->final_status =
-        grpc::Status(static_cast<grpc::StatusCode>(code), std::move(msg), std::move(details));
     // Finishing while the last write is still in flight is fine for grpc: chttp2 sends the
     // trailers only after every queued message. Not waiting for OnWriteDone saves a hop.
-    call->Finish(call->final_status);
+    call->Finish(prepare_status(call, code, message, message_len, trailers, count));
     return ok(status);
   } catch (...) {
     return fail(status, LGRPC_ERR_INTERNAL, "exception in server finish");
+  }
+}
+
+int lgrpc_server_call_write_and_finish(lgrpc_server_call *call, const uint8_t *data,
+                                       size_t len, int code, const char *message,
+                                       size_t message_len, const lgrpc_metadata *trailers,
+                                       size_t count, lgrpc_status *status) {
+  try {
+    if (call == nullptr || (data == nullptr && len != 0))
+      return fail(status, LGRPC_ERR_INVALID_ARGUMENT, "call and data required");
+    if (!validate_all(trailers, count))
+      return fail(status, LGRPC_ERR_INVALID_ARGUMENT, "illegal trailers");
+    std::lock_guard<std::recursive_mutex> g(call->mu);
+    if (call->finish_called || call->done) return fail(status, LGRPC_ERR_CLOSED, "finished");
+    if (call->write_pending) return fail(status, LGRPC_ERR_BUSY, "write pending");
+    grpc::Slice slice(data, len);
+    call->write_buf = grpc::ByteBuffer(&slice, 1);
+    call->initial_md_sent = true;
+    // One operation for message, (pending) initial metadata and status, as grpc++'s own
+    // unary handlers send them; no OnWriteDone follows, only OnDone.
+    call->StartWriteAndFinish(&call->write_buf, grpc::WriteOptions(),
+                              prepare_status(call, code, message, message_len, trailers, count));
+    return ok(status);
+  } catch (...) {
+    return fail(status, LGRPC_ERR_INTERNAL, "exception in server write_and_finish");
   }
 }
 

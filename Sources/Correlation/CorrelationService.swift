@@ -1,4 +1,6 @@
 import GRPCCore
+import LiaisonAPI
+import LiaisonRPC
 import LiaisonRuntime
 import ServiceLifecycle
 
@@ -20,10 +22,10 @@ public struct CorrelationService: LiaisonService {
             : try EventRelayService(context: context, producer: "correlation", destinations: settings.destinations)
     }
 
-    public var rpcServices: [any RegistrableRPCService] {
+    public var rpcServices: [ServedRPCService] {
         [
-            CorrelationHandler(pool: context.pool, settings: settings, logger: context.logger),
-            IntakeEvents.sink(pool: context.pool, settings: settings, logger: context.logger),
+            CorrelationHandler(pool: context.pool, settings: settings, logger: context.logger).served,
+            IntakeEvents.sink(pool: context.pool, settings: settings, logger: context.logger).served,
         ]
     }
 

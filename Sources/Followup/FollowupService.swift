@@ -1,4 +1,6 @@
 import GRPCCore
+import LiaisonAPI
+import LiaisonRPC
 import LiaisonRuntime
 import ServiceLifecycle
 
@@ -16,6 +18,6 @@ public struct FollowupService: LiaisonService {
 
     // The liaison.followup.v1.FollowupService handlers land with the service's own issue; until then grpc answers
     // UNIMPLEMENTED for its methods while health, reflection and metrics already work.
-    public var rpcServices: [any RegistrableRPCService] { [] }
+    public var rpcServices: [ServedRPCService] { [] }
     public var backgroundServices: [any Service] { [] }
 }

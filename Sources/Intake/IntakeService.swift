@@ -1,4 +1,6 @@
 import GRPCCore
+import LiaisonAPI
+import LiaisonRPC
 import LiaisonRuntime
 import LiaisonStorage
 import Logging
@@ -29,7 +31,7 @@ public struct IntakeService: LiaisonService {
         self.relay = try EventRelayService(context: context, producer: "intake", destinations: destinations)
     }
 
-    public var rpcServices: [any RegistrableRPCService] { [handler, sink] }
+    public var rpcServices: [ServedRPCService] { [handler.served, sink.served] }
     public var backgroundServices: [any Service] {
         [relay, IdempotencyExpiry(pool: context.pool, logger: context.logger)]
     }

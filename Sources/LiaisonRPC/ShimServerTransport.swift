@@ -97,8 +97,16 @@ public final class ShimServerTransport: ServerTransport, Sendable {
         }
     }
 
+    /// Reports each finished direct unary call: method, the status code the client was sent
+    /// (CANCELLED when it went away first) and the handler's duration. Calls served through
+    /// `GRPCServer` are seen by its interceptors instead.
+    public typealias CallObserver = @Sendable (_ method: MethodDescriptor, _ code: Status.Code, _ duration: Duration) -> Void
+
     /// The transport's settings.
     public let config: Config
+    /// Unary methods served directly (see ``UnaryMethod``), by path "/service/method".
+    let unaryMethods: [String: UnaryMethod]
+    let observer: CallObserver?
     /// Health status control (`grpc.health.v1`).
     public let health = Health()
 
@@ -112,8 +120,18 @@ public final class ShimServerTransport: ServerTransport, Sendable {
     private let port = Promise<Result<Int, RPCError>>()
 
     /// Creates a transport; nothing is bound until `listen` runs.
-    public init(config: Config) {
+    ///
+    /// Calls to `unaryMethods` are served by the transport itself (the direct path, see
+    /// ``UnaryMethod``); every other call goes to the stream handler `listen` is given (normally
+    /// `GRPCServer`). A method listed twice keeps its first entry.
+    public init(config: Config, unaryMethods: [UnaryMethod] = [], observer: CallObserver? = nil) {
         self.config = config
+        var table: [String: UnaryMethod] = [:]
+        for m in unaryMethods where table["/" + m.descriptor.fullyQualifiedMethod] == nil {
+            table["/" + m.descriptor.fullyQualifiedMethod] = m
+        }
+        self.unaryMethods = table
+        self.observer = observer
     }
 
     /// The bound port, once `listen` has started (waits for it).
@@ -127,7 +145,9 @@ public final class ShimServerTransport: ServerTransport, Sendable {
             _ context: ServerContext
         ) async -> Void
     ) async throws {
-        let core = ServerCore(handler: streamHandler, inline: config.runHandlersOnCallbackThreads)
+        let core = ServerCore(
+            handler: streamHandler, unaryMethods: unaryMethods, observer: observer,
+            inline: config.runHandlersOnCallbackThreads)
         let proceed: Bool = lifecycle.withLock { st in
             guard case .idle = st else { return false }
             st = .running(core)
@@ -212,6 +232,8 @@ final class ServerCore: Sendable {
     private let shutdownStarted = Atomic<Bool>(false)
     let localPeer = ""
     let handler: @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void
+    let unaryMethods: [String: UnaryMethod]
+    let observer: ShimServerTransport.CallObserver?
 
     private struct Tracking {
         var active = 0
@@ -223,15 +245,19 @@ final class ServerCore: Sendable {
     let inline: Bool
 
     init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void,
+         unaryMethods: [String: UnaryMethod],
+         observer: ShimServerTransport.CallObserver?,
          inline: Bool) {
         self.handler = handler
+        self.unaryMethods = unaryMethods
+        self.observer = observer
         self.inline = inline
     }
 
     /// Runs one call in its own task (so a cancelled call can cancel the handler's task).
     /// Called on a gRPC thread; never blocks.
     func accept(_ box: ServerCallBox) {
-        tracking.withLock { $0.active += 1 }
+        callStarted()
         let handler = self.handler
         let body: @Sendable () async -> Void = {
             await ShimServerTransport.serve(box, streamHandler: handler)
@@ -241,7 +267,12 @@ final class ServerCore: Sendable {
         box.setTask(task)
     }
 
-    private func callEnded() {
+    /// A call's task started; `listen` does not return before the matching ``callEnded()``.
+    func callStarted() {
+        tracking.withLock { $0.active += 1 }
+    }
+
+    func callEnded() {
         let waiter: UnsafeContinuation<Void, Never>? = tracking.withLock { t in
             t.active -= 1
             if t.active == 0 && t.shutdownDone {
@@ -376,6 +407,14 @@ private func shimServerOnNewCall(
     let i = info.pointee
     let path = String(decoding: UnsafeRawBufferPointer(start: i.method, count: i.method_len), as: UTF8.self)
     let peer = String(decoding: UnsafeRawBufferPointer(start: i.peer, count: i.peer_len), as: UTF8.self)
+    if let method = core.unaryMethods[path] {
+        // The direct path: no metadata conversion (unary handlers do not see it; grpc++
+        // enforces the deadline by cancelling the call).
+        let direct = DirectUnaryCall(call: call, method: method, peer: peer, core: core)
+        let ctx = Unmanaged.passRetained(direct as ServerCallBase).toOpaque()
+        direct.start()
+        return ctx
+    }
     var metadata = MetadataBridge.fromC(i.metadata, i.metadata_count)
     if i.deadline_remaining_us >= 0 {
         metadata.replaceOrAddString(GRPCTimeout.encode(microseconds: i.deadline_remaining_us), forKey: "grpc-timeout")
@@ -388,7 +427,7 @@ private func shimServerOnNewCall(
         metadata: metadata
     )
     // Retained until the DONE event.
-    let ctx = Unmanaged.passRetained(box).toOpaque()
+    let ctx = Unmanaged.passRetained(box as ServerCallBase).toOpaque()
     box.prime()
     CallbackThreadExecutor.drain { core.accept(box) }
     return ctx
@@ -397,36 +436,18 @@ private func shimServerOnNewCall(
 private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafePointer<lgrpc_event>?) {
     guard let ctx, let event else { return }
     let ev = event.pointee
-    let unmanaged = Unmanaged<ServerCallBox>.fromOpaque(ctx)
-    let box = unmanaged.takeUnretainedValue()
-    CallbackThreadExecutor.drain { deliver(ev, to: box, unmanaged) }
-}
-
-private func deliver(_ ev: lgrpc_event, to box: ServerCallBox, _ unmanaged: Unmanaged<ServerCallBox>) {
-    switch ev.kind {
-    case LGRPC_EVENT_READ:
-        if ev.ok != 0 {
-            box.readCompleted(Array(UnsafeBufferPointer(start: ev.data, count: ev.len)))
-        } else {
-            box.readCompleted(nil)
-        }
-    case LGRPC_EVENT_WRITE_DONE:
-        box.writeCompleted(ok: ev.ok != 0)
-    case LGRPC_EVENT_CANCELLED:
-        box.cancelledByPeer()
-    case LGRPC_EVENT_DONE:
-        box.done()
-        unmanaged.release()
-    default:
-        break
-    }
+    let unmanaged = Unmanaged<ServerCallBase>.fromOpaque(ctx)
+    let call = unmanaged.takeUnretainedValue()
+    CallbackThreadExecutor.drain { call.deliver(ev) }
+    // The C side's reference ends with DONE.
+    if ev.kind == LGRPC_EVENT_DONE { unmanaged.release() }
 }
 
 // MARK: - Per-call state
 
 /// One inbound call. Owns the caller's reference to the C call (released in deinit); the C
 /// side keeps this object alive (retained context) until DONE.
-final class ServerCallBox: @unchecked Sendable {
+final class ServerCallBox: ServerCallBase, @unchecked Sendable {
     // Immutable after init.
     private let call: OpaquePointer
     let descriptor: MethodDescriptor
@@ -498,6 +519,25 @@ final class ServerCallBox: @unchecked Sendable {
 
     deinit {
         lgrpc_server_call_release(call)
+    }
+
+    override func deliver(_ ev: lgrpc_event) {
+        switch ev.kind {
+        case LGRPC_EVENT_READ:
+            if ev.ok != 0 {
+                readCompleted(Array(UnsafeBufferPointer(start: ev.data, count: ev.len)))
+            } else {
+                readCompleted(nil)
+            }
+        case LGRPC_EVENT_WRITE_DONE:
+            writeCompleted(ok: ev.ok != 0)
+        case LGRPC_EVENT_CANCELLED:
+            cancelledByPeer()
+        case LGRPC_EVENT_DONE:
+            done()
+        default:
+            break
+        }
     }
 
     func attach(_ handle: ServerContext.RPCCancellationHandle) {
@@ -673,23 +713,7 @@ final class ServerCallBox: @unchecked Sendable {
             return true
         }
         guard first else { return }
-        var utf8 = Array(status.message.utf8)
-        var rc = utf8.withUnsafeBufferPointer { msg in
-            MetadataBridge.withC(trailers) { md, n in
-                msg.withMemoryRebound(to: CChar.self) { m in
-                    lgrpc_server_call_finish(call, Int32(status.code.rawValue), m.baseAddress, m.count, md, n, nil)
-                }
-            }
-        }
-        if rc == Int32(LGRPC_ERR_INVALID_ARGUMENT) {
-            // Illegal trailers: still end the call, without them.
-            utf8 = Array("Illegal trailing metadata.".utf8)
-            rc = utf8.withUnsafeBufferPointer { msg in
-                msg.withMemoryRebound(to: CChar.self) { m in
-                    lgrpc_server_call_finish(call, Int32(Status.Code.internalError.rawValue), m.baseAddress, m.count, nil, 0, nil)
-                }
-            }
-        }
+        ServerStatusSender.send(call, status, trailers: trailers)
     }
 }
 

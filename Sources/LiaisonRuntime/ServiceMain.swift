@@ -40,8 +40,9 @@ public struct ServiceContext: Sendable {
 public protocol LiaisonService: Sendable {
     static var descriptor: ServiceDescriptor { get }
     init(context: ServiceContext) async throws
-    /// gRPC services to register (the runtime adds reflection; grpc++ serves health).
-    var rpcServices: [any RegistrableRPCService] { get }
+    /// gRPC services to serve (the runtime adds reflection; grpc++ serves health): each
+    /// generated service's `served`, whose unary methods the transport serves directly.
+    var rpcServices: [ServedRPCService] { get }
     /// Long-running work (outbox relays, detectors), stopped gracefully on SIGTERM.
     var backgroundServices: [any Service] { get }
 }
@@ -141,6 +142,8 @@ public enum ServiceMain {
         }
         let service = try await S(context: ServiceContext(configuration: config, environment: Environment(), pool: pool, logger: logger))
 
+        let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet)
+        let services = service.rpcServices + [ServedRPCService(reflection)]
         let transport = ShimServerTransport(config: .init(
             listenAddress: config.listenAddress,
             maxReceiveMessageBytes: config.maxMessageBytes,
@@ -148,11 +151,15 @@ public enum ServiceMain {
             keepaliveTimeout: .seconds(10),
             maxConnectionAge: config.maxConnectionAgeSeconds > 0 ? .seconds(config.maxConnectionAgeSeconds) : nil,
             maxConnectionAgeGrace: .seconds(30),
-            shutdownGracePeriod: config.shutdownGrace))
-        let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet)
+            shutdownGracePeriod: config.shutdownGrace),
+            unaryMethods: services.flatMap(\.unaryMethods),
+            observer: { method, code, duration in
+                MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: "\(RPCError.Code(code) ?? .unknown)", elapsed: duration)
+            })
+        // Streaming methods (and unknown ones) go through GRPCServer and its interceptors.
         let server = GRPCServer(
             transport: transport,
-            services: service.rpcServices + [reflection],
+            services: services.map(\.registrable),
             interceptors: [MetricsInterceptor()])
 
         let grpc = GRPCServerService(
@@ -216,9 +223,19 @@ struct GRPCServerService: Service {
 }
 
 /// Counts calls and their latency per method and status code
-/// (`liaison_rpc_requests_total`, `liaison_rpc_duration_seconds`).
+/// (`liaison_rpc_requests_total`, `liaison_rpc_duration_seconds`). Direct unary calls report
+/// through the transport's observer into the same ``record(method:code:elapsed:)``.
 public struct MetricsInterceptor: ServerInterceptor {
     public init() {}
+
+    /// Records one finished call.
+    public static func record(method: String, code: String, elapsed: Duration) {
+        Counter(label: "liaison_rpc_requests_total", dimensions: [("method", method), ("code", code)]).increment()
+        let c = elapsed.components
+        Timer(label: "liaison_rpc_duration_seconds", dimensions: [("method", method)])
+            .recordNanoseconds(c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000)
+    }
+
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
@@ -227,10 +244,7 @@ public struct MetricsInterceptor: ServerInterceptor {
         let start = ContinuousClock.now
         let method = context.descriptor.fullyQualifiedMethod
         @Sendable func record(_ code: String) {
-            Counter(label: "liaison_rpc_requests_total", dimensions: [("method", method), ("code", code)]).increment()
-            let elapsed = (ContinuousClock.now - start).components
-            Timer(label: "liaison_rpc_duration_seconds", dimensions: [("method", method)])
-                .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            Self.record(method: method, code: code, elapsed: ContinuousClock.now - start)
         }
         do {
             let response = try await next(request, context)

@@ -1,7 +1,8 @@
 // Swift echo server over the shim transport, for Benchmarks/transport/run.sh.
-//   ShimEchoBench PORT
-// Serves "/bench.Echo/Echo" (unary: echoes the request bytes) through GRPCServer and
-// ShimServerTransport, the way the services will.
+//   ShimEchoBench PORT [--grpcserver | --transport-only]
+// Serves "/bench.Echo/Echo" (unary: echoes the request bytes). By default the way the services
+// serve unary methods: ShimServerTransport's direct path (a UnaryMethod), with GRPCServer
+// behind it for everything else.
 import Foundation
 import GRPCCore
 import LiaisonRPC
@@ -33,7 +34,12 @@ let port = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "0"
 // "--transport-only": echo straight on the transport's streams, without GRPCServer, to
 // separate the transport's cost from GRPCCore's.
 let transportOnly = CommandLine.arguments.contains("--transport-only")
-let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:\(port)", enableHealthService: false))
+// "--grpcserver": every call through GRPCServer (the path streaming methods take).
+let viaGRPCServer = CommandLine.arguments.contains("--grpcserver")
+let echo = UnaryMethod(MethodDescriptor(fullyQualifiedService: "bench.Echo", method: "Echo")) { request, _ in request }
+let transport = ShimServerTransport(
+    config: .init(listenAddress: "127.0.0.1:\(port)", enableHealthService: false),
+    unaryMethods: transportOnly || viaGRPCServer ? [] : [echo])
 let server = GRPCServer(transport: transport, services: [EchoService()])
 try await withThrowingDiscardingTaskGroup { group in
     if transportOnly {

@@ -197,13 +197,16 @@ extension Metadata {
 }
 
 /// Runs a server with `services` and a client connected to it; shuts both down afterwards.
+/// `unaryMethods` are served on the transport's direct path, `services` through GRPCServer.
 func withServerAndClient<R: Sendable>(
     services: [any RegistrableRPCService],
+    unaryMethods: [UnaryMethod] = [],
+    observer: ShimServerTransport.CallObserver? = nil,
     serverConfig: ShimServerTransport.Config = .init(listenAddress: "127.0.0.1:0", shutdownGracePeriod: .seconds(5)),
     clientConfig: ShimClientTransport.Config = .init(),
     _ body: (GRPCClient<ShimClientTransport>, ShimServerTransport, Int) async throws -> R
 ) async throws -> R {
-    let transport = ShimServerTransport(config: serverConfig)
+    let transport = ShimServerTransport(config: serverConfig, unaryMethods: unaryMethods, observer: observer)
     let server = GRPCServer(transport: transport, services: services)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.serve() }

@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-static int g_failures = 0;
-static int g_checks = 0;
+static std::atomic<int> g_failures{0};  // atomic: CHECK also runs on gRPC threads
+static std::atomic<int> g_checks{0};
 #define CHECK(cond)                                                         \
   do {                                                                      \
     ++g_checks;                                                             \
@@ -42,6 +42,23 @@ struct ServerCallCtx {
 
 static std::atomic<int> g_server_calls_done{0};
 static std::atomic<int> g_server_cancelled{0};
+// Return codes the unary handlers saw for their second (illegal) operation.
+static std::atomic<int> g_unary_again_rc{-1};
+static std::atomic<int> g_unary_busy_rc{-1};
+
+// "/t.E/Unary": one read, then lgrpc_server_call_write_and_finish (message + status + trailer).
+// "/t.E/UnaryBusy": a plain write first, so write_and_finish must be refused (BUSY) until
+// WRITE_DONE; then it sends the second message with the status.
+static bool unary_method(const std::string &m) { return m == "/t.E/Unary" || m == "/t.E/UnaryBusy"; }
+
+static void unary_write_and_finish(ServerCallCtx *c, const uint8_t *data, size_t len) {
+  bool expected = false;
+  if (!c->finished.compare_exchange_strong(expected, true)) return;
+  lgrpc_metadata trailer{"x-t", 3, reinterpret_cast<const uint8_t *>("1"), 1};
+  CHECK(lgrpc_server_call_write_and_finish(c->call, data, len, 0, "", 0, &trailer, 1, nullptr) == 0);
+  g_unary_again_rc.store(
+      lgrpc_server_call_write_and_finish(c->call, data, len, 0, "", 0, nullptr, 0, nullptr));
+}
 
 static void finish(ServerCallCtx *c, int code, const char *msg, const lgrpc_metadata *md,
                    size_t n) {
@@ -79,6 +96,17 @@ static void on_server_event(void *ctx, const lgrpc_event *ev) {
   auto *c = static_cast<ServerCallCtx *>(ctx);
   switch (ev->kind) {
     case LGRPC_EVENT_READ:
+      if (unary_method(c->method)) {
+        if (!ev->ok) {
+          finish(c, 13, "Empty stream.", nullptr, 0);
+        } else if (c->method == "/t.E/Unary") {
+          unary_write_and_finish(c, ev->data, ev->len);
+        } else if (lgrpc_server_call_write(c->call, ev->data, ev->len, nullptr) == 0) {
+          g_unary_busy_rc.store(lgrpc_server_call_write_and_finish(c->call, ev->data, ev->len, 0,
+                                                                    "", 0, nullptr, 0, nullptr));
+        }
+        break;
+      }
       if (ev->ok) {
         if (c->method == "/t.E/Hang") {
           lgrpc_server_call_read(c->call, nullptr);
@@ -90,6 +118,12 @@ static void on_server_event(void *ctx, const lgrpc_event *ev) {
       }
       break;
     case LGRPC_EVENT_WRITE_DONE:
+      if (unary_method(c->method)) {
+        const uint8_t last[] = {'z'};
+        if (ev->ok) unary_write_and_finish(c, last, 1);
+        else finish(c, 1, "write failed", nullptr, 0);
+        break;
+      }
       if (ev->ok) {
         lgrpc_server_call_read(c->call, nullptr);
       } else {
@@ -287,6 +321,69 @@ static void test_error_details(lgrpc_channel *ch) {
   lgrpc_client_call_release(call);
 }
 
+// Runs one call to `method` sending `msg` (or nothing), reading until DONE.
+static void unary_call(lgrpc_channel *ch, const char *method, const std::string *msg,
+                       ClientCallCtx &c) {
+  lgrpc_client_call *call = lgrpc_client_call_create(ch, method, 5000000, on_client_event, &c, nullptr);
+  CHECK(call != nullptr);
+  CHECK(lgrpc_client_call_start(call, nullptr, 0, nullptr) == 0);
+  CHECK(lgrpc_client_call_read(call, nullptr) == 0);
+  if (msg != nullptr)
+    CHECK(lgrpc_client_call_write(call, reinterpret_cast<const uint8_t *>(msg->data()),
+                                  msg->size(), nullptr) == 0);
+  CHECK(c.wait([&] { return c.writes_ok == (msg ? 1 : 0); }));
+  CHECK(lgrpc_client_call_writes_done(call, nullptr) == 0);
+  size_t seen = 0;
+  CHECK(c.wait([&] {
+    if (c.reads.size() > seen) {
+      seen = c.reads.size();
+      lgrpc_client_call_read(call, nullptr);
+    }
+    return c.done;
+  }));
+  lgrpc_client_call_release(call);
+}
+
+static void test_write_and_finish(lgrpc_channel *ch) {
+  std::string msg = "unary request";
+  {
+    ClientCallCtx c;
+    unary_call(ch, "/t.E/Unary", &msg, c);
+    CHECK(c.code == 0);
+    CHECK(c.reads.size() == 1 && c.reads[0] == msg);
+    CHECK(has(c.trailer_md, "x-t", "1"));
+    CHECK(g_unary_again_rc.load() == LGRPC_ERR_CLOSED);
+  }
+  {
+    // No request message: the handler answers INTERNAL.
+    ClientCallCtx c;
+    unary_call(ch, "/t.E/Unary", nullptr, c);
+    CHECK(c.code == 13 && c.reads.empty());
+  }
+  {
+    ClientCallCtx c;
+    unary_call(ch, "/t.E/UnaryBusy", &msg, c);
+    CHECK(g_unary_busy_rc.load() == LGRPC_ERR_BUSY);
+    CHECK(c.code == 0);
+    CHECK(c.reads.size() == 2 && c.reads[0] == msg && c.reads[1] == "z");
+  }
+  // Many at once, for the sanitizers.
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        ClientCallCtx c;
+        std::string m = "m" + std::to_string(i);
+        unary_call(ch, "/t.E/Unary", &m, c);
+        if (c.code == 0 && c.reads.size() == 1 && c.reads[0] == m) ok.fetch_add(1);
+      }
+    });
+  }
+  for (auto &t : threads) t.join();
+  CHECK(ok.load() == 200);
+}
+
 static void test_illegal_metadata_is_refused(lgrpc_channel *ch) {
   ClientCallCtx c;
   lgrpc_client_call *call = lgrpc_client_call_create(ch, "/t.E/Echo", -1, on_client_event, &c, nullptr);
@@ -456,6 +553,7 @@ int main(int argc, char **argv) {
     lgrpc_channel *ch = channel_to(port);
     test_echo_stream(ch);
     test_error_details(ch);
+    test_write_and_finish(ch);
     test_illegal_metadata_is_refused(ch);
     test_release_never_started(ch);
     test_cancel_mid_stream(ch);
@@ -479,6 +577,6 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 500 && lgrpc_debug_live_calls() != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK(lgrpc_debug_live_calls() == 0);
-  std::printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
+  std::printf("%d passed, %d failed\n", g_checks.load() - g_failures.load(), g_failures.load());
   return g_failures == 0 ? 0 : 1;
 }

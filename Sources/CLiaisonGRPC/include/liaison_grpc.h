@@ -204,6 +204,14 @@ int lgrpc_server_call_write(lgrpc_server_call *call, const uint8_t *data, size_t
 int lgrpc_server_call_finish(lgrpc_server_call *call, int code, const char *message,
                              size_t message_len, const lgrpc_metadata *trailers,
                              size_t count, lgrpc_status *status);
+/** Sends `len` bytes (copied) as the last message, then status and trailers as
+ *  lgrpc_server_call_finish does, in one grpc++ operation (StartWriteAndFinish); pending initial
+ *  metadata goes with it. No LGRPC_EVENT_WRITE_DONE follows, only DONE. Fails with
+ *  LGRPC_ERR_BUSY while a write is in flight. Never blocks. */
+int lgrpc_server_call_write_and_finish(lgrpc_server_call *call, const uint8_t *data, size_t len,
+                                       int code, const char *message, size_t message_len,
+                                       const lgrpc_metadata *trailers, size_t count,
+                                       lgrpc_status *status);
 /** Cancels the call (the client sees CANCELLED). The call must still be finished. */
 void lgrpc_server_call_cancel(lgrpc_server_call *call);
 /** Drops the caller's reference. */
