@@ -14,21 +14,35 @@ import Foundation
 final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
     static let shared = CallbackThreadExecutor()
 
-    /// Jobs queued on one thread during a drain.
+    /// Jobs queued on one thread during a drain. One per gRPC thread, reused by every drain on
+    /// it (a drain runs per shim callback, several per call: no allocation per drain).
     private final class Queue {
         var jobs: [UnownedJob] = []
         var head = 0
+        var draining = false
     }
 
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        // The thread's queue is released when the thread exits.
+        precondition(pthread_key_create(&key, { raw in
+            if let raw { Unmanaged<Queue>.fromOpaque(raw).release() }
+        }) == 0, "pthread_key_create failed")
         return key
     }()
 
+    /// This thread's queue if a drain is running on it.
     private static var currentQueue: Queue? {
         guard let raw = pthread_getspecific(key) else { return nil }
-        return Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue()
+        let queue = Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue()
+        return queue.draining ? queue : nil
+    }
+
+    private static var threadQueue: Queue {
+        if let raw = pthread_getspecific(key) { return Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue() }
+        let queue = Queue()
+        pthread_setspecific(key, Unmanaged.passRetained(queue).toOpaque())
+        return queue
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
@@ -43,13 +57,12 @@ final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
     /// the ones those jobs queue, before returning. Nested drains leave the draining to the
     /// outermost one.
     static func drain(_ body: () -> Void) {
-        if currentQueue != nil {
+        let queue = threadQueue
+        if queue.draining {
             body()
             return
         }
-        let queue = Queue()
-        let raw = Unmanaged.passRetained(queue).toOpaque()
-        pthread_setspecific(key, raw)
+        queue.draining = true
         body()
         let executor = shared.asUnownedTaskExecutor()
         while queue.head < queue.jobs.count {
@@ -57,7 +70,8 @@ final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
             queue.head += 1
             job.runSynchronously(on: executor)
         }
-        pthread_setspecific(key, nil)
-        Unmanaged<Queue>.fromOpaque(raw).release()
+        queue.jobs.removeAll(keepingCapacity: true)
+        queue.head = 0
+        queue.draining = false
     }
 }
