@@ -27,6 +27,11 @@ public final class StatementBatch: SQLWriter {
         statements.append((sql, parameters))
     }
 
+    /// Appends another batch's statements (after this batch's own).
+    public func append(contentsOf other: StatementBatch) {
+        statements.append(contentsOf: other.statements)
+    }
+
     /// Sends every collected statement in one pipeline and empties the batch.
     @discardableResult
     public func flush(on connection: PostgresConnection) throws -> [PostgresResult] {

@@ -94,3 +94,17 @@ final class CustomerRulesTests: XCTestCase {
         XCTAssertNotNil(CustomerRules.requestIdViolation("123e4567-e89b-12d3-a456-42661417400g"))
     }
 }
+
+final class BatchWaveTests: XCTestCase {
+    /// Entries that share a customer or a request id never share a wave, keep their order, and
+    /// everything else shares the first wave.
+    func testWavesSeparateSharedCustomersAndRequestIDs() {
+        let waves = IntakeRepository.waves([
+            ("a", "r1"), ("b", "r2"), ("a", "r3"), ("c", "r2"), ("d", "r4"), ("a", "r5"), ("e", "r6"),
+        ])
+        XCTAssertEqual(waves, [[0, 1, 4, 6], [2, 3], [5]])
+        XCTAssertEqual(IntakeRepository.waves([]), [])
+        let independent = IntakeRepository.waves((0..<100).map { ("c\($0)", "r\($0)") })
+        XCTAssertEqual(independent, [Array(0..<100)])
+    }
+}

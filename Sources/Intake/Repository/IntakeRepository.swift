@@ -335,53 +335,69 @@ public final class IntakeRepository: Sendable {
         }
     }
 
-    /// Submits several reports in ONE transaction (one commit, so one fsync for the batch), each
-    /// entry in three round trips (see `submit`). The batch's customers are locked first, in id
-    /// order, so that concurrent batches queue instead of deadlocking. An entry refused by the
-    /// rules (unknown customer, reused request id, ...) writes nothing and is reported in its
-    /// result while the others commit. If a statement fails in the database (which aborts the
-    /// transaction), the batch is run again with a savepoint per entry so that only the failing
-    /// entry is lost. Connection failures and serialization conflicts abort the whole batch (the
-    /// transaction is retried, or the caller retries with the same ids).
+    /// Submits several reports in ONE transaction (one commit, so one fsync for the batch). The
+    /// batch's customers are locked first, in id order, so that concurrent batches queue instead of
+    /// deadlocking. Entries go through `submitWave` in waves: an entry whose customer or request id
+    /// appeared earlier in the batch waits for a later wave (it may join the case the earlier one
+    /// opened, or replay it), so each wave's entries are independent and share three round trips.
+    /// An entry refused by the rules (unknown customer, reused request id, ...) writes nothing and
+    /// is reported in its result while the others commit. If a statement fails in the database
+    /// (which aborts the transaction), the batch is run again one entry at a time with a savepoint
+    /// per entry so that only the failing entry is lost. Connection failures and serialization
+    /// conflicts abort the whole batch (the transaction is retried, or the caller retries with the
+    /// same ids).
     func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
         async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
     {
         let settings = self.settings
-        struct DatabaseRefusedAnEntry: Error {}
-        let run = { (savepoints: Bool) in
-            try await self.pool.transaction { c -> [BatchOutcome] in
+        let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
+        let lockCustomers: @Sendable (PostgresConnection) throws -> PostgresResult = { c in
+            try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                        [TextArray(customerIDs)])
+        }
+        let waves = Self.waves(entries.map { (ResourceName.customerId($0.report.customer) ?? $0.report.customer, $0.requestID) })
+        let outcomes: [BatchOutcome]
+        do {
+            outcomes = try await pool.transaction { c -> [BatchOutcome] in
+                _ = try lockCustomers(c)
+                var outcomes = [BatchOutcome?](repeating: nil, count: entries.count)
+                for wave in waves {
+                    let results = try Self.submitWave(c, wave.map { entries[$0] }, settings: settings)
+                    for (index, result) in zip(wave, results) {
+                        switch result {
+                        case .success(let response): outcomes[index] = .accepted(try response.serializedBytes())
+                        case .failure(let error): outcomes[index] = .failed(BatchEntryError(error))
+                        }
+                    }
+                }
+                return outcomes.map { $0! }
+            }
+        } catch let e as PostgresError where e.kind != .connection && !e.isRetryableTransactionConflict {
+            // The database refused an entry: one at a time, each behind a savepoint.
+            outcomes = try await pool.transaction { c -> [BatchOutcome] in
+                _ = try lockCustomers(c)
                 var outcomes: [BatchOutcome] = []
                 outcomes.reserveCapacity(entries.count)
-                let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
-                try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                            [TextArray(customerIDs)])
                 for entry in entries {
-                    if savepoints { try c.query("SAVEPOINT batch_entry") }
+                    try c.query("SAVEPOINT batch_entry")
                     do {
                         let response = try Self.submit(c, entry.report, requestID: entry.requestID,
                                                        requestBytes: entry.requestBytes, settings: settings)
-                        if savepoints { try c.query("RELEASE SAVEPOINT batch_entry") }
+                        try c.query("RELEASE SAVEPOINT batch_entry")
                         outcomes.append(.accepted(try response.serializedBytes()))
                     } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
                         throw e
                     } catch let e as PostgresError {
-                        guard savepoints else { throw DatabaseRefusedAnEntry() }
                         try c.query("ROLLBACK TO SAVEPOINT batch_entry")
                         outcomes.append(.failed(BatchEntryError(e)))
                     } catch {
                         // Refused before anything was written: the transaction is intact.
-                        if savepoints { try c.query("RELEASE SAVEPOINT batch_entry") }
+                        try c.query("RELEASE SAVEPOINT batch_entry")
                         outcomes.append(.failed(BatchEntryError(error)))
                     }
                 }
                 return outcomes
             }
-        }
-        let outcomes: [BatchOutcome]
-        do {
-            outcomes = try await run(false)
-        } catch is DatabaseRefusedAnEntry {
-            outcomes = try await run(true)
         }
         return try outcomes.map { outcome in
             switch outcome {
@@ -389,6 +405,23 @@ public final class IntakeRepository: Sendable {
             case .failed(let e): return .failure(e.error)
             }
         }
+    }
+
+    /// Splits entries (customer, request id) into waves of independent entries, in order: an
+    /// entry goes one wave after the last wave holding its customer or its request id.
+    static func waves(_ keys: [(customer: String, requestID: String)]) -> [[Int]] {
+        var waves: [[Int]] = []
+        var lastCustomer: [String: Int] = [:]
+        var lastRequest: [String: Int] = [:]
+        for (index, key) in keys.enumerated() {
+            let after = max(lastCustomer[key.customer] ?? -1, lastRequest[key.requestID] ?? -1)
+            let wave = after + 1
+            if wave == waves.count { waves.append([]) }
+            waves[wave].append(index)
+            lastCustomer[key.customer] = wave
+            lastRequest[key.requestID] = wave
+        }
+        return waves
     }
 
     /// The duplicate candidates of a new report: the customer's open cases first (materialized, so
@@ -426,19 +459,120 @@ public final class IntakeRepository: Sendable {
     /// (unknown customer, reused request id, missing agent) leaves the transaction clean.
     static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
                        requestBytes: [UInt8], settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
-        let scope = "intake.SubmitReport"
-        let now = Date()
-        let submission = Mapping.submission(input)
-        let customerID = ResourceName.customerId(submission.customer)!
+        let results = try submitWave(c, [(input, requestID, requestBytes)], settings: settings)
+        return try results[0].get()
+    }
 
-        // (1) Reads that depend only on the request.
-        var reads = Idempotency.beginStatements(scope: scope, requestID: requestID, request: requestBytes)
-        reads.append(("SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [customerID]))
-        reads.append((candidatesSQL, [customerID, submission.receiveTime ?? now, settings.duplicate.window]))
-        if let t = submission.externalTicket { reads.append((ticketSQL, [customerID, t.system, t.id])) }
-        let read = try c.pipeline(reads)
-        if let stored = try Idempotency.replay(read[1], scope: scope, requestID: requestID) {
-            return try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored)
+    /// Several independent reports (distinct customers and request ids, so none can see another's
+    /// effects) through the same three stages together: one pipeline for all their reads, one
+    /// for all the cases they join, one for all their writes. So a batch costs three round trips
+    /// per wave instead of three per report. A refused entry (unknown customer, reused request id,
+    /// ...) gets its error in its result and writes nothing; a database error is thrown (the
+    /// caller then falls back to one entry at a time).
+    static func submitWave(_ c: PostgresConnection,
+                           _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
+                           settings: IntakeSettings) throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
+        let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
+
+        // (1) Reads that depend only on the requests.
+        var statements: [(sql: String, parameters: [any PostgresBindable])] = []
+        var ranges: [Range<Int>] = []
+        for s in staged {
+            let reads = readStatements(s, settings: settings)
+            ranges.append(statements.count..<statements.count + reads.count)
+            statements.append(contentsOf: reads)
+        }
+        let read = try c.pipeline(statements)
+        for (i, s) in staged.enumerated() {
+            do {
+                try decide(s, Array(read[ranges[i]]), c, settings: settings)
+            } catch let e as PostgresError {
+                throw e
+            } catch {
+                s.outcome = .failure(error)
+            }
+        }
+
+        // (2) The cases they join.
+        statements = []
+        var joinRanges: [Int: Range<Int>] = [:]
+        for (i, s) in staged.enumerated() where s.outcome == nil {
+            guard let joinCase = s.joinCase else { continue }
+            var reads = loadCaseStatements(id: joinCase, lock: true)
+            reads.append(("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]))
+            joinRanges[i] = statements.count..<statements.count + reads.count
+            statements.append(contentsOf: reads)
+        }
+        let joined = statements.isEmpty ? [] : try c.pipeline(statements)
+
+        // (3) Every write, in one pipeline. Each entry writes into its own batch first, so an
+        // entry refused halfway adds nothing.
+        let writes = StatementBatch()
+        for (i, s) in staged.enumerated() where s.outcome == nil {
+            let own = StatementBatch()
+            do {
+                let response = try write(s, joined: joinRanges[i].map { Array(joined[$0]) }, into: own, settings: settings)
+                writes.append(contentsOf: own)
+                s.outcome = .success(response)
+            } catch let e as PostgresError {
+                throw e
+            } catch {
+                s.outcome = .failure(error)
+            }
+        }
+        if !writes.isEmpty { try writes.flush(on: c) }
+        return staged.map { $0.outcome! }
+    }
+
+    /// One submission between the stages of `submitWave`.
+    final class StagedSubmission {
+        let input: Liaison_Intake_V1_Report
+        let requestID: String
+        let requestBytes: [UInt8]
+        let now = Date()
+        let submission: ReportSubmission
+        let customerID: String
+        /// Set when the submission is done: replayed, refused, or written.
+        var outcome: Result<Liaison_Intake_V1_SubmitReportResponse, any Error>?
+        // Decided in stage (1):
+        var customer = Liaison_Intake_V1_Customer()
+        var candidate: NewReport?
+        var reportID = ""
+        var reportName = ""
+        var actor = ""
+        var assessment: DuplicateAssessment?
+        var joinCase: String?  // case id
+        var newOwner = ""
+        var report = Liaison_Intake_V1_Report()
+
+        init(input: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8]) {
+            self.input = input
+            self.requestID = requestID
+            self.requestBytes = requestBytes
+            self.submission = Mapping.submission(input)
+            self.customerID = ResourceName.customerId(submission.customer)!
+        }
+    }
+
+    static let submitScope = "intake.SubmitReport"
+
+    /// Stage (1) statements: idempotency lock and lookup, customer (locked), candidates, ticket.
+    static func readStatements(_ s: StagedSubmission, settings: IntakeSettings) -> [(sql: String, parameters: [any PostgresBindable])] {
+        var reads = Idempotency.beginStatements(scope: submitScope, requestID: s.requestID, request: s.requestBytes)
+        reads.append(("SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [s.customerID]))
+        reads.append((candidatesSQL, [s.customerID, s.submission.receiveTime ?? s.now, settings.duplicate.window]))
+        if let t = s.submission.externalTicket { reads.append((ticketSQL, [s.customerID, t.system, t.id])) }
+        return reads
+    }
+
+    /// Stage (1) decisions from the reads: replay, refusal, or the duplicate decision (which case
+    /// to join, or a new one and its owner) and the report as accepted.
+    static func decide(_ s: StagedSubmission, _ read: [PostgresResult], _ c: PostgresConnection, settings: IntakeSettings) throws {
+        let submission = s.submission
+        let now = s.now
+        if let stored = try Idempotency.replay(read[1], scope: submitScope, requestID: s.requestID) {
+            s.outcome = .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored))
+            return
         }
         guard let customerRow = read[2].first
         else { throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: submission.customer) }
@@ -452,8 +586,7 @@ public final class IntakeRepository: Sendable {
         let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, now: now)
         let reportID = UUID().uuidString.lowercased()
         let reportName = "reports/" + reportID
-        let actor = submission.agent.isEmpty ? "services/intake" : submission.agent
-
+        let input = s.input
         // Duplicate detection: a known help-desk ticket first, then the matcher over the open cases.
         var assessment: DuplicateAssessment
         var joinCase: String?  // case id
@@ -521,19 +654,39 @@ public final class IntakeRepository: Sendable {
         report.updateTime = .init(micros: now)
         report.incidents = []
 
-        // (2) The case it joins, if any.
+        s.customer = customer
+        s.candidate = candidate
+        s.reportID = reportID
+        s.reportName = reportName
+        s.actor = submission.agent.isEmpty ? "services/intake" : submission.agent
+        s.assessment = assessment
+        s.joinCase = joinCase
+        s.newOwner = newOwner
+        s.report = report
+    }
+
+    /// Stage (3): the writes of one decided submission; `joined` holds the stage (2) results of
+    /// the case it joins.
+    static func write(_ s: StagedSubmission, joined joinedResults: [PostgresResult]?, into writes: StatementBatch,
+                      settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
+        let submission = s.submission
+        let now = s.now
+        let requestID = s.requestID
+        let requestBytes = s.requestBytes
+        let scope = submitScope
+        let candidate = s.candidate!
+        let assessment = s.assessment!
+        let joinCase = s.joinCase
+        let reportID = s.reportID
+        let reportName = s.reportName
+        let actor = s.actor
+        let newOwner = s.newOwner
+        var report = s.report
         var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind])?
-        if let joinCase {
-            var statements = loadCaseStatements(id: joinCase, lock: true)
-            statements.append(("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]))
-            let results = try c.pipeline(statements)
-            if let (current, version) = try caseFrom(results) {
-                joined = (current, version, try results[3].rows.map { symptom(named: try $0.decode(String.self, 0)) })
-            }
+        if let results = joinedResults, let (current, version) = try caseFrom(results) {
+            joined = (current, version, try results[3].rows.map { symptom(named: try $0.decode(String.self, 0)) })
         }
 
-        // (3) Every write, in one pipeline.
-        let writes = StatementBatch()
         let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
         var caseCreated = false
         var caseVersion: Int64
@@ -586,7 +739,6 @@ public final class IntakeRepository: Sendable {
         response.duplicate = assessment.duplicate
         try Idempotency.record(writes, scope: scope, requestID: requestID, request: requestBytes,
                                response: try deterministicBytes(response))
-        try writes.flush(on: c)
         return response
     }
 

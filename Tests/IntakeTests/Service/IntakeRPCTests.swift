@@ -249,6 +249,27 @@ final class IntakeRPCTests: XCTestCase {
         }
     }
 
+    /// A request id repeated inside one batch: the later entry runs in a later wave and replays
+    /// the earlier one's response, so the report is written once.
+    func testRequestIDRepeatedWithinABatchIsWrittenOnce() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert((0..<2).map { makeCustomer("c\($0)") })
+            let report = makeReport(customer: "c0", text: "login page returns 502")
+            let id = rid()
+            var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            batch.requests = [
+                submitRequest(report, id: id),
+                submitRequest(makeReport(customer: "c1", text: "exports are empty")),
+                submitRequest(report, id: id),
+            ]
+            let r = try await client.batchSubmitReports(batch)
+            XCTAssertEqual(r.results.map(\.status.code), [0, 0, 0])
+            XCTAssertEqual(r.results[2].response.report.name, r.results[0].response.report.name)
+            let stored = try await pool.query("SELECT count(*) FROM reports").first!.decode(Int.self, 0)
+            XCTAssertEqual(stored, 2)
+        }
+    }
+
     /// Keyset paging returns every existing row exactly once while new rows are inserted.
     func testPagingIsStableWhileRowsAreInserted() async throws {
         try await withIntake { client, pool in
