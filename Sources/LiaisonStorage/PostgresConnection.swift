@@ -111,9 +111,8 @@ public final class PostgresConnection {
     public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
         let conn = try live()
         let name = try prepared(sql, conn: conn)
-        let texts = parameters.map { $0.postgresText }
-        let result = withCStrings(texts) { values in
-            PQexecPrepared(conn, name, Int32(texts.count), values, nil, nil, 0)
+        let result = withParameters(parameters) { values, lengths, formats in
+            PQexecPrepared(conn, name, Int32(values.count), values, lengths, formats, 0)
         }
         return try check(result, conn: conn)
     }
@@ -182,9 +181,8 @@ public final class PostgresConnection {
         }
 
         for (i, s) in statements.enumerated() {
-            let texts = s.parameters.map { $0.postgresText }
-            let ok = withCStrings(texts) { values in
-                PQsendQueryPrepared(conn, names[i], Int32(texts.count), values, nil, nil, 0)
+            let ok = withParameters(s.parameters) { values, lengths, formats in
+                PQsendQueryPrepared(conn, names[i], Int32(values.count), values, lengths, formats, 0)
             }
             guard ok == 1 else { throw lastError(conn, "send pipeline statement") }
             // Keep the socket moving both ways so neither side's buffers fill up.
@@ -357,10 +355,42 @@ public final class PostgresConnection {
 }
 
 /// Calls `body` with a C array of C strings (NULL entries for nil), valid only during the call.
-func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
-    let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
-    defer { for p in pointers { free(p) } }
-    return body(pointers.map { $0.map { UnsafePointer($0) } })
+/// Statement parameters as libpq takes them: values (NULL for SQL NULL), lengths (binary values
+/// only) and formats (0 text, 1 binary). The memory lives until `body` returns.
+func withParameters<R>(
+    _ parameters: [any PostgresBindable],
+    _ body: (_ values: [UnsafePointer<CChar>?], _ lengths: [Int32], _ formats: [Int32]) -> R
+) -> R {
+    var owned: [UnsafeMutableRawPointer] = []
+    var values: [UnsafePointer<CChar>?] = []
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+    owned.reserveCapacity(parameters.count)
+    values.reserveCapacity(parameters.count)
+    lengths.reserveCapacity(parameters.count)
+    formats.reserveCapacity(parameters.count)
+    defer { for p in owned { free(p) } }
+    for parameter in parameters {
+        if let binary = parameter.postgresBinary {
+            let memory = malloc(max(binary.count, 1))!
+            binary.withUnsafeBytes { if let base = $0.baseAddress { memory.copyMemory(from: base, byteCount: $0.count) } }
+            owned.append(memory)
+            values.append(UnsafePointer(memory.assumingMemoryBound(to: CChar.self)))
+            lengths.append(Int32(binary.count))
+            formats.append(1)
+        } else if let text = parameter.postgresText {
+            let memory = strdup(text)!
+            owned.append(UnsafeMutableRawPointer(memory))
+            values.append(UnsafePointer(memory))
+            lengths.append(0)
+            formats.append(0)
+        } else {
+            values.append(nil)
+            lengths.append(0)
+            formats.append(0)
+        }
+    }
+    return body(values, lengths, formats)
 }
 
 func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {

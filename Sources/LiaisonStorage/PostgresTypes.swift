@@ -1,10 +1,17 @@
 import Foundation
 
-/// A value that can be sent as a statement parameter. Values travel in PostgreSQL's text format,
-/// always as parameters: SQL text is never built from values.
+/// A value that can be sent as a statement parameter. Values travel in PostgreSQL's text format
+/// (`bytea` in binary format), always as parameters: SQL text is never built from values.
 public protocol PostgresBindable: Sendable {
     /// The text representation, or `nil` for SQL NULL.
     var postgresText: String? { get }
+    /// The binary representation, if the value is sent in binary format (`bytea`: its bytes);
+    /// nil to send `postgresText` instead.
+    var postgresBinary: [UInt8]? { get }
+}
+
+extension PostgresBindable {
+    public var postgresBinary: [UInt8]? { nil }
 }
 
 /// A value that can be decoded from a column in PostgreSQL's text format.
@@ -72,12 +79,16 @@ extension UUID: PostgresBindable, PostgresDecodable {
 
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     public var postgresText: String? { self?.postgresText }
+    public var postgresBinary: [UInt8]? { self?.postgresBinary }
 }
 
-/// Binary data, sent and read as `bytea` (hex format).
+/// Binary data: sent as `bytea` in binary format (no hex encoding on either side), read from
+/// the hex text format.
 public struct ByteA: PostgresBindable, PostgresDecodable, Equatable, Hashable {
     public var bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var postgresBinary: [UInt8]? { bytes }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 

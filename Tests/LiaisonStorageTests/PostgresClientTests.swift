@@ -38,6 +38,27 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertThrowsError(try row.decode(Int.self, 0))  // wrong type
     }
 
+    /// bytea parameters travel in binary format: every byte value, the empty value and NULL
+    /// arrive exactly, alone and in a pipeline, mixed with text parameters.
+    func testByteaParametersInBinaryFormat() async throws {
+        let all = ByteA((0...255).map { UInt8($0) } + [0, 0, 92, 120])
+        let row = try await pool.query(
+            "SELECT $1::bytea, encode($1::bytea, 'hex'), length($2::bytea), $3::bytea IS NULL, $4::text, encode(sha256($1::bytea), 'hex')",
+            [all, ByteA([]), ByteA?.none, "after"]
+        ).first!
+        XCTAssertEqual(try row.decode(ByteA.self, 0), all)
+        XCTAssertEqual(try row.decode(String.self, 1), all.bytes.map { String(format: "%02x", $0) }.joined())
+        XCTAssertEqual(try row.decode(Int.self, 2), 0)
+        XCTAssertEqual(try row.decode(Bool.self, 3), true)
+        XCTAssertEqual(try row.decode(String.self, 4), "after")
+        XCTAssertEqual(try row.decode(String.self, 5).count, 64)
+        let piped = try await pool.withConnection { c in
+            try c.pipeline([("SELECT $1::bytea", [ByteA([1, 2, 3])]), ("SELECT length($1::bytea)", [ByteA([UInt8](repeating: 7, count: 100_000))])])
+        }
+        XCTAssertEqual(try piped[0].first!.decode(ByteA.self, 0), ByteA([1, 2, 3]))
+        XCTAssertEqual(try piped[1].first!.decode(Int.self, 0), 100_000)
+    }
+
     func testInjectionAttemptIsJustAValue() async throws {
         try await pool.query("CREATE TABLE t (v text)")
         try await pool.query("INSERT INTO t VALUES ($1)", ["x'); DROP TABLE t; --"])
