@@ -52,6 +52,15 @@ public final class PostgresResult: @unchecked Sendable {
         return String(cString: PQgetvalue(result, Int32(row), Int32(column)))
     }
 
+    /// Calls `body` with the value's bytes in text format (borrowed from the result), or nil for
+    /// NULL.
+    func withBytes<R>(row: Int, column: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) rethrows -> R {
+        guard let result, PQgetisnull(result, Int32(row), Int32(column)) == 0 else { return try body(nil) }
+        let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+        let value = UnsafeRawPointer(PQgetvalue(result, Int32(row), Int32(column)))
+        return try body(UnsafeBufferPointer(start: value?.assumingMemoryBound(to: UInt8.self), count: length))
+    }
+
     func column(named name: String) -> Int? { columnIndex[name] }
 }
 
@@ -65,10 +74,10 @@ public struct PostgresRow: Sendable {
         guard column < result.columns.count else {
             throw PostgresError(.decoding, message: "no column \(column)")
         }
-        guard let text = result.text(row: row, column: column) else {
-            throw PostgresError(.decoding, message: "column \(result.columns[column]) is NULL")
+        return try result.withBytes(row: row, column: column) { bytes in
+            guard let bytes else { throw PostgresError(.decoding, message: "column \(result.columns[column]) is NULL") }
+            return try T(postgresBytes: bytes)
         }
-        return try T(postgresText: text)
     }
 
     /// The value at `column` decoded as `T`, or nil for NULL.
@@ -76,8 +85,10 @@ public struct PostgresRow: Sendable {
         guard column < result.columns.count else {
             throw PostgresError(.decoding, message: "no column \(column)")
         }
-        guard let text = result.text(row: row, column: column) else { return nil }
-        return try T(postgresText: text)
+        return try result.withBytes(row: row, column: column) { bytes in
+            guard let bytes else { return nil }
+            return try T(postgresBytes: bytes)
+        }
     }
 
     /// The value of the column named `name` decoded as `T`; throws on NULL.

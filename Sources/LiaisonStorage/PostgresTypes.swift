@@ -17,6 +17,15 @@ extension PostgresBindable {
 /// A value that can be decoded from a column in PostgreSQL's text format.
 public protocol PostgresDecodable {
     init(postgresText: String) throws
+    /// Decodes from the text format's bytes, borrowed from the result (no String in between
+    /// where a type can do without one, as `ByteA` does).
+    init(postgresBytes: UnsafeBufferPointer<UInt8>) throws
+}
+
+extension PostgresDecodable {
+    public init(postgresBytes: UnsafeBufferPointer<UInt8>) throws {
+        try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
+    }
 }
 
 extension String: PostgresBindable, PostgresDecodable {
@@ -105,26 +114,38 @@ public struct ByteA: PostgresBindable, PostgresDecodable, Equatable, Hashable {
     }
 
     public init(postgresText: String) throws {
-        let utf8 = Array(postgresText.utf8)
-        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"),
-            utf8.count % 2 == 0
-        else { throw decodeError("bytea (hex)", String(postgresText.prefix(16))) }
-        func nibble(_ c: UInt8) throws -> UInt8 {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-            default: throw decodeError("bytea (hex)", String(postgresText.prefix(16)))
+        var text = postgresText
+        self = try text.withUTF8 { try ByteA(postgresBytes: $0) }
+    }
+
+    /// Hex digit values; 0xFF for anything else.
+    private static let nibbles: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in "0123456789abcdef".utf8.enumerated() { table[Int(c)] = UInt8(i) }
+        for (i, c) in "ABCDEF".utf8.enumerated() { table[Int(c)] = UInt8(10 + i) }
+        return table
+    }()
+
+    /// Decodes the hex text format ("\\x0a1b...") straight from the result's bytes.
+    public init(postgresBytes utf8: UnsafeBufferPointer<UInt8>) throws {
+        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x"), utf8.count % 2 == 0
+        else { throw decodeError("bytea (hex)", String(decoding: utf8.prefix(16), as: UTF8.self)) }
+        let count = (utf8.count - 2) / 2
+        var bad = false
+        let table = Self.nibbles
+        bytes = table.withUnsafeBufferPointer { nib in
+            [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+                var i = 2
+                for j in 0..<count {
+                    let hi = nib[Int(utf8[i])], lo = nib[Int(utf8[i + 1])]
+                    bad = bad || hi == 0xFF || lo == 0xFF
+                    out[j] = hi << 4 | (lo & 0x0F)
+                    i += 2
+                }
+                initialized = count
             }
         }
-        var out = [UInt8]()
-        out.reserveCapacity((utf8.count - 2) / 2)
-        var i = 2
-        while i < utf8.count {
-            out.append(try nibble(utf8[i]) << 4 | nibble(utf8[i + 1]))
-            i += 2
-        }
-        bytes = out
+        if bad { throw decodeError("bytea (hex)", String(decoding: utf8.prefix(16), as: UTF8.self)) }
     }
 }
 

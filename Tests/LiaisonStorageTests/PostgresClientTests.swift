@@ -57,6 +57,12 @@ final class PostgresClientTests: XCTestCase {
         }
         XCTAssertEqual(try piped[0].first!.decode(ByteA.self, 0), ByteA([1, 2, 3]))
         XCTAssertEqual(try piped[1].first!.decode(Int.self, 0), 100_000)
+        // The hex decoder: upper and lower case; anything else refused.
+        XCTAssertEqual(try ByteA(postgresText: "\\x00aBfF"), ByteA([0, 0xAB, 0xFF]))
+        XCTAssertEqual(try ByteA(postgresText: "\\x"), ByteA([]))
+        for bad in ["\\xzz", "\\x0", "x00", "", "\\x0g"] {
+            XCTAssertThrowsError(try ByteA(postgresText: bad), bad)
+        }
     }
 
     func testInjectionAttemptIsJustAValue() async throws {
