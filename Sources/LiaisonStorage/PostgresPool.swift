@@ -221,6 +221,9 @@ final class ConnectionWorker: @unchecked Sendable {
     }
 
     private func loop() {
+        // Named from inside: a thread otherwise keeps its creator's name (often a gRPC thread's),
+        // which hides the database work in `top -H` and profiles.
+        Thread.current.name = "pg-worker"
         while true {
             condition.lock()
             while jobs.isEmpty && !stopping { condition.wait() }
