@@ -13,7 +13,7 @@
 # h2load sees only HTTP status, so grpc-status is checked separately with grpcio before the
 # runs (one call per server must return OK and echo its payload).
 # Env: N1 (requests at 1 stream), N64 (requests at 64 streams), RSS_CALLS (default 1000000),
-#      PAYLOAD (bytes, default 64).
+#      PAYLOAD (bytes, default 64), ROUNDS (interleaved rounds, default 3; medians reported).
 # Last line: one JSON object.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -81,6 +81,7 @@ PY
 }
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # h2load run -> prints "rps mean_us p99_us"
 run_load() { # port requests streams tag
@@ -101,33 +102,24 @@ print("%s %.1f %d" % (sys.argv[2], mean, p99))
 PY
 }
 
-declare -A R
-bench() { # name rss_calls binary [server args]
-  local name="$1" rss_calls="$2" bin="$3"; shift 3
+declare -A R PORTS SPIDS
+NAMES=()
+serve() { # name binary [server args]: start, check grpc-status, warm up
+  local name="$1" bin="$2"; shift 2
   start_server "$name" "$bin" "$@"
   check_status "$PORT"
   run_load "$PORT" 20000 64 "$name-warm" > /dev/null
-  read -r rps1 mean1 p991 < <(run_load "$PORT" "$N1" 1 "$name-1")
-  read -r rps64 mean64 p9964 < <(run_load "$PORT" "$N64" 64 "$name-64")
-  local rss0 rss1
-  rss0="$(rss_kb "$SERVER_PID")"
-  [ "$rss_calls" -gt 0 ] && run_load "$PORT" "$rss_calls" 64 "$name-rss" > /dev/null
-  rss1="$(rss_kb "$SERVER_PID")"
-  R[$name.rps1]=$rps1; R[$name.mean1]=$mean1; R[$name.p991]=$p991
-  R[$name.rps64]=$rps64; R[$name.mean64]=$mean64; R[$name.p9964]=$p9964
-  R[$name.rss0]=$rss0; R[$name.rss1]=$rss1
-  printf '%-5s  1 stream: %9.0f req/s  mean %7.1f us  p99 %6d us | 64 streams: %9.0f req/s  mean %7.1f us  p99 %6d us | RSS %s kB -> %s kB after %s more calls\n' \
-    "$name" "$rps1" "$mean1" "$p991" "$rps64" "$mean64" "$p9964" "$rss0" "$rss1" "$rss_calls"
-  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  PORTS[$name]=$PORT; SPIDS[$name]=$SERVER_PID; NAMES+=("$name")
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-bench raw "$RSS_CALLS" "$WORK/raw_echo_server"
-bench rawU 0 "$WORK/raw_echo_server" --unary
-bench shim "$RSS_CALLS" "$SHIM_BIN"
-bench shimG 0 "$SHIM_BIN" --grpcserver
+serve raw "$WORK/raw_echo_server"
+serve rawU "$WORK/raw_echo_server" --unary
+serve shim "$SHIM_BIN"
+serve shimG "$SHIM_BIN" --grpcserver
 # The same echo written directly against ShimServerTransport's streams (no GRPCServer):
 # separates the transport's cost from GRPCCore's server executor.
-bench shimT 0 "$SHIM_BIN" --transport-only
+serve shimT "$SHIM_BIN" --transport-only
 NIO_DIR=Benchmarks/transport-nio
 NIO_BIN="$NIO_DIR/.build/release/NIOEchoBench"
 if [ "${BENCH_NIO:-0}" = 1 ]; then
@@ -135,11 +127,46 @@ if [ "${BENCH_NIO:-0}" = 1 ]; then
   swift build -c release --package-path "$NIO_DIR" >&2
 fi
 if [ -x "$NIO_BIN" ]; then
-  bench nio 0 "$NIO_BIN"
+  serve nio "$NIO_BIN"
 else
   echo "nio   skipped: $NIO_BIN not built (run with BENCH_NIO=1)"
   R[nio.rps64]=nan; R[nio.mean1]=nan
 fi
+
+# All servers are up (idle ones cost nothing) and measured in interleaved rounds, so a slow
+# patch of this shared machine hits every server alike; each figure is the median of ROUNDS.
+ROUNDS="${ROUNDS:-3}"
+declare -A S
+for round in $(seq 1 "$ROUNDS"); do
+  for name in "${NAMES[@]}"; do
+    read -r rps1 mean1 p991 < <(run_load "${PORTS[$name]}" "$N1" 1 "$name-1-$round")
+    t0=$(cpu_ticks "${SPIDS[$name]}")
+    read -r rps64 mean64 p9964 < <(run_load "${PORTS[$name]}" "$N64" 64 "$name-64-$round")
+    t1=$(cpu_ticks "${SPIDS[$name]}")
+    # Server CPU (user + system) per call at 64 streams, in microseconds.
+    cpu64=$(python3 -c "print(round(($t1 - $t0) / $(getconf CLK_TCK) / $N64 * 1e6, 1))")
+    for k in rps1 mean1 p991 rps64 mean64 p9964 cpu64; do S[$name.$k]="${S[$name.$k]:-} ${!k}"; done
+  done
+done
+for name in "${NAMES[@]}"; do
+  for k in rps1 mean1 p991 rps64 mean64 p9964 cpu64; do
+    # shellcheck disable=SC2086
+    R[$name.$k]=$(median ${S[$name.$k]})
+  done
+done
+# Memory: RSS of the raw and shim servers before and after RSS_CALLS more calls.
+for name in raw shim; do
+  R[$name.rss0]="$(rss_kb "${SPIDS[$name]}")"
+  [ "$RSS_CALLS" -gt 0 ] && run_load "${PORTS[$name]}" "$RSS_CALLS" 64 "$name-rss" > /dev/null
+  R[$name.rss1]="$(rss_kb "${SPIDS[$name]}")"
+done
+for name in "${NAMES[@]}"; do
+  printf '%-5s  1 stream: %9.0f req/s  mean %7.1f us  p99 %6d us | 64 streams: %9.0f req/s  mean %7.1f us  p99 %6d us  server CPU %5.1f us/call | medians of %s rounds: 64-stream req/s%s; 1-stream mean us%s%s\n' \
+    "$name" "${R[$name.rps1]}" "${R[$name.mean1]}" "${R[$name.p991]}" "${R[$name.rps64]}" "${R[$name.mean64]}" "${R[$name.p9964]}" "${R[$name.cpu64]}" \
+    "$ROUNDS" "${S[$name.rps64]}" "${S[$name.mean1]}" \
+    "$([ -n "${R[$name.rss0]:-}" ] && echo " | RSS ${R[$name.rss0]} kB -> ${R[$name.rss1]} kB after $RSS_CALLS more calls")"
+done
+for name in "${NAMES[@]}"; do kill "${SPIDS[$name]}" 2>/dev/null; wait "${SPIDS[$name]}" 2>/dev/null || true; done
 
 python3 - <<PY
 import json
@@ -150,6 +177,9 @@ have_nio = nio64 == nio64  # not NaN
 rss0, rss1 = float("${R[shim.rss0]}"), float("${R[shim.rss1]}")
 rawU64, rawU1 = float("${R[rawU.rps64]}"), float("${R[rawU.mean1]}")
 shimG64, shimG1 = float("${R[shimG.rps64]}"), float("${R[shimG.mean1]}")
+rawcpu, rawUcpu, shimcpu = float("${R[raw.cpu64]}"), float("${R[rawU.cpu64]}"), float("${R[shim.cpu64]}")
+print("server CPU per call at 64 streams: raw %.1f us, rawU %.1f us, shim %.1f us (shim - rawU = %.1f us of Swift per call)"
+      % (rawcpu, rawUcpu, shimcpu, shimcpu - rawUcpu))
 print("ratios: shim/raw throughput at 64 streams %.3f (goal >= 0.9); shim/raw mean latency at 1 stream %.3f (goal <= 1.15, +%.1f us, goal <= 30)"
       % (shim64 / raw64, shim1 / raw1, shim1 - raw1))
 print("same op pattern (grpc++ unary): shim/rawU throughput at 64 streams %.3f; mean latency at 1 stream %.3f (+%.1f us)"
@@ -170,5 +200,6 @@ print(json.dumps({
     "raw_unary_rps_64": round(rawU64), "raw_unary_mean_us_1": round(rawU1, 1),
     "shim_over_raw_unary": round(shim64 / rawU64, 3),
     "shim_grpcserver_rps_64": round(shimG64), "shim_grpcserver_mean_us_1": round(shimG1, 1),
+    "raw_cpu_us_per_call": rawcpu, "raw_unary_cpu_us_per_call": rawUcpu, "shim_cpu_us_per_call": shimcpu,
 }))
 PY

@@ -154,7 +154,7 @@ public enum ServiceMain {
             shutdownGracePeriod: config.shutdownGrace),
             unaryMethods: services.flatMap(\.unaryMethods),
             observer: { method, code, duration in
-                MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: "\(RPCError.Code(code) ?? .unknown)", elapsed: duration)
+                MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: MetricsInterceptor.label(code), elapsed: duration)
             })
         // Streaming methods (and unknown ones) go through GRPCServer and its interceptors.
         let server = GRPCServer(
@@ -227,6 +227,12 @@ struct GRPCServerService: Service {
 /// through the transport's observer into the same ``record(method:code:elapsed:)``.
 public struct MetricsInterceptor: ServerInterceptor {
     public init() {}
+
+    /// The `code` label of a status: "OK", or the error code as GRPCCore spells it ("notFound").
+    public static func label(_ code: Status.Code) -> String {
+        guard let error = RPCError.Code(code) else { return "OK" }
+        return "\(error)"
+    }
 
     /// Records one finished call.
     public static func record(method: String, code: String, elapsed: Duration) {

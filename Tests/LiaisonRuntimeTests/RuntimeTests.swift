@@ -108,6 +108,13 @@ final class AdminServerTests: XCTestCase {
         await task.value
     }
 
+    /// Direct unary calls and GRPCServer's interceptor label codes alike: "OK" or GRPCCore's name.
+    func testMetricsCodeLabels() {
+        XCTAssertEqual(MetricsInterceptor.label(.ok), "OK")
+        XCTAssertEqual(MetricsInterceptor.label(.notFound), "\(RPCError.Code.notFound)")
+        XCTAssertEqual(MetricsInterceptor.label(.invalidArgument), "invalidArgument")
+    }
+
     func testBadAddressFailsStartUpNamingTheVariable() {
         XCTAssertThrowsError(try AdminServer(address: "not-an-ip:1", registry: .init(), logger: Logger(label: "t"))) {
             XCTAssertEqual(($0 as? ConfigurationError)?.variable, "LIAISON_ADMIN_ADDRESS")

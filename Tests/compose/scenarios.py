@@ -137,11 +137,12 @@ class Writers:
 
 
 def rpc_count(ip, port=9102):
-    """Requests this replica served on the correlation API, from its own Prometheus counter."""
+    """Requests this replica answered OK on the correlation API, from its own Prometheus counter."""
     total = 0
     with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("liaison_rpc_requests_total{") and f'method="{CORRELATION_SERVICE}/' in line:
+            if (line.startswith("liaison_rpc_requests_total{") and f'method="{CORRELATION_SERVICE}/' in line
+                    and 'code="OK"' in line):
                 total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
