@@ -445,11 +445,9 @@ private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafeP
 
 // MARK: - Per-call state
 
-/// One inbound call. Owns the caller's reference to the C call (released in deinit); the C
-/// side keeps this object alive (retained context) until DONE.
+/// One inbound call served as an `RPCStream` (the base class owns the C call).
 final class ServerCallBox: ServerCallBase, @unchecked Sendable {
     // Immutable after init.
-    private let call: OpaquePointer
     let descriptor: MethodDescriptor
     let peer: String
     let localPeer: String
@@ -510,25 +508,17 @@ final class ServerCallBox: ServerCallBase, @unchecked Sendable {
     private let state = Mutex(State())
 
     init(call: OpaquePointer, descriptor: MethodDescriptor, peer: String, localPeer: String, metadata: Metadata) {
-        self.call = call
         self.descriptor = descriptor
         self.peer = peer
         self.localPeer = localPeer
         self.metadata = metadata
-    }
-
-    deinit {
-        lgrpc_server_call_release(call)
+        super.init(call: call)
     }
 
     override func deliver(_ ev: lgrpc_event) {
         switch ev.kind {
         case LGRPC_EVENT_READ:
-            if ev.ok != 0 {
-                readCompleted(Array(UnsafeBufferPointer(start: ev.data, count: ev.len)))
-            } else {
-                readCompleted(nil)
-            }
+            readCompleted(ev.message)
         case LGRPC_EVENT_WRITE_DONE:
             writeCompleted(ok: ev.ok != 0)
         case LGRPC_EVENT_CANCELLED:

@@ -73,17 +73,34 @@ public struct ServedRPCService: Sendable {
 
 // MARK: - Per-call state of a direct unary call
 
-/// What the C side's call context points at: either kind of server call.
+/// What the C side's call context points at: either kind of server call. Owns the caller's
+/// reference to the C call (released in deinit); the C side keeps the object alive (retained
+/// context) until DONE.
 class ServerCallBase: @unchecked Sendable {
+    let call: OpaquePointer
+
+    init(call: OpaquePointer) {
+        self.call = call
+    }
+
+    deinit {
+        lgrpc_server_call_release(call)
+    }
+
     /// Handles one event; called on a gRPC thread inside `CallbackThreadExecutor.drain`.
     func deliver(_ ev: lgrpc_event) {}
 }
 
+extension lgrpc_event {
+    /// A READ event's message (copied out of the shim's buffer), nil when the read side ended.
+    var message: [UInt8]? {
+        ok != 0 ? Array(UnsafeBufferPointer(start: data, count: len)) : nil
+    }
+}
+
 /// One call of a ``UnaryMethod``: the read that the call's arrival started, one task for the
-/// handler, and one write-and-finish. Owns the caller's reference to the C call (released in
-/// deinit); the C side keeps this object alive (retained context) until DONE.
+/// handler, and one write-and-finish.
 final class DirectUnaryCall: ServerCallBase, @unchecked Sendable {
-    private let call: OpaquePointer
     private let method: UnaryMethod
     private let peer: String
     private let core: ServerCore
@@ -97,14 +114,10 @@ final class DirectUnaryCall: ServerCallBase, @unchecked Sendable {
     private let state = Mutex(State())
 
     init(call: OpaquePointer, method: UnaryMethod, peer: String, core: ServerCore) {
-        self.call = call
         self.method = method
         self.peer = peer
         self.core = core
-    }
-
-    deinit {
-        lgrpc_server_call_release(call)
+        super.init(call: call)
     }
 
     /// Starts reading the request (on the gRPC thread that announced the call).
@@ -118,8 +131,8 @@ final class DirectUnaryCall: ServerCallBase, @unchecked Sendable {
     override func deliver(_ ev: lgrpc_event) {
         switch ev.kind {
         case LGRPC_EVENT_READ:
-            if ev.ok != 0 {
-                run(Array(UnsafeBufferPointer(start: ev.data, count: ev.len)))
+            if let request = ev.message {
+                run(request)
             } else {
                 // The stream ended without a message (or the call is already cancelled, in
                 // which case this status goes nowhere).
