@@ -10,6 +10,9 @@ import Synchronization
 public final class PostgresConnection {
     private var conn: OpaquePointer?
     private var statementNames: [String: String] = [:]
+    /// The BEGIN of the transaction `inTransaction` opened, not sent yet: it goes out in one
+    /// pipeline with the transaction's first statement (a round trip less per transaction).
+    private var pendingBegin: String?
     private var nextStatementID = 0
     private let cancelState: CancelState
 
@@ -109,6 +112,7 @@ public final class PostgresConnection {
     /// Runs one parameterised statement through a cached prepared statement.
     @discardableResult
     public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
+        if pendingBegin != nil { return try pipeline([(sql, parameters)])[0] }
         let conn = try live()
         let name = try prepared(sql, conn: conn)
         let result = withParameters(parameters) { values, lengths, formats in
@@ -119,6 +123,7 @@ public final class PostgresConnection {
 
     /// Runs SQL text without parameters; may contain several statements (migrations, DDL).
     public func execute(script sql: String) throws {
+        try sendPendingBegin()
         let conn = try live()
         _ = try check(PQexec(conn, sql), conn: conn)
     }
@@ -127,6 +132,25 @@ public final class PostgresConnection {
     /// read, so the batch costs one round trip. Stops at the first error, which is thrown; the
     /// statements after it are not executed. Wrap in a transaction for all-or-nothing.
     public func pipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
+        -> [PostgresResult]
+    {
+        guard let begin = pendingBegin else { return try runPipeline(statements) }
+        pendingBegin = nil
+        do {
+            return Array(try runPipeline([(begin, [])] + statements).dropFirst())
+        } catch var e as PostgresError where e.kind == .connection {
+            // The transaction's first round trip: nothing of it can have committed.
+            e.safeToRetry = true
+            throw e
+        }
+    }
+
+    /// Sends a pending BEGIN by itself (before statements that cannot join a pipeline).
+    private func sendPendingBegin() throws {
+        if pendingBegin != nil { _ = try pipeline([]) }
+    }
+
+    private func runPipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
         -> [PostgresResult]
     {
         let conn = try live()
@@ -211,6 +235,7 @@ public final class PostgresConnection {
     /// COPY statement; `rows` are the column values (nil for NULL). Returns the rows copied.
     @discardableResult
     public func copyIn(_ copySQL: String, rows: [[String?]]) throws -> Int {
+        try sendPendingBegin()
         let conn = try live()
         let start = PQexec(conn, copySQL)
         guard PQresultStatus(start) == PGRES_COPY_IN else { _ = try check(start, conn: conn); return 0 }
@@ -274,20 +299,27 @@ public final class PostgresConnection {
         case serializable = "SERIALIZABLE"
     }
 
-    /// Runs `body` inside BEGIN/COMMIT, rolling back on any error. A connection failure on BEGIN
-    /// is marked safe to retry (nothing was sent yet).
+    /// Runs `body` inside BEGIN/COMMIT, rolling back on any error. BEGIN travels with the body's
+    /// first statement; a connection failure in that first round trip is marked safe to retry
+    /// (nothing of the transaction can have committed).
     public func inTransaction<T>(_ isolation: IsolationLevel = .readCommitted, _ body: (PostgresConnection) throws -> T) throws -> T {
-        do {
-            try query(isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)")
-        } catch var e as PostgresError where e.kind == .connection {
-            e.safeToRetry = true
-            throw e
-        }
+        // BEGIN goes out with the body's first statement (see `pendingBegin`); a connection
+        // failure in that round trip is safe to retry.
+        pendingBegin = isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)"
         do {
             let value = try body(self)
+            if pendingBegin != nil {
+                // The body ran no statement: there is no transaction to commit.
+                pendingBegin = nil
+                return value
+            }
             try query("COMMIT")
             return value
         } catch {
+            if pendingBegin != nil {
+                pendingBegin = nil
+                throw error
+            }
             if let conn, PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) != PQTRANS_IDLE {
                 _ = try? execute(script: "ROLLBACK")
             }

@@ -163,6 +163,42 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertEqual(value4, 0)
     }
 
+    /// BEGIN travels with the body's first statement: that statement is inside the transaction
+    /// (same transaction time as the later ones, rolled back with them), and a body that runs no
+    /// statement opens none.
+    func testBeginTravelsWithTheFirstStatement() async throws {
+        try await pool.query("CREATE TABLE b (id int)")
+        struct Refused: Error {}
+        do {
+            try await pool.transaction { c in
+                try c.query("INSERT INTO b VALUES (1)")
+                throw Refused()
+            }
+            XCTFail("expected the body's error")
+        } catch is Refused {}
+        let rows = try await pool.query("SELECT count(*) FROM b").first!.decode(Int.self, 0)
+        XCTAssertEqual(rows, 0, "the first statement was rolled back with the transaction")
+
+        let sameTransaction = try await pool.transaction { c -> Bool in
+            let first = try c.query("SELECT now()::text, txid_current()").first!
+            _ = try c.query("SELECT pg_sleep(0.02)")
+            let second = try c.pipeline([("SELECT now()::text, txid_current()", [])])[0].first!
+            return try first.decode(String.self, 0) == second.decode(String.self, 0)
+                && first.decode(Int64.self, 1) == second.decode(Int64.self, 1)
+        }
+        XCTAssertTrue(sameTransaction)
+
+        let nothing = try await pool.transaction { _ in 42 }
+        XCTAssertEqual(nothing, 42)
+        let fresh = try await pool.withConnection { c -> Bool in
+            // In a transaction left open, now() would stand still between statements.
+            let a = try c.query("SELECT now()::text").first!.decode(String.self, 0)
+            _ = try c.query("SELECT pg_sleep(0.02)")
+            return try a != c.query("SELECT now()::text").first!.decode(String.self, 0)
+        }
+        XCTAssertTrue(fresh, "no transaction left open by an empty body")
+    }
+
     func testPipelineBatchOfTenThousandRows() async throws {
         try await pool.query("CREATE TABLE p (id int PRIMARY KEY, body text)")
         let statements: [(sql: String, parameters: [any PostgresBindable])] = (0..<10_000).map {

@@ -255,10 +255,16 @@ public enum DuplicateMatcher {
     ///    `requireCompatibleSymptom`.
     /// 4. The best non-vetoed report at or above `threshold` decides the case joined (ties: newer
     ///    report, then name). Otherwise a new case opens, owned by the submitting agent.
+    ///
+    /// `candidateShingles` and `candidateFingerprint`, when given, must be those of
+    /// `candidate.text` under `config.similarity` (callers that also store the fingerprint compute
+    /// them once).
     public static func match(candidate: NewReport, openCases: [CaseCandidate],
-                             config: DuplicateConfig = .init()) -> MatchDecision {
-        let candidateShingles = config.similarity.shingles(candidate.text)
-        var candidateFingerprint: ReportFingerprint?
+                             config: DuplicateConfig = .init(),
+                             candidateShingles precomputedShingles: Set<String>? = nil,
+                             candidateFingerprint precomputedFingerprint: ReportFingerprint? = nil) -> MatchDecision {
+        let candidateShingles = precomputedShingles ?? config.similarity.shingles(candidate.text)
+        var candidateFingerprint = precomputedFingerprint
 
         struct Scored {
             var caseName: String

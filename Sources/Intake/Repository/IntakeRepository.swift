@@ -537,6 +537,8 @@ public final class IntakeRepository: Sendable {
         // Decided in stage (1):
         var customer = Liaison_Intake_V1_Customer()
         var candidate: NewReport?
+        /// The new report's MinHash fingerprint (matched against candidates, then stored).
+        var fingerprint: ReportFingerprint?
         var reportID = ""
         var reportName = ""
         var actor = ""
@@ -584,6 +586,9 @@ public final class IntakeRepository: Sendable {
                 description: "required: \(submission.customer) has no owning agent, so the report must name its agent")])
         }
         let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, now: now)
+        // Shingles and fingerprint once: the matcher uses them, the report row stores the fingerprint.
+        let shingles = settings.duplicate.similarity.shingles(candidate.text)
+        let fingerprint = ReportFingerprint(shingles: shingles, config: settings.duplicate.similarity)
         let reportID = UUID().uuidString.lowercased()
         let reportName = "reports/" + reportID
         let input = s.input
@@ -636,7 +641,8 @@ public final class IntakeRepository: Sendable {
                 cases[caseName]!.reports.append(ref)
             }
             let decision = DuplicateMatcher.match(candidate: candidate, openCases: order.map { cases[$0]! },
-                                                  config: settings.duplicate)
+                                                  config: settings.duplicate, candidateShingles: shingles,
+                                                  candidateFingerprint: fingerprint)
             assessment = decision.assessment
             switch decision.action {
             case .joinCase(let name): joinCase = ResourceName.caseId(name)
@@ -656,6 +662,7 @@ public final class IntakeRepository: Sendable {
 
         s.customer = customer
         s.candidate = candidate
+        s.fingerprint = fingerprint
         s.reportID = reportID
         s.reportName = reportName
         s.actor = submission.agent.isEmpty ? "services/intake" : submission.agent
@@ -694,7 +701,7 @@ public final class IntakeRepository: Sendable {
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
         if let joinCase, let (current, version, symptoms) = joined {
             report.case = current.name
-            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate,
+            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
             var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
             next.symptom = SymptomClassifier.dominant(symptoms + [candidate.symptom])
@@ -709,7 +716,7 @@ public final class IntakeRepository: Sendable {
             caseVersion = 1
             try saveCase(writes, old: nil, new: record, version: 1, moveReports: false)
             report.case = record.name
-            try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate,
+            try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
             caseCreated = true
         }
@@ -748,8 +755,8 @@ public final class IntakeRepository: Sendable {
     }
 
     static func insertReport(_ c: some SQLWriter, id: String, caseID: String, report: Liaison_Intake_V1_Report,
-                             candidate: NewReport, duplicate: Bool, settings: IntakeSettings) throws {
-        let fingerprint = ReportFingerprint(text: report.text, config: settings.duplicate.similarity)
+                             candidate: NewReport, fingerprint: ReportFingerprint, duplicate: Bool,
+                             settings: IntakeSettings) throws {
         let snap = report.customerSnapshot
         try c.write("""
             INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system,
