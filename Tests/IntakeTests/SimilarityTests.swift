@@ -180,3 +180,27 @@ final class SimilarityTests: XCTestCase {
         XCTAssertLessThan(meanError, 0.035, "mean absolute error \(meanError), worst \(worst)")
     }
 }
+
+final class TextNormalizerFastPathTests: XCTestCase {
+    /// The ASCII fast paths give what the Unicode tables give, for every ASCII character, so
+    /// stored fingerprints stay comparable.
+    func testASCIIFastPathsMatchTheUnicodeTables() {
+        let n = TextNormalizer.standard
+        let every = String(decoding: (0..<128).map { UInt8($0) }, as: UTF8.self)
+        XCTAssertEqual(n.fold(every), n.foldUnicode(every))
+        for scalar in (0..<128).compactMap(Unicode.Scalar.init) {
+            let p = scalar.properties
+            let word = p.isAlphabetic || p.numericType != nil
+            XCTAssertEqual(n.tokens("ab\(scalar)cd").count == 1, word, "\(scalar.value)")
+        }
+        let samples = [
+            "Checkout FAILS with error 500 at payment; retrying 3x didn't help!",
+            "Die Seite ist komplett ausgefallen, Ausfall seit heute", "Café crème: paiement refusé (ERR-42)",
+            "ログインできません 503", "Straße geschlossen, ØRE bitte",
+        ]
+        for text in samples {
+            XCTAssertEqual(n.fold(text), n.foldUnicode(text), text)
+        }
+        XCTAssertEqual(n.tokens(samples[0]), ["checkout", "fail", "error", "500", "payment", "retry", "3x", "didn", "help"])
+    }
+}

@@ -47,6 +47,15 @@ public struct TextNormalizer: Sendable, Hashable {
 
     /// Lower-cases and folds diacritics, keeping everything else (punctuation included).
     public func fold(_ text: String) -> String {
+        // ASCII (most reports): lower-casing is all there is to do, without Unicode tables.
+        if text.utf8.allSatisfy({ $0 < 0x80 }) {
+            return String(decoding: text.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
+        }
+        return foldUnicode(text)
+    }
+
+    /// `fold` through the Unicode tables (any text).
+    func foldUnicode(_ text: String) -> String {
         let decomposed = text.lowercased().decomposedStringWithCanonicalMapping
         var out = String.UnicodeScalarView()
         for scalar in decomposed.unicodeScalars {
@@ -72,13 +81,26 @@ public struct TextNormalizer: Sendable, Hashable {
             guard !current.isEmpty else { return }
             let word = String(current)
             current = String.UnicodeScalarView()
-            let isNumber = word.unicodeScalars.allSatisfy { $0.properties.numericType != nil }
+            let isNumber = word.unicodeScalars.allSatisfy {
+                $0.value < 0x80 ? ($0.value >= 0x30 && $0.value <= 0x39) : $0.properties.numericType != nil
+            }
             if !isNumber && word.unicodeScalars.count < 2 { return }
             if stopWords.contains(word) { return }
             let token = stem ? Self.stemmed(word) : word
             if !stopWords.contains(token) { result.append(token) }
         }
         for scalar in fold(text).unicodeScalars {
+            let v = scalar.value
+            if v < 0x80 {
+                // ASCII: letters and digits make words, everything else separates them (what
+                // the Unicode properties below say for these scalars).
+                if (v >= 0x61 && v <= 0x7A) || (v >= 0x41 && v <= 0x5A) || (v >= 0x30 && v <= 0x39) {
+                    current.append(scalar)
+                } else {
+                    flush()
+                }
+                continue
+            }
             let p = scalar.properties
             if p.isIdeographic {
                 flush()
