@@ -89,9 +89,28 @@ INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, '
 INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES ('intake.SubmitReport', :rid, encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex'), decode(repeat('5a', $RESP), 'hex'));
 COMMIT;
 SQL
-pgbench_tps() { # clients
+# The batch reference: the same per-report statements for 100 reports in ONE transaction, the
+# batch's customers locked first in id order (as intake does), all in one pgbench pipeline (ids
+# from a per-transaction random key, so nothing waits for a reply). Its tx/s x 100 is the
+# reports/s a batch could reach if intake cost nothing but its SQL and needed no replies between
+# statements (intake needs three round trips per wave: reads, joined cases, writes).
+{
+  echo "\\set k random(0, 9223372036854775806)"
+  for i in $(seq 1 100); do echo "\\set c$i random(0, $CUSTOMERS - 1)"; done
+  echo "\\startpipeline"
+  echo "BEGIN;"
+  echo "SELECT id FROM customers WHERE id = ANY(ARRAY[$(for i in $(seq 1 100); do printf "'b' || :c$i%s" "$([ "$i" = 100 ] || echo ,)"; done)]) ORDER BY id FOR UPDATE;"
+  for i in $(seq 1 100); do
+    sed -n '/^SELECT pg_advisory/,/^INSERT INTO idempotency_keys/p' "$W/submit.sql" \
+      | sed "s/:c\b/:c$i/g; s/:rid\b/md5(:k || '-r$i')/g; s/:cid\b/md5(:k || '-c$i')/g; s/:rpt\b/md5(:k || '-p$i')/g; s/:eid::uuid/md5(:k || '-e$i')::uuid/g"
+  done
+  echo "COMMIT;"
+  echo "\\endpipeline"
+} > "$W/submit-batch.sql"
+
+pgbench_tps() { # clients [script]
   psql -q "$ref_url" -c CHECKPOINT
-  "$PGBIN/pgbench" -n -M prepared -c "$1" -j "$1" -T "$SECONDS_PER_RUN" -f "$W/submit.sql" "$ref_url" 2>"$W/pgbench.err" \
+  "$PGBIN/pgbench" -n -M prepared -c "$1" -j "$1" -T "$SECONDS_PER_RUN" -f "${2:-$W/submit.sql}" "$ref_url" 2>"$W/pgbench.err" \
     | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1
 }
 
@@ -106,6 +125,15 @@ for clients in "${CLIENT_COUNTS[@]}"; do
     printf '%-8s %8s %16s %16s %8s\n' "$mode" "$clients" "$s" "$p" "$ratio"
     json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_pgbench\": $p, \"${mode}_c${clients}_ratio\": $ratio, "
   done
+done
+for clients in "${CLIENT_COUNTS[@]}"; do
+  pb=$(pgbench_tps "$clients" "$W/submit-batch.sql")
+  [ -n "$pb" ] || { cat "$W/pgbench.err" >&2; exit 1; }
+  ref=$((pb * 100))
+  s=${INTAKE[batch,$clients]}
+  ratio=$(python3 -c "print(round($s / max($ref, 1), 2))")
+  printf '%-8s %8s %16s %16s %8s   (pgbench: batches of 100 in one transaction and one pipeline, as reports/s)\n' batch "$clients" "$s" "$ref" "$ratio"
+  json="$json\"batch_c${clients}_pgbench_batch_reports\": $ref, \"batch_c${clients}_ratio_to_batch_ref\": $ratio, "
 done
 echo "(PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
 echo "${json%, }}"
