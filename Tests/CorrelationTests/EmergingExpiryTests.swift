@@ -23,19 +23,6 @@ final class EmergingExpiryTests: XCTestCase {
         return EmergingIssueDetectorService(pool: stack.pool, settings: s, logger: stack.logger)
     }
 
-    /// Old background reports (3-18 h ago) and three recent ones in other regions.
-    func noise() throws -> [Liaison_Events_V1_EventEnvelope] {
-        var events: [Liaison_Events_V1_EventEnvelope] = []
-        for i in 0..<6 {
-            events.append(try CorrelationStack.reportEvent("old\(i)", customer: "c\(1000 + i)", CorrelationStack.attributes(1000 + i),
-                                                           at: Date().addingTimeInterval(-Double(3 + i * 3) * 3600)))
-        }
-        for i in [1, 2, 4] {
-            events.append(try CorrelationStack.reportEvent("noise\(i)", customer: "c\(i)", CorrelationStack.attributes(i)))
-        }
-        return events
-    }
-
     /// 12 reports from customers of one region (i % 3 == `region`), 20 to 25 minutes ago.
     func burst(_ prefix: String, region: Int, hint: String = "", text: String = "it does not work") throws -> [Liaison_Events_V1_EventEnvelope] {
         try (0..<300).filter { $0 % 3 == region }.prefix(12).enumerated().map { n, i in
@@ -70,7 +57,7 @@ final class EmergingExpiryTests: XCTestCase {
     func testOpenIssueExpiresOnlyWhenBelowSignificanceAndQuietForTheQuietPeriod() async throws {
         let stack = try await CorrelationStack { $0.destinations = ["intake"] }
         _ = try await stack.createService("login", aliases: ["sign-in"])
-        try await stack.deliver(try noise() + burst("s", region: 0, hint: "sign-in"))
+        try await stack.deliver(try CorrelationStack.backgroundNoise() + burst("s", region: 0, hint: "sign-in"))
         // Raised over a one-hour window.
         do { let v = try await detector(stack, window: 3600).runOnce(); XCTAssertEqual(v, 1) }
         let opened = try await openIssues(stack)
@@ -123,7 +110,7 @@ final class EmergingExpiryTests: XCTestCase {
     func testPromotedAndDismissedIssuesNeverExpire() async throws {
         let stack = try await CorrelationStack { $0.destinations = ["intake"] }
         _ = try await stack.createService("login", aliases: ["sign-in"])
-        try await stack.deliver(try noise() + burst("s", region: 0, hint: "sign-in"))
+        try await stack.deliver(try CorrelationStack.backgroundNoise() + burst("s", region: 0, hint: "sign-in"))
         do { let v = try await detector(stack, window: 3600).runOnce(); XCTAssertEqual(v, 1) }
         let openedFirst = try await openIssues(stack)
         let first = try XCTUnwrap(openedFirst.first)

@@ -156,6 +156,20 @@ final class CorrelationStack: @unchecked Sendable {
 
     // MARK: A synthetic customer base
 
+    /// Background for the emerging-issue detector: six old reports (3-18 h ago) and three recent
+    /// ones spread over other regions.
+    static func backgroundNoise() throws -> [Liaison_Events_V1_EventEnvelope] {
+        var events: [Liaison_Events_V1_EventEnvelope] = []
+        for i in 0..<6 {
+            events.append(try reportEvent("old\(i)", customer: "c\(1000 + i)", attributes(1000 + i),
+                                          at: Date().addingTimeInterval(-Double(3 + i * 3) * 3600)))
+        }
+        for i in [1, 2, 4] {
+            events.append(try reportEvent("noise\(i)", customer: "c\(i)", attributes(i)))
+        }
+        return events
+    }
+
     static let regions = ["eu-south", "eu-central", "eu-north"]
     static let countries = ["eu-south": ["IT", "ES", "GR"], "eu-central": ["DE", "AT", "CH"], "eu-north": ["SE", "FI", "NO"]]
 

@@ -339,14 +339,7 @@ final class ServiceTests: XCTestCase {
         let stack = try await CorrelationStack()
         _ = try await stack.createService("login", aliases: ["sign-in"])
         // Background noise over the last day, then a burst from eu-south in the window.
-        var events: [Liaison_Events_V1_EventEnvelope] = []
-        for i in 0..<6 {
-            events.append(try CorrelationStack.reportEvent("old\(i)", customer: "c\(1000 + i)", CorrelationStack.attributes(1000 + i),
-                                                           at: Date().addingTimeInterval(-Double(3 + i * 3) * 3600)))
-        }
-        for i in [1, 2, 4] {
-            events.append(try CorrelationStack.reportEvent("noise\(i)", customer: "c\(i)", CorrelationStack.attributes(i)))
-        }
+        var events = try CorrelationStack.backgroundNoise()
         let south = (0..<200).filter { $0 % 3 == 0 }.prefix(12)
         for i in south {
             events.append(try CorrelationStack.reportEvent("s\(i)", customer: "c\(i)", CorrelationStack.attributes(i), hint: "sign-in",
