@@ -540,8 +540,9 @@ public final class IntakeRepository: Sendable {
         /// The new report's MinHash fingerprint (matched against candidates, then stored).
         var fingerprint: ReportFingerprint?
         var reportID = ""
-        var reportName = ""
-        var actor = ""
+        var reportName: String { "reports/" + reportID }
+        /// Who the case history names: the submitting agent, else the service.
+        var actor: String { submission.agent.isEmpty ? "services/intake" : submission.agent }
         var assessment: DuplicateAssessment?
         var joinCase: String?  // case id
         var newOwner = ""
@@ -664,8 +665,6 @@ public final class IntakeRepository: Sendable {
         s.candidate = candidate
         s.fingerprint = fingerprint
         s.reportID = reportID
-        s.reportName = reportName
-        s.actor = submission.agent.isEmpty ? "services/intake" : submission.agent
         s.assessment = assessment
         s.joinCase = joinCase
         s.newOwner = newOwner
