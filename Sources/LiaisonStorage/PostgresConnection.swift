@@ -306,21 +306,14 @@ public final class PostgresConnection {
         // BEGIN goes out with the body's first statement (see `pendingBegin`); a connection
         // failure in that round trip is safe to retry.
         pendingBegin = isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)"
+        // A BEGIN still pending afterwards means the body ran no statement: nothing to end.
+        defer { pendingBegin = nil }
         do {
             let value = try body(self)
-            if pendingBegin != nil {
-                // The body ran no statement: there is no transaction to commit.
-                pendingBegin = nil
-                return value
-            }
-            try query("COMMIT")
+            if pendingBegin == nil { try query("COMMIT") }
             return value
         } catch {
-            if pendingBegin != nil {
-                pendingBegin = nil
-                throw error
-            }
-            if let conn, PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) != PQTRANS_IDLE {
+            if pendingBegin == nil, let conn, PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) != PQTRANS_IDLE {
                 _ = try? execute(script: "ROLLBACK")
             }
             throw error

@@ -47,11 +47,6 @@ public final class PostgresResult: @unchecked Sendable {
     /// The first row, if any.
     public var first: PostgresRow? { count > 0 ? self[0] : nil }
 
-    func text(row: Int, column: Int) -> String? {
-        guard let result, PQgetisnull(result, Int32(row), Int32(column)) == 0 else { return nil }
-        return String(cString: PQgetvalue(result, Int32(row), Int32(column)))
-    }
-
     /// Calls `body` with the value's bytes in text format (borrowed from the result), or nil for
     /// NULL.
     func withBytes<R>(row: Int, column: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) rethrows -> R {
@@ -108,5 +103,5 @@ public struct PostgresRow: Sendable {
     }
 
     /// Whether the column is NULL.
-    public func isNull(_ column: Int) -> Bool { result.text(row: row, column: column) == nil }
+    public func isNull(_ column: Int) -> Bool { result.withBytes(row: row, column: column) { $0 == nil } }
 }
