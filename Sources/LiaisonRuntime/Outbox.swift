@@ -115,14 +115,14 @@ public struct OutboxRelay: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let n = try await runOnce()
-                if n == 0 { try? await Task.sleep(for: settings.idlePoll) }
+                if n == 0 { await sleepUntilShutdown(for: settings.idlePoll) }
                 if ContinuousClock.now - lastCleanup > .seconds(600) {
                     lastCleanup = .now
                     try await cleanup()
                 }
             } catch {
                 logger.warning("outbox relay pass failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+                await sleepUntilShutdown(for: .seconds(1))
             }
         }
     }

@@ -165,8 +165,11 @@ public enum ServiceMain {
         let grpc = GRPCServerService(
             server: server, transport: transport, healthServices: [""] + d.grpcServices, admin: admin,
             shutdownDelay: config.shutdownDelay, logger: logger)
+        // ServiceGroup shuts services down in reverse order, one after the other: gRPC (listed last)
+        // stops advertising and drains first, while the background work (outbox relays that
+        // deliver what those calls wrote) keeps running; then the background services stop.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: grpc)] + service.backgroundServices.map { .init(service: $0) },
+            services: service.backgroundServices.map { .init(service: $0) } + [.init(service: grpc)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         logger.info("starting", metadata: ["grpc": "\(config.listenAddress)", "admin": "\(config.adminAddress)"])

@@ -4,8 +4,7 @@ import LiaisonStorage
 import LiaisonTestSupport
 import XCTest
 
-/// A real service executable (the `sla` binary: it has no domain handlers yet, so it shows the
-/// runtime alone) started, probed, and stopped with SIGTERM.
+/// The real service executables, started, probed, and stopped with SIGTERM.
 final class ServiceProcessTests: XCTestCase {
     func binary(_ name: String) throws -> String {
         let path = debugBinDirectory + "/" + name
@@ -13,18 +12,45 @@ final class ServiceProcessTests: XCTestCase {
         return path
     }
 
-    func testServesHealthMetricsAndDrainsOnSIGTERMWithExitZero() async throws {
-        let bin = try binary("sla")
-        let url = try TestPostgres.shared.createDatabase("sla")
+    // Each service has different background work (outbox relays, the emerging-issue detector, the
+    // request-id expiry); SIGTERM must stop all of it promptly, whatever its poll interval.
+    func testSLAServesHealthMetricsAndDrainsOnSIGTERMWithExitZero() async throws {
+        try await servesAndDrains("sla", grpcService: "liaison.sla.v1.SlaService")
+    }
+
+    func testIntakeDrainsOnSIGTERMWithExitZero() async throws {
+        try await servesAndDrains("intake", grpcService: "liaison.intake.v1.IntakeService",
+                                  environment: ["LIAISON_CORRELATION_TARGET": "ipv4:127.0.0.1:\(freePort())"])
+    }
+
+    func testCorrelationDrainsOnSIGTERMWithExitZero() async throws {
+        // The detector's default interval (30 s) is longer than the bound below: it must not be
+        // waited out.
+        try await servesAndDrains("correlation", grpcService: "liaison.correlation.v1.CorrelationService",
+                                  environment: ["LIAISON_INTAKE_TARGET": "ipv4:127.0.0.1:\(freePort())"])
+    }
+
+    func testCommunicationsAndFollowupDrainOnSIGTERMWithExitZero() async throws {
+        try await servesAndDrains("communications", grpcService: "liaison.communications.v1.CommunicationsService")
+        try await servesAndDrains("followup", grpcService: "liaison.followup.v1.FollowupService")
+    }
+
+    /// Starts `service`, waits for SERVING, checks readiness and migrations, sends SIGTERM and
+    /// checks the drain: NOT_SERVING and 503 during the shutdown delay, exit 0 within a bound well
+    /// under compose's 20 s stop grace period, JSON logs throughout.
+    func servesAndDrains(_ service: String, grpcService: String, environment extra: [String: String] = [:],
+                         file: StaticString = #filePath, line: UInt = #line) async throws {
+        let bin = try binary(service)
+        let url = try TestPostgres.shared.createDatabase(service)
         let port = freePort(), admin = freePort()
         let child = try ChildProcess([bin, "serve"], environment: [
             "LIAISON_DATABASE_URL": url,
             "LIAISON_LISTEN_ADDRESS": "127.0.0.1:\(port)",
             "LIAISON_ADMIN_ADDRESS": "127.0.0.1:\(admin)",
-            "LIAISON_MIGRATIONS_DIR": TestPostgres.repositoryRoot + "/services/sla/migrations",
+            "LIAISON_MIGRATIONS_DIR": TestPostgres.repositoryRoot + "/services/\(service)/migrations",
             "LIAISON_SHUTDOWN_GRACE_SECONDS": "2",
             "LIAISON_SHUTDOWN_DELAY_SECONDS": "2",
-        ])
+        ].merging(extra) { $1 })
         var serving = false
         for _ in 0..<150 {
             if (try? await HealthProbe.check(target: "127.0.0.1:\(port)", service: "", timeout: .seconds(1))) == true {
@@ -34,16 +60,16 @@ final class ServiceProcessTests: XCTestCase {
             if child.wait(timeout: .zero) != nil { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        XCTAssertTrue(serving, "never became SERVING:\n\(child.output)")
-        let named = try await HealthProbe.check(target: "127.0.0.1:\(port)", service: "liaison.sla.v1.SlaService", timeout: .seconds(1))
-        XCTAssertTrue(named)
+        XCTAssertTrue(serving, "\(service) never became SERVING:\n\(child.output)", file: file, line: line)
+        let named = try await HealthProbe.check(target: "127.0.0.1:\(port)", service: grpcService, timeout: .seconds(1))
+        XCTAssertTrue(named, file: file, line: line)
         let (status, _) = try runCommand(["/usr/bin/curl", "-sf", "http://127.0.0.1:\(admin)/readyz"])
-        XCTAssertEqual(status, 0)
+        XCTAssertEqual(status, 0, file: file, line: line)
 
         // Migrations ran: the platform tables exist.
         let pool = PostgresPool(.init(url: url, maxConnections: 1))
         let tables = try await pool.query("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('outbox', 'idempotency_keys', 'inbox')").first!.decode(Int.self, 0)
-        XCTAssertEqual(tables, 3)
+        XCTAssertEqual(tables, 3, file: file, line: line)
         await pool.close()
 
         child.send(SIGTERM)
@@ -56,14 +82,14 @@ final class ServiceProcessTests: XCTestCase {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        XCTAssertTrue(notServing, "health never said NOT_SERVING after SIGTERM:\n\(child.output)")
+        XCTAssertTrue(notServing, "\(service): health never said NOT_SERVING after SIGTERM:\n\(child.output)", file: file, line: line)
         let notReady = try runCommand(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(admin)/readyz"])
-        XCTAssertEqual(notReady.1.trimmingCharacters(in: .whitespacesAndNewlines), "503", "readiness after SIGTERM")
+        XCTAssertEqual(notReady.1.trimmingCharacters(in: .whitespacesAndNewlines), "503", "readiness after SIGTERM", file: file, line: line)
         let code = child.wait(timeout: .seconds(15))
-        XCTAssertEqual(code, 0, "did not exit 0 within the bound after SIGTERM:\n\(child.output)")
+        XCTAssertEqual(code, 0, "\(service) did not exit 0 within the bound after SIGTERM:\n\(child.output)", file: file, line: line)
         let lines = child.output.split(separator: "\n").filter { $0.hasPrefix("{") }
-        XCTAssertTrue(lines.contains { $0.contains("\"message\":\"draining\"") }, child.output)
-        XCTAssertTrue(lines.contains { $0.contains("\"message\":\"stopped\"") }, child.output)
+        XCTAssertTrue(lines.contains { $0.contains("\"message\":\"draining\"") }, child.output, file: file, line: line)
+        XCTAssertTrue(lines.contains { $0.contains("\"message\":\"stopped\"") }, child.output, file: file, line: line)
         for line in lines {
             XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), "not one JSON object: \(line)")
         }

@@ -271,7 +271,7 @@ public struct EmergingIssueDetectorService: ServiceLifecycle.Service {
             } catch {
                 logger.warning("emerging-issue detector pass failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: settings.detectorInterval)
+            await sleepUntilShutdown(for: settings.detectorInterval)
         }
     }
 }
