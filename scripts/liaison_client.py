@@ -25,11 +25,14 @@ def request_id(*parts):
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "liaison/" + "/".join(parts)))
 
 def balanced_channel(target, service):
-    """A channel that spreads calls over every address of `target` (round_robin) and retries
-    UNAVAILABLE calls of `service` on another replica, as the services' own clients do."""
+    """A channel that spreads calls over every address of `target` (round_robin), skips replicas
+    whose health says `service` is NOT_SERVING (a replica that is shutting down says so before it
+    stops accepting) and retries UNAVAILABLE calls of `service` on another replica, as the
+    services' own clients do."""
     import grpc
     config = {
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": service},
         "methodConfig": [{
             "name": [{"service": service}],
             "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "1s",

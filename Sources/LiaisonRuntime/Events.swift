@@ -102,13 +102,20 @@ public final class EventDelivery: Sendable {
     private let clients: [String: GRPCClient<ShimClientTransport>]
     private let producer: String
 
+    /// Every replica of a destination takes calls (round_robin), except those whose health says
+    /// the sink is NOT_SERVING: a replica reports that for its shutdown delay before it stops
+    /// accepting, so deliveries leave it before grpc's shutdown could refuse them.
+    static let coreServiceConfigJSON = #"""
+        {"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":"liaison.events.v1.EventSinkService"}}
+        """#
+
     /// `destinations` maps destination names to gRPC targets.
     public init(producer: String, destinations: [String: String]) throws {
         self.producer = producer
         var clients: [String: GRPCClient<ShimClientTransport>] = [:]
         for (name, target) in destinations {
             let transport = try ShimClientTransport(target: target, config: .init(
-                coreServiceConfigJSON: #"{"loadBalancingConfig":[{"round_robin":{}}]}"#,
+                coreServiceConfigJSON: Self.coreServiceConfigJSON,
                 keepaliveTime: .seconds(30), keepaliveTimeout: .seconds(10)))
             clients[name] = GRPCClient(transport: transport)
         }

@@ -104,6 +104,7 @@ final class CrashRecoveryTests: XCTestCase {
         let sinkServer = GRPCServer(transport: sinkTransport, services: [sink])
         let sinkServing = Task { try await sinkServer.serve() }
         let sinkPort = try await sinkTransport.listeningPort
+        sinkTransport.health.setServingStatus(service: "liaison.events.v1.EventSinkService", serving: true)
 
         let log = NSTemporaryDirectory() + "intake-crash-\(getpid()).log"
         let port1 = try freePort()
