@@ -205,7 +205,9 @@ def scale(args):
             t.start()
         time.sleep(args.seconds / 2)
         during = {ip: rpc_count(ip) - before[ip] for ip in ips}
+        t0 = time.time()
         run(args.stop_cmd)
+        log(f"the replica stopped in {time.time() - t0:.1f} s")
         stopped_at = len(writers.acked)
         time.sleep(args.seconds / 2)
         stop.set()
