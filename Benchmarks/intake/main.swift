@@ -1,8 +1,11 @@
 // Intake benchmark client: accepted reports per second through the gRPC API (durable commit).
 //   IntakeBenchmark TARGET setup CUSTOMERS            upsert CUSTOMERS customers b0..bN-1
-//   IntakeBenchmark TARGET single|batch CLIENTS SECONDS CUSTOMERS
+//   IntakeBenchmark TARGET single|batch CLIENTS SECONDS CUSTOMERS [new|dup]
 // `single` sends one SubmitReport per RPC, `batch` BatchSubmitReports of 100. Each report has its
-// own request_id and text, for a random customer. Prints "reports_per_second=N".
+// own request_id, for a random customer. Texts: `new` (the default) draws 12 words at random from
+// a vocabulary of 4,096, so no report is a duplicate and each opens a case (the path the pgbench
+// reference runs); `dup` fills one template, so a customer's reports join its open case. Prints
+// "reports_per_second=N".
 import Foundation
 import GRPCCore
 import LiaisonAPI
@@ -15,12 +18,18 @@ guard args.count >= 4 else {
 }
 let target = args[1], mode = args[2]
 
-func report(customers: Int, n: Int) -> Liaison_Intake_V1_SubmitReportRequest {
+let syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi"]
+/// 4,096 made-up words of four syllables.
+let vocabulary: [String] = (0..<4096).map { i in (0..<4).map { syllables[(i >> (3 * $0)) & 7] }.joined() }
+
+func report(customers: Int, n: Int, duplicates: Bool) -> Liaison_Intake_V1_SubmitReportRequest {
     var r = Liaison_Intake_V1_Report()
     r.customer = "customers/b\(Int.random(in: 0..<customers))"
     r.channel = .phone
     r.agent = "agents/a\(n % 50)"
-    r.text = "Customer reports issue \(UUID().uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
+    r.text = duplicates
+        ? "Customer reports issue \(UUID().uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
+        : (0..<12).map { _ in vocabulary.randomElement()! }.joined(separator: " ")
     r.serviceHint = "svc-\(n % 11)"
     r.receiveTime = .init(date: Date())
     var req = Liaison_Intake_V1_SubmitReportRequest()
@@ -53,10 +62,13 @@ try await withGRPCClient(transport: transport) { grpc in
         print("customers=\(count)")
         return
     }
-    guard args.count == 6, let clients = Int(args[3]), let seconds = Double(args[4]), let customers = Int(args[5]) else {
-        print("usage: IntakeBenchmark TARGET single|batch CLIENTS SECONDS CUSTOMERS")
+    guard args.count == 6 || args.count == 7, let clients = Int(args[3]), let seconds = Double(args[4]),
+          let customers = Int(args[5]), args.count == 6 || ["new", "dup"].contains(args[6])
+    else {
+        print("usage: IntakeBenchmark TARGET single|batch CLIENTS SECONDS CUSTOMERS [new|dup]")
         exit(2)
     }
+    let duplicates = args.count == 7 && args[6] == "dup"
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     let start = ContinuousClock.now
     let total = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -67,11 +79,11 @@ try await withGRPCClient(transport: transport) { grpc in
                 while ContinuousClock.now < deadline {
                     if mode == "single" {
                         n += 1
-                        _ = try await client.submitReport(report(customers: customers, n: n))
+                        _ = try await client.submitReport(report(customers: customers, n: n, duplicates: duplicates))
                         accepted += 1
                     } else {
                         var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
-                        batch.requests = (0..<100).map { i in report(customers: customers, n: n + i) }
+                        batch.requests = (0..<100).map { i in report(customers: customers, n: n + i, duplicates: duplicates) }
                         n += 100
                         let r = try await client.batchSubmitReports(batch)
                         accepted += r.results.filter { $0.status.code == 0 }.count
@@ -86,5 +98,6 @@ try await withGRPCClient(transport: transport) { grpc in
     }
     let elapsed = ContinuousClock.now - start
     let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print("reports=\(total)")
     print("reports_per_second=\(Int(Double(total) / secondsElapsed))")
 }

@@ -7,8 +7,11 @@
 # The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
 # the rows intake wrote in this run.
 #   Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
-# Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (one transaction,
-# a savepoint per entry so that entries stay independent).
+# Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (one transaction;
+# independent entries share round trips in waves). Report texts are random words, so every report
+# opens a case: the path the pgbench transaction runs. "intake single, joins" then sends texts that
+# join each customer's open case (the duplicate path), for the record.
+# Each row also gives CPU microseconds per report of the server, PostgreSQL and the load generator.
 # Intake's outbox relay points at an address where nothing listens (there is no correlation in this
 # run): deliveries fail and back off, a small extra load that pgbench does not have.
 set -euo pipefail
@@ -55,13 +58,36 @@ INTAKE_PID=$!
 for _ in $(seq 1 100); do "$BIN/intake" probe "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
 "$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" setup "$CUSTOMERS" >&2
 
-declare -A INTAKE
+# CPU time per report, in microseconds, of each party: the server under test (intake), PostgreSQL
+# (the postmaster, its live children, and the children it reaped: cutime/cstime) and the load
+# generator. On 2 cores they share the same CPUs, so these say where the time goes.
+PM_PID=$(head -1 "$DIR/data/postmaster.pid")
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+pg_ticks() {
+  local t c
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PM_PID/stat")
+  for c in $(pgrep -P "$PM_PID"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+pg_children() { pgrep -P "$PM_PID" | wc -l; }
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+client_ticks() { awk '{printf "%d", ($1 + $2) * 100}' "$W/time"; }
+per_report() { python3 -c "print(round($1 * $TICK_US / max($2, 1)))"; }  # ticks reports -> us
+
+declare -A INTAKE CPU
+run_intake() { # mode clients texts -> INTAKE[mode,clients,texts], CPU[...] = "server pg client"
+  local mode=$1 clients=$2 texts=$3 out i0 p0 i1 p1 n
+  psql -q "$intake_url" -c CHECKPOINT
+  i0=$(proc_ticks "$INTAKE_PID"); p0=$(pg_ticks)
+  out=$(/usr/bin/time -f "%U %S" -o "$W/time" "$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" "$mode" "$clients" \
+    "$SECONDS_PER_RUN" "$CUSTOMERS" "$texts")
+  i1=$(proc_ticks "$INTAKE_PID"); p1=$(pg_ticks)
+  n=$(sed -n 's/^reports=//p' <<<"$out")
+  INTAKE[$mode,$clients,$texts]=$(sed -n 's/^reports_per_second=//p' <<<"$out")
+  CPU[$mode,$clients,$texts]="$(per_report $((i1 - i0)) "$n") $(per_report $((p1 - p0)) "$n") $(per_report "$(client_ticks)" "$n")"
+}
 for clients in "${CLIENT_COUNTS[@]}"; do
-  for mode in single batch; do
-    psql -q "$intake_url" -c CHECKPOINT
-    INTAKE[$mode,$clients]=$("$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" "$mode" "$clients" "$SECONDS_PER_RUN" "$CUSTOMERS" \
-      | sed -n 's/^reports_per_second=//p')
-  done
+  for mode in single batch; do run_intake "$mode" "$clients" new; done
 done
 
 # Sizes of what intake wrote, for the pgbench transaction.
@@ -69,6 +95,9 @@ read -r DATA FP EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
   SELECT (SELECT avg(length(data))::int FROM reports), (SELECT avg(length(fingerprint))::int FROM reports),
          (SELECT avg(length(payload))::int FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
          (SELECT avg(length(response))::int FROM idempotency_keys WHERE scope = 'intake.SubmitReport')")
+# The duplicate path (each customer's reports join its open case) has no pgbench counterpart here;
+# it is measured for the record, after the new-case runs so that it does not change their data.
+for clients in "${CLIENT_COUNTS[@]}"; do run_intake single "$clients" dup; done
 psql -q "$ref_url" -c "INSERT INTO customers (id, display_name, account_number, account_partition, region, country,
     tier, white_glove, features, platforms, client_versions, owning_agent, state, data, contacts, create_time, update_time)
   SELECT 'b' || i, 'Bench ' || i, (1000 + i)::text, '1', 'eu-south', 'IT', 'TIER_STANDARD', false, '{}', '{}', '{}',
@@ -108,32 +137,50 @@ SQL
   echo "\\endpipeline"
 } > "$W/submit-batch.sql"
 
-pgbench_tps() { # clients [script]
+declare -A PGB PGBCPU
+pgbench_run() { # clients script reports-per-tx -> PGB[key] = reports/s, PGBCPU[key] = "pg client"
+  local key=$1,$2 p0 p1 out tx n0
   psql -q "$ref_url" -c CHECKPOINT
-  "$PGBIN/pgbench" -n -M prepared -c "$1" -j "$1" -T "$SECONDS_PER_RUN" -f "${2:-$W/submit.sql}" "$ref_url" 2>"$W/pgbench.err" \
-    | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1
+  n0=$(pg_children)
+  p0=$(pg_ticks)
+  out=$(/usr/bin/time -f "%U %S" -o "$W/time" "$PGBIN/pgbench" -n -M prepared -c "$1" -j "$1" -T "$SECONDS_PER_RUN" \
+    -f "$W/$2.sql" "$ref_url" 2>"$W/pgbench.err") || { cat "$W/pgbench.err" >&2; exit 1; }
+  # pgbench's backends exit after it does; their time counts once the postmaster has reaped them.
+  for _ in $(seq 1 50); do [ "$(pg_children)" -le "$n0" ] && break; sleep 0.1; done
+  p1=$(pg_ticks)
+  tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  PGB[$key]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | python3 -c "import sys; print(int(float(sys.stdin.read()) * $3))")
+  PGBCPU[$key]="$(per_report $((p1 - p0)) $((tx * $3))) $(per_report "$(client_ticks)" $((tx * $3)))"
 }
+for clients in "${CLIENT_COUNTS[@]}"; do
+  pgbench_run "$clients" submit 1
+  pgbench_run "$clients" submit-batch 100
+done
 
-printf '%-8s %8s %16s %16s %8s\n' mode clients intake_reports/s pgbench_tx/s ratio
+ratio() { python3 -c "print(round($1 / max($2, 1), 2))"; }
+printf '%-22s %7s %10s %12s %6s   %s\n' run clients reports/s reference ratio "CPU us/report: server / postgres / load generator"
 json="{"
 for clients in "${CLIENT_COUNTS[@]}"; do
-  p=$(pgbench_tps "$clients")
-  [ -n "$p" ] || { cat "$W/pgbench.err" >&2; exit 1; }
   for mode in single batch; do
-    s=${INTAKE[$mode,$clients]}
-    ratio=$(python3 -c "print(round($s / max($p, 1), 2))")
-    printf '%-8s %8s %16s %16s %8s\n' "$mode" "$clients" "$s" "$p" "$ratio"
-    json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_pgbench\": $p, \"${mode}_c${clients}_ratio\": $ratio, "
+    s=${INTAKE[$mode,$clients,new]}
+    read -r cs cp cc <<<"${CPU[$mode,$clients,new]}"
+    # single is compared with pgbench's one transaction per report; batch with pgbench's batch.
+    if [ "$mode" = single ]; then ref=${PGB[$clients,submit]}; refname="pgbench"; read -r rp rc <<<"${PGBCPU[$clients,submit]}"
+    else ref=${PGB[$clients,submit-batch]}; refname="pgbench-batch"; read -r rp rc <<<"${PGBCPU[$clients,submit-batch]}"; fi
+    r=$(ratio "$s" "$ref")
+    printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake $mode" "$clients" "$s" "" "$r" "$cs" "$cp" "$cc"
+    printf '%-22s %7s %10s %12s %6s   %s - / %s / %s\n' "  $refname" "$clients" "" "$ref" "" "$refname" "$rp" "$rc"
+    json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_reference\": $ref, \"${mode}_c${clients}_ratio\": $r, "
+    json="$json\"${mode}_c${clients}_cpu_us\": {\"intake\": $cs, \"postgres\": $cp, \"client\": $cc, \"reference_postgres\": $rp, \"reference_client\": $rc}, "
   done
-done
-for clients in "${CLIENT_COUNTS[@]}"; do
-  pb=$(pgbench_tps "$clients" "$W/submit-batch.sql")
-  [ -n "$pb" ] || { cat "$W/pgbench.err" >&2; exit 1; }
-  ref=$((pb * 100))
-  s=${INTAKE[batch,$clients]}
-  ratio=$(python3 -c "print(round($s / max($ref, 1), 2))")
-  printf '%-8s %8s %16s %16s %8s   (pgbench: batches of 100 in one transaction and one pipeline, as reports/s)\n' batch "$clients" "$s" "$ref" "$ratio"
-  json="$json\"batch_c${clients}_pgbench_batch_reports\": $ref, \"batch_c${clients}_ratio_to_batch_ref\": $ratio, "
+  s=${INTAKE[batch,$clients,new]}; one=${INTAKE[single,$clients,new]}
+  printf '%-22s %7s %10s %12s %6s\n' "batch / single" "$clients" "" "" "$(ratio "$s" "$one")"
+  printf '%-22s %7s %10s %12s %6s\n' "  pgbench-batch/pgbench" "$clients" "" "" "$(ratio "${PGB[$clients,submit-batch]}" "${PGB[$clients,submit]}")"
+  json="$json\"batch_over_single_c${clients}\": $(ratio "$s" "$one"), \"pgbench_batch_over_single_c${clients}\": $(ratio "${PGB[$clients,submit-batch]}" "${PGB[$clients,submit]}"), "
+  s=${INTAKE[single,$clients,dup]}
+  read -r cs cp cc <<<"${CPU[single,$clients,dup]}"
+  printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake single, joins" "$clients" "$s" "(none)" "" "$cs" "$cp" "$cc"
+  json="$json\"single_dup_c${clients}_intake\": $s, "
 done
 echo "(PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
 echo "${json%, }}"

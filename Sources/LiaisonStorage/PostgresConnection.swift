@@ -13,6 +13,9 @@ public final class PostgresConnection {
     /// The BEGIN of the transaction `inTransaction` opened, not sent yet: it goes out in one
     /// pipeline with the transaction's first statement (a round trip less per transaction).
     private var pendingBegin: String?
+    /// Inside `inTransaction`: whether the body already ended the transaction with
+    /// `commit(with:)` (nil outside a transaction body).
+    private var committedEarly: Bool?
     private var nextStatementID = 0
     private let cancelState: CancelState
 
@@ -112,6 +115,7 @@ public final class PostgresConnection {
     /// Runs one parameterised statement through a cached prepared statement.
     @discardableResult
     public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
+        try ensureOpenTransaction()
         if pendingBegin != nil { return try pipeline([(sql, parameters)])[0] }
         let conn = try live()
         let name = try prepared(sql, conn: conn)
@@ -123,6 +127,7 @@ public final class PostgresConnection {
 
     /// Runs SQL text without parameters; may contain several statements (migrations, DDL).
     public func execute(script sql: String) throws {
+        try ensureOpenTransaction()
         try sendPendingBegin()
         let conn = try live()
         _ = try check(PQexec(conn, sql), conn: conn)
@@ -134,6 +139,7 @@ public final class PostgresConnection {
     public func pipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
         -> [PostgresResult]
     {
+        try ensureOpenTransaction()
         guard let begin = pendingBegin else { return try runPipeline(statements) }
         pendingBegin = nil
         do {
@@ -306,17 +312,55 @@ public final class PostgresConnection {
         // BEGIN goes out with the body's first statement (see `pendingBegin`); a connection
         // failure in that round trip is safe to retry.
         pendingBegin = isolation == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(isolation.rawValue)"
+        committedEarly = false
         // A BEGIN still pending afterwards means the body ran no statement: nothing to end.
-        defer { pendingBegin = nil }
+        defer {
+            pendingBegin = nil
+            committedEarly = nil
+        }
         do {
             let value = try body(self)
-            if pendingBegin == nil { try query("COMMIT") }
+            if pendingBegin == nil, committedEarly == false { try query("COMMIT") }
             return value
         } catch {
             if pendingBegin == nil, let conn, PQstatus(conn) == CONNECTION_OK, PQtransactionStatus(conn) != PQTRANS_IDLE {
                 _ = try? execute(script: "ROLLBACK")
             }
             throw error
+        }
+    }
+
+    /// Ends the transaction of the enclosing `inTransaction` body: sends `statements` and COMMIT
+    /// in one pipeline, so the last writes and the commit share one round trip. The body must run
+    /// nothing after it (that throws a `.client` error). If a statement fails, the transaction is
+    /// rolled back and the error thrown, as from `pipeline`. A connection failure leaves the
+    /// outcome unknown, as for any COMMIT.
+    public func commit(with statements: [(sql: String, parameters: [any PostgresBindable])]) throws {
+        try ensureOpenTransaction()
+        guard committedEarly == false else {
+            throw PostgresError(.client, message: "commit(with:) is only valid inside an inTransaction body")
+        }
+        if pendingBegin != nil, statements.isEmpty {
+            // Nothing ran and nothing to write: there is no transaction to commit.
+            committedEarly = true
+            return
+        }
+        // After a failed statement the pipeline skips the rest, COMMIT included: the transaction
+        // is left aborted, and inTransaction's error path rolls it back.
+        do {
+            _ = try pipeline(statements + [("COMMIT", [])])
+        } catch var e as PostgresError where e.kind == .connection {
+            // Even as the transaction's first round trip (BEGIN included) the COMMIT went with
+            // it: the outcome is unknown, never safe to retry blindly.
+            e.safeToRetry = false
+            throw e
+        }
+        committedEarly = true
+    }
+
+    private func ensureOpenTransaction() throws {
+        if committedEarly == true {
+            throw PostgresError(.client, message: "statement after commit(with:) in the same transaction body")
         }
     }
 

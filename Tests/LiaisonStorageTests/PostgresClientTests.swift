@@ -199,6 +199,72 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertTrue(fresh, "no transaction left open by an empty body")
     }
 
+    /// `commit(with:)` sends the last writes and COMMIT in one round trip: they are durable, the
+    /// transaction does not commit twice, a statement after it is refused, and a failing write
+    /// rolls everything back and leaves the (only) connection usable.
+    func testCommitWithTheLastWritesInOneRoundTrip() async throws {
+        let single = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("storage"), maxConnections: 1))
+        defer { Task { await single.close() } }
+        try await single.query("CREATE TABLE cw (id int PRIMARY KEY)")
+        let backend = try await single.withConnection { $0.backendPID }
+
+        // Reads, then the writes with the commit.
+        let xid = try await single.transaction { c -> Int64 in
+            let xid = try c.query("SELECT txid_current()").first!.decode(Int64.self, 0)
+            try c.commit(with: [("INSERT INTO cw VALUES ($1)", [1]), ("INSERT INTO cw VALUES ($1)", [2])])
+            return xid
+        }
+        var rows = try await single.query("SELECT count(*) FROM cw").first!.decode(Int.self, 0)
+        XCTAssertEqual(rows, 2)
+        let status = try await single.query("SELECT txid_status($1)", [xid]).first!.decode(String.self, 0)
+        XCTAssertEqual(status, "committed")
+
+        // As the transaction's only round trip: BEGIN, writes and COMMIT together.
+        try await single.transaction { c in try c.commit(with: [("INSERT INTO cw VALUES ($1)", [3])]) }
+        rows = try await single.query("SELECT count(*) FROM cw").first!.decode(Int.self, 0)
+        XCTAssertEqual(rows, 3)
+
+        // Nothing may run after it in the same body.
+        do {
+            try await single.transaction { c in
+                try c.commit(with: [("INSERT INTO cw VALUES ($1)", [4])])
+                try c.query("INSERT INTO cw VALUES (5)")
+            }
+            XCTFail("expected a client error")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .client)
+        }
+        rows = try await single.query("SELECT count(*) FROM cw WHERE id IN (4, 5)").first!.decode(Int.self, 0)
+        XCTAssertEqual(rows, 1, "4 was committed, 5 never ran")
+
+        // A failing write: nothing of the transaction stays, the COMMIT was skipped.
+        do {
+            try await single.transaction { c in
+                try c.query("INSERT INTO cw VALUES (10)")
+                try c.commit(with: [("INSERT INTO cw VALUES ($1)", [11]), ("INSERT INTO cw VALUES ($1)", [1])])
+            }
+            XCTFail("expected unique violation")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.sqlState, SQLState.uniqueViolation)
+        }
+        rows = try await single.query("SELECT count(*) FROM cw WHERE id >= 10").first!.decode(Int.self, 0)
+        XCTAssertEqual(rows, 0)
+        // The same connection, idle and usable.
+        let (again, open) = try await single.withConnection { c in
+            (c.backendPID, try c.query("SELECT count(*) FROM cw").first!.decode(Int.self, 0))
+        }
+        XCTAssertEqual(again, backend)
+        XCTAssertEqual(open, 4)
+
+        // Outside a transaction body it is refused.
+        do {
+            try await single.withConnection { c in try c.commit(with: []) }
+            XCTFail("expected a client error")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .client)
+        }
+    }
+
     func testPipelineBatchOfTenThousandRows() async throws {
         try await pool.query("CREATE TABLE p (id int PRIMARY KEY, body text)")
         let statements: [(sql: String, parameters: [any PostgresBindable])] = (0..<10_000).map {

@@ -331,7 +331,8 @@ public final class IntakeRepository: Sendable {
     {
         let settings = self.settings
         return try await pool.transaction { c in
-            try Self.submit(c, report, requestID: requestID, requestBytes: requestBytes, settings: settings)
+            // One report: its writes and the COMMIT share the last round trip.
+            try Self.submit(c, report, requestID: requestID, requestBytes: requestBytes, settings: settings, commit: true)
         }
     }
 
@@ -456,10 +457,12 @@ public final class IntakeRepository: Sendable {
     /// candidates, in one pipeline; (2) for a duplicate, the case it joins (locked) with its
     /// reports, history and symptoms, in one pipeline; (3) every write (report, case, history,
     /// events, idempotency record) in one pipeline. Nothing is written before (3), so a refusal
-    /// (unknown customer, reused request id, missing agent) leaves the transaction clean.
+    /// (unknown customer, reused request id, missing agent) leaves the transaction clean. With
+    /// `commit`, the writes and the COMMIT go in that last pipeline, ending the transaction.
     static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
-                       requestBytes: [UInt8], settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
-        let results = try submitWave(c, [(input, requestID, requestBytes)], settings: settings)
+                       requestBytes: [UInt8], settings: IntakeSettings, commit: Bool = false)
+        throws -> Liaison_Intake_V1_SubmitReportResponse {
+        let results = try submitWave(c, [(input, requestID, requestBytes)], settings: settings, commit: commit)
         return try results[0].get()
     }
 
@@ -468,10 +471,12 @@ public final class IntakeRepository: Sendable {
     /// for all the cases they join, one for all their writes. So a batch costs three round trips
     /// per wave instead of three per report. A refused entry (unknown customer, reused request id,
     /// ...) gets its error in its result and writes nothing; a database error is thrown (the
-    /// caller then falls back to one entry at a time).
+    /// caller then falls back to one entry at a time). With `commit`, the writes end the
+    /// transaction (`PostgresConnection.commit(with:)`): for a wave that is the whole transaction.
     static func submitWave(_ c: PostgresConnection,
                            _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
-                           settings: IntakeSettings) throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
+                           settings: IntakeSettings, commit: Bool = false)
+        throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
 
         // (1) Reads that depend only on the requests.
@@ -520,7 +525,11 @@ public final class IntakeRepository: Sendable {
                 s.outcome = .failure(error)
             }
         }
-        if !writes.isEmpty { try writes.flush(on: c) }
+        if commit {
+            try c.commit(with: writes.statements)
+        } else if !writes.isEmpty {
+            try writes.flush(on: c)
+        }
         return staged.map { $0.outcome! }
     }
 
