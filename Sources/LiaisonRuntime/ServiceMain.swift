@@ -136,7 +136,8 @@ public enum ServiceMain {
         logger[metadataKey: "replica"] = "\(config.replicaID)"
 
         let admin = try AdminServer(address: config.adminAddress, registry: registry, logger: logger)
-        let pool = PostgresPool(.init(url: config.databaseURL, maxConnections: config.databasePoolSize, applicationName: d.name), logger: logger)
+        let pool = PostgresPool(.init(url: config.databaseURL, maxConnections: config.databasePoolSize, applicationName: d.name,
+                                      resumeScope: ShimServerTransport.runResumedHandlers), logger: logger)
         if config.migrateOnStart {
             try await migrate(pool: pool, directory: config.migrationsDirectory, service: d.name, logger: logger)
         }

@@ -19,13 +19,18 @@ public final class PostgresPool: Sendable {
         public var applicationName: String
         /// How many times a transaction is attempted on serialization failures or deadlocks.
         public var maxTransactionAttempts: Int
+        /// Wraps the resumption of a caller whose database work just finished, on the connection's
+        /// worker thread. The services pass `ShimServerTransport.runResumedHandlers`, so that a
+        /// direct unary handler continues on this thread instead of waking another one.
+        public var resumeScope: (@Sendable (() -> Void) -> Void)?
 
         public init(url: String, maxConnections: Int = 8, applicationName: String = "liaison",
-                    maxTransactionAttempts: Int = 8) {
+                    maxTransactionAttempts: Int = 8, resumeScope: (@Sendable (() -> Void) -> Void)? = nil) {
             self.url = url
             self.maxConnections = max(1, maxConnections)
             self.applicationName = applicationName
             self.maxTransactionAttempts = max(1, maxTransactionAttempts)
+            self.resumeScope = resumeScope
         }
     }
 
@@ -286,7 +291,11 @@ final class ConnectionWorker: @unchecked Sendable {
                 } catch {
                     result = .failure(error)
                 }
-                continuation.resume(with: result)
+                if let scope = configuration.resumeScope {
+                    scope { continuation.resume(with: result) }
+                } else {
+                    continuation.resume(with: result)
+                }
             }
         }
     }

@@ -253,4 +253,42 @@ final class DirectUnaryTests: XCTestCase {
         // serve() returned (once the handler's task ended) well before the 30 s test budget.
         XCTAssertLessThan(ContinuousClock.now - start, .seconds(20))
     }
+
+    /// A direct handler that awaits work completed on another thread continues on that thread
+    /// when the completion runs inside `runResumedHandlers` (a database worker does this), and on
+    /// some other thread when it does not. The handler returns the name of the thread it
+    /// continued on.
+    func testRunResumedHandlersContinuesTheHandlerOnTheCompletingThread() async throws {
+        func completing(inline: Bool) -> UnaryMethod {
+            UnaryMethod(Direct.method(inline ? "Inline" : "Handoff")) { _, _ in
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let thread = Thread {
+                        // Resumed before the handler suspends, it would just go on where it was.
+                        usleep(50_000)
+                        // Named from inside: a thread keeps its creator's name otherwise.
+                        Thread.current.name = "completer"
+                        if inline {
+                            ShimServerTransport.runResumedHandlers { continuation.resume() }
+                        } else {
+                            continuation.resume()
+                        }
+                    }
+                    thread.start()
+                }
+                return Array(currentThreadName().utf8)
+            }
+        }
+        try await withServerAndClient(services: [], unaryMethods: [completing(inline: true), completing(inline: false)]) { client, _, _ in
+            for _ in 0..<20 {
+                let inline = try await client.get([], method: Direct.method("Inline"))
+                XCTAssertEqual(String(decoding: try inline.message, as: UTF8.self), "completer")
+                let handoff = try await client.get([], method: Direct.method("Handoff"))
+                XCTAssertNotEqual(String(decoding: try handoff.message, as: UTF8.self), "completer")
+            }
+        }
+    }
 }
+
+/// The Foundation name of the calling thread (a plain function: `Thread.current` is not
+/// available in async code).
+func currentThreadName() -> String { Thread.current.name ?? "" }
