@@ -282,4 +282,24 @@ final class DuplicateMatcherTests: XCTestCase {
                                receiveTime: t0)
         XCTAssertTrue(DuplicateMatcher.match(candidate: strong, openCases: [c]).isDuplicate)
     }
+
+    /// Service hints compare without regard to case, as `lowercased()` would, ASCII or not; the
+    /// deciding pair's signals still explain the hints as given (lowercased).
+    func testServiceHintsCompareIgnoringCase() {
+        let pairs: [(String, String, Bool)] = [
+            ("Checkout", "checkout", true), ("CHECKOUT-2", "checkout-2", true), ("checkout", "checkouts", false),
+            ("Straße", "STRASSE", "Straße".lowercased() == "STRASSE".lowercased()), ("Évian", "évian", true),
+            ("a[b", "A{B", false), ("@", "`", false),
+        ]
+        for (a, b, equal) in pairs {
+            XCTAssertEqual(a.caseInsensitiveEquals(b), equal, "\(a) vs \(b)")
+            XCTAssertEqual(a.caseInsensitiveEquals(b), a.lowercased() == b.lowercased(), "\(a) vs \(b)")
+        }
+        let earlier = CandidateReport(name: "reports/1", text: "checkout fails with error 500", symptom: .errors,
+                                      serviceHint: "CheckOut", receiveTime: t0)
+        let pair = DuplicateMatcher.score(candidate: report("customers/a", "agents/x", "checkout fails with error 500", minutes: 1),
+                                          against: earlier)
+        XCTAssertEqual(pair.signals.first { $0.name == "same_service" }?.score, 1)
+        XCTAssertEqual(pair.signals.first { $0.name == "same_service" }?.detail, "both \"checkout\"")
+    }
 }

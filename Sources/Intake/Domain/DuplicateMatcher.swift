@@ -269,7 +269,7 @@ public enum DuplicateMatcher {
         struct Scored {
             var caseName: String
             var report: CandidateReport
-            var pair: PairScore
+            var pair: RawScore
         }
         var scored: [Scored] = []
         var sameCustomerCases = 0
@@ -283,8 +283,8 @@ public enum DuplicateMatcher {
                 if r.text == nil && candidateFingerprint == nil && r.fingerprint != nil {
                     candidateFingerprint = ReportFingerprint(shingles: candidateShingles, config: config.similarity)
                 }
-                let pair = score(candidate: candidate, candidateShingles: candidateShingles,
-                                 candidateFingerprint: candidateFingerprint, against: r, config: config)
+                let pair = rawScore(candidate: candidate, candidateShingles: candidateShingles,
+                                    candidateFingerprint: candidateFingerprint, against: r, config: config)
                 scored.append(Scored(caseName: c.name, report: r, pair: pair))
             }
         }
@@ -309,9 +309,10 @@ public enum DuplicateMatcher {
         }
 
         let isDuplicate = best.pair.sameTicket || (!best.pair.vetoed && best.pair.score >= config.threshold)
+        // The signals and their explanations are written for the deciding pair only.
         let assessment = DuplicateAssessment(duplicate: isDuplicate, matchedReport: best.report.name,
                                              similarity: best.pair.score, threshold: config.threshold,
-                                             signals: best.pair.signals)
+                                             signals: signals(candidate: candidate, against: best.report, best.pair))
         let scoreText = String(format: "%.2f", best.pair.score)
         let thresholdText = String(format: "%.2f", config.threshold)
         if isDuplicate {
@@ -335,85 +336,77 @@ public enum DuplicateMatcher {
               candidateFingerprint: nil, against: report, config: config)
     }
 
+    /// A pair's scores without their explanations (the matcher scores every eligible report but
+    /// explains only the deciding one).
+    struct RawScore {
+        var score: Double
+        var vetoed: Bool
+        var sameTicket: Bool
+        var textScore: Double
+        /// How the text was compared: exact shingles, MinHash fingerprints, or not at all.
+        var textBasis: TextBasis
+        var explanation: SimilarityExplanation?
+        var symptomScore: Double
+        var serviceScore: Double
+        var config: DuplicateConfig
+
+        enum TextBasis { case exact, fingerprint, none }
+    }
+
     private static func score(candidate: NewReport, candidateShingles: Set<String>,
                               candidateFingerprint: ReportFingerprint?, against r: CandidateReport,
                               config: DuplicateConfig) -> PairScore {
-        var signals: [DuplicateSignal] = [
-            DuplicateSignal(name: "same_customer", score: 1, weight: 0, detail: "both from \(candidate.customer)"),
-        ]
+        let raw = rawScore(candidate: candidate, candidateShingles: candidateShingles,
+                           candidateFingerprint: candidateFingerprint, against: r, config: config)
+        return PairScore(score: raw.score, vetoed: raw.vetoed, sameTicket: raw.sameTicket,
+                         signals: signals(candidate: candidate, against: r, raw), text: raw.explanation)
+    }
 
+    static func rawScore(candidate: NewReport, candidateShingles: Set<String>,
+                         candidateFingerprint: ReportFingerprint?, against r: CandidateReport,
+                         config: DuplicateConfig) -> RawScore {
         // Same external ticket: the help desk resubmitted the same ticket.
-        let sameTicket: Bool
+        var sameTicket = false
         if let t = candidate.externalTicket, let u = r.externalTicket, t.system == u.system, t.id == u.id {
             sameTicket = true
-            signals.append(DuplicateSignal(name: "same_external_ticket", score: 1, weight: 0,
-                                           detail: "same \(t.system) ticket"))
-        } else {
-            sameTicket = false
         }
 
         // Text.
-        var textScore: Double
+        var textScore: Double = 0
+        var basis = RawScore.TextBasis.none
         var explanation: SimilarityExplanation?
-        var textDetail: String
         if let text = r.text {
             let e = Similarity.explain(candidateShingles, config.similarity.shingles(text))
             explanation = e
             textScore = e.score
-            textDetail = e.summary
+            basis = .exact
         } else if let fp = r.fingerprint {
             let mine = candidateFingerprint ?? ReportFingerprint(shingles: candidateShingles, config: config.similarity)
             textScore = mine.estimatedJaccard(with: fp)
-            textDetail = "estimated jaccard \(String(format: "%.2f", textScore)) from MinHash fingerprints"
-        } else {
-            textScore = 0
-            textDetail = "earlier report has neither text nor fingerprint"
+            basis = .fingerprint
         }
-        signals.append(DuplicateSignal(name: "text_similarity", score: textScore, weight: config.textWeight,
-                                       detail: textDetail))
 
         // Symptom.
         let symptomScore: Double
-        let symptomDetail: String
         var vetoed = false
         if candidate.symptom.isSpecified && r.symptom.isSpecified {
             if candidate.symptom == r.symptom {
                 symptomScore = 1
-                symptomDetail = "both \(candidate.symptom.protoName)"
             } else {
                 symptomScore = 0
-                let inferred = candidate.symptomInferred || r.symptomInferred
-                symptomDetail = "\(candidate.symptom.protoName) vs \(r.symptom.protoName)"
-                    + (inferred ? " (inferred from the text: no veto)" : "")
-                vetoed = config.requireCompatibleSymptom && !inferred
+                vetoed = config.requireCompatibleSymptom && !(candidate.symptomInferred || r.symptomInferred)
             }
         } else {
             symptomScore = config.unknownSignalScore
-            symptomDetail = "symptom not known on both sides"
         }
-        signals.append(DuplicateSignal(name: "same_symptom", score: symptomScore, weight: config.symptomWeight,
-                                       detail: symptomDetail))
 
-        // Service hint.
-        let a = candidate.serviceHint.lowercased()
-        let b = r.serviceHint.lowercased()
+        // Service hint (compared without regard to case).
         let serviceScore: Double
-        let serviceDetail: String
-        if !a.isEmpty && !b.isEmpty {
-            serviceScore = a == b ? 1 : 0
-            serviceDetail = a == b ? "both \"\(a)\"" : "\"\(a)\" vs \"\(b)\""
+        if !candidate.serviceHint.isEmpty && !r.serviceHint.isEmpty {
+            serviceScore = candidate.serviceHint.caseInsensitiveEquals(r.serviceHint) ? 1 : 0
         } else {
             serviceScore = config.unknownSignalScore
-            serviceDetail = "service hint not given on both sides"
         }
-        signals.append(DuplicateSignal(name: "same_service", score: serviceScore, weight: config.serviceWeight,
-                                       detail: serviceDetail))
-
-        // Time (informational: the window already gates).
-        let apart = abs(candidate.receiveTime.timeIntervalSince(r.receiveTime))
-        let timeScore = config.window > 0 ? max(0, 1 - apart / config.window) : 0
-        signals.append(DuplicateSignal(name: "time_proximity", score: timeScore, weight: 0,
-                                       detail: "reported \(formatInterval(apart)) apart"))
 
         let totalWeight = config.textWeight + config.symptomWeight + config.serviceWeight
         var combined = totalWeight > 0
@@ -422,8 +415,63 @@ public enum DuplicateMatcher {
             : 0
         if sameTicket { combined = 1 }
         if vetoed && !sameTicket { combined = 0 }
-        return PairScore(score: combined, vetoed: vetoed && !sameTicket, sameTicket: sameTicket, signals: signals,
-                         text: explanation)
+        return RawScore(score: combined, vetoed: vetoed && !sameTicket, sameTicket: sameTicket, textScore: textScore,
+                        textBasis: basis, explanation: explanation, symptomScore: symptomScore,
+                        serviceScore: serviceScore, config: config)
+    }
+
+    /// The signals behind a pair's score, each with its explanation.
+    static func signals(candidate: NewReport, against r: CandidateReport, _ raw: RawScore) -> [DuplicateSignal] {
+        let config = raw.config
+        var signals: [DuplicateSignal] = [
+            DuplicateSignal(name: "same_customer", score: 1, weight: 0, detail: "both from \(candidate.customer)"),
+        ]
+        if raw.sameTicket, let t = candidate.externalTicket {
+            signals.append(DuplicateSignal(name: "same_external_ticket", score: 1, weight: 0,
+                                           detail: "same \(t.system) ticket"))
+        }
+
+        let textDetail: String
+        switch raw.textBasis {
+        case .exact: textDetail = raw.explanation?.summary ?? ""
+        case .fingerprint: textDetail = "estimated jaccard \(String(format: "%.2f", raw.textScore)) from MinHash fingerprints"
+        case .none: textDetail = "earlier report has neither text nor fingerprint"
+        }
+        signals.append(DuplicateSignal(name: "text_similarity", score: raw.textScore, weight: config.textWeight,
+                                       detail: textDetail))
+
+        let symptomDetail: String
+        if candidate.symptom.isSpecified && r.symptom.isSpecified {
+            if candidate.symptom == r.symptom {
+                symptomDetail = "both \(candidate.symptom.protoName)"
+            } else {
+                let inferred = candidate.symptomInferred || r.symptomInferred
+                symptomDetail = "\(candidate.symptom.protoName) vs \(r.symptom.protoName)"
+                    + (inferred ? " (inferred from the text: no veto)" : "")
+            }
+        } else {
+            symptomDetail = "symptom not known on both sides"
+        }
+        signals.append(DuplicateSignal(name: "same_symptom", score: raw.symptomScore, weight: config.symptomWeight,
+                                       detail: symptomDetail))
+
+        let a = candidate.serviceHint.lowercased()
+        let b = r.serviceHint.lowercased()
+        let serviceDetail: String
+        if !a.isEmpty && !b.isEmpty {
+            serviceDetail = a == b ? "both \"\(a)\"" : "\"\(a)\" vs \"\(b)\""
+        } else {
+            serviceDetail = "service hint not given on both sides"
+        }
+        signals.append(DuplicateSignal(name: "same_service", score: raw.serviceScore, weight: config.serviceWeight,
+                                       detail: serviceDetail))
+
+        // Time (informational: the window already gates).
+        let apart = abs(candidate.receiveTime.timeIntervalSince(r.receiveTime))
+        let timeScore = config.window > 0 ? max(0, 1 - apart / config.window) : 0
+        signals.append(DuplicateSignal(name: "time_proximity", score: timeScore, weight: 0,
+                                       detail: "reported \(formatInterval(apart)) apart"))
+        return signals
     }
 
     /// "42 seconds", "4 minutes", "3 hours 5 minutes".
@@ -435,5 +483,17 @@ public enum DuplicateMatcher {
         let h = m / 60
         let rest = m % 60
         return "\(h) hour\(h == 1 ? "" : "s")" + (rest > 0 ? " \(rest) minute\(rest == 1 ? "" : "s")" : "")
+    }
+}
+
+extension String {
+    /// Equal ignoring case, as `lowercased() == other.lowercased()`, without allocating for ASCII.
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        let x = utf8, y = other.utf8
+        guard x.allSatisfy({ $0 < 0x80 }) && y.allSatisfy({ $0 < 0x80 }) else {
+            return lowercased() == other.lowercased()
+        }
+        func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
+        return x.count == y.count && zip(x, y).allSatisfy { lower($0) == lower($1) }
     }
 }
