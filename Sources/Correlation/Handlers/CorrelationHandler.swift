@@ -253,7 +253,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
 
     /// Inserts an incident, links matching open reports and publishes IncidentDeclared.
     func declare(_ c: PostgresConnection, _ body: Liaison_Correlation_V1_Incident, settings: CorrelationSettings) throws -> Liaison_Correlation_V1_Incident {
-        let row = try Store.insertIncident(c, body, id: UUID(), now: try Store.now(c))
+        let row = try Store.insertIncident(c, body, id: RandomUUID.make(), now: try Store.now(c))
         try Store.linkRecentReports(c, incident: row, settings: settings)
         let out = try Store.incident(c, row.id)
         let snapshot = out.incident
@@ -736,7 +736,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
             body.commander = request.actor
             body.impactStartTime = issue.issue.firstReportTime
             let now = try Store.now(c)
-            let row = try Store.insertIncident(c, body, id: UUID(), now: now)
+            let row = try Store.insertIncident(c, body, id: RandomUUID.make(), now: now)
             let agent = request.actor.isEmpty ? "correlation" : request.actor
             for r in try c.query("SELECT \(Store.reportColumns) FROM reports WHERE emerging_issue = $1 ORDER BY receive_time", [id]).rows {
                 _ = try Store.createLink(c, incident: row, report: try Store.reportRow(r), origin: .automatic, state: .confirmed, score: 1,

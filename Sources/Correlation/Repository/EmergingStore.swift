@@ -195,7 +195,7 @@ enum EmergingStore {
                 symptoms[try r.decode(Int.self, 3), default: 0] += 1
                 if let s = catalogue.resolve(try r.decode(String.self, 4)) { hints[s, default: 0] += 1 }
             }
-            let id = UUID()
+            let id = RandomUUID.make()
             var issue = Liaison_Correlation_V1_EmergingIssue()
             issue.name = Store.issueName(id)
             issue.state = .open

@@ -79,7 +79,7 @@ public final class IntakeRepository: Sendable {
     static func header(aggregate: String, version: Int64, requestID: String, at time: Date)
         -> (Liaison_Common_V1_EventHeader, UUID)
     {
-        let id = UUID()
+        let id = RandomUUID.make()
         var h = Liaison_Common_V1_EventHeader()
         h.eventID = id.uuidString.lowercased()
         h.occurTime = .init(micros: time)
@@ -599,7 +599,7 @@ public final class IntakeRepository: Sendable {
         // Shingles and fingerprint once: the matcher uses them, the report row stores the fingerprint.
         let shingles = settings.duplicate.similarity.shingles(candidate.text)
         let fingerprint = ReportFingerprint(shingles: shingles, config: settings.duplicate.similarity)
-        let reportID = UUID().uuidString.lowercased()
+        let reportID = RandomUUID.make().uuidString.lowercased()
         let reportName = "reports/" + reportID
         let input = s.input
         // Duplicate detection: a known help-desk ticket first, then the matcher over the open cases.
@@ -717,7 +717,7 @@ public final class IntakeRepository: Sendable {
             try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false)
             record = next
         } else {
-            let caseID = UUID().uuidString.lowercased()
+            let caseID = RandomUUID.make().uuidString.lowercased()
             record = CaseRules.open(name: "cases/" + caseID, customer: submission.customer, firstReport: ref,
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
@@ -928,7 +928,7 @@ public final class IntakeRepository: Sendable {
             }
             let (response, events) = try body(c, Date())
             for e in events {
-                let id = UUID(uuidString: Self.eventID(of: e)) ?? UUID()
+                let id = UUID(uuidString: Self.eventID(of: e)) ?? RandomUUID.make()
                 try Self.publish(c, e, id, destinations)
             }
             try Idempotency.record(c, scope: scope, requestID: requestID, request: requestBytes,

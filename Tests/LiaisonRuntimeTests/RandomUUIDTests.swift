@@ -1,0 +1,26 @@
+import Foundation
+import LiaisonRuntime
+import Synchronization
+import XCTest
+
+final class RandomUUIDTests: XCTestCase {
+    /// Version 4 and the RFC variant on every UUID; no repeats across buffer refills (256 UUIDs
+    /// per refill) and across threads, each with its own buffer.
+    func testVersionVariantAndUniquenessAcrossRefillsAndThreads() {
+        let all = Mutex<Set<UUID>>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            var mine: [UUID] = []
+            for _ in 0..<5_000 { mine.append(RandomUUID.make()) }
+            for id in mine {
+                let b = id.uuid
+                XCTAssertEqual(b.6 >> 4, 4, "version")
+                XCTAssertEqual(b.8 >> 6, 0b10, "variant")
+            }
+            all.withLock { $0.formUnion(mine) }
+        }
+        XCTAssertEqual(all.withLock { $0.count }, 40_000)
+        // The text form is the usual one that the services store and parse back.
+        let id = RandomUUID.make()
+        XCTAssertEqual(UUID(uuidString: id.uuidString.lowercased()), id)
+    }
+}
