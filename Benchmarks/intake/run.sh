@@ -6,7 +6,7 @@
 # same run. PostgreSQL runs with its DEFAULT durability settings (fsync on, synchronous_commit on).
 # The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
 # the rows intake wrote in this run.
-#   Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
+#   [ROUNDS=3] Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
 # Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (one transaction;
 # independent entries share round trips in waves). Report texts are random words, so every report
 # opens a case: the path the pgbench transaction runs. "intake single, joins" then sends texts that
@@ -74,8 +74,12 @@ proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 client_ticks() { awk '{printf "%d", ($1 + $2) * 100}' "$W/time"; }
 per_report() { python3 -c "print(round($1 * $TICK_US / max($2, 1)))"; }  # ticks reports -> us
 
-declare -A INTAKE CPU
-run_intake() { # mode clients texts -> INTAKE[mode,clients,texts], CPU[...] = "server pg client"
+# Each figure is the median of ROUNDS rounds; the rounds alternate intake and pgbench, because
+# this machine drifts by +-15% over minutes and single runs of either side are not comparable.
+ROUNDS=${ROUNDS:-3}
+median() { python3 -c "import statistics, sys; print(round(statistics.median(float(v) for v in sys.argv[1:])))" "$@"; }
+declare -A INTAKE CS CP CC
+run_intake() { # mode clients texts -> appends to INTAKE[mode,clients,texts] and CS/CP/CC (server, pg, client us)
   local mode=$1 clients=$2 texts=$3 out i0 p0 i1 p1 n
   psql -q "$intake_url" -c CHECKPOINT
   i0=$(proc_ticks "$INTAKE_PID"); p0=$(pg_ticks)
@@ -83,12 +87,18 @@ run_intake() { # mode clients texts -> INTAKE[mode,clients,texts], CPU[...] = "s
     "$SECONDS_PER_RUN" "$CUSTOMERS" "$texts")
   i1=$(proc_ticks "$INTAKE_PID"); p1=$(pg_ticks)
   n=$(sed -n 's/^reports=//p' <<<"$out")
-  INTAKE[$mode,$clients,$texts]=$(sed -n 's/^reports_per_second=//p' <<<"$out")
-  CPU[$mode,$clients,$texts]="$(per_report $((i1 - i0)) "$n") $(per_report $((p1 - p0)) "$n") $(per_report "$(client_ticks)" "$n")"
+  local k=$mode,$clients,$texts
+  INTAKE[$k]+="$(sed -n 's/^reports_per_second=//p' <<<"$out") "
+  CS[$k]+="$(per_report $((i1 - i0)) "$n") "
+  CP[$k]+="$(per_report $((p1 - p0)) "$n") "
+  CC[$k]+="$(per_report "$(client_ticks)" "$n") "
 }
-for clients in "${CLIENT_COUNTS[@]}"; do
-  for mode in single batch; do run_intake "$mode" "$clients" new; done
-done
+intake_round() {
+  for clients in "${CLIENT_COUNTS[@]}"; do
+    for mode in single batch; do run_intake "$mode" "$clients" new; done
+  done
+}
+intake_round
 
 # Sizes of what intake wrote, for the pgbench transaction.
 read -r DATA FP EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
@@ -137,8 +147,8 @@ SQL
   echo "\\endpipeline"
 } > "$W/submit-batch.sql"
 
-declare -A PGB PGBCPU
-pgbench_run() { # clients script reports-per-tx -> PGB[key] = reports/s, PGBCPU[key] = "pg client"
+declare -A PGB PGP PGC
+pgbench_run() { # clients script reports-per-tx -> appends to PGB[key] (reports/s), PGP/PGC (pg, client us)
   local key=$1,$2 p0 p1 out tx n0
   psql -q "$ref_url" -c CHECKPOINT
   n0=$(pg_children)
@@ -149,12 +159,20 @@ pgbench_run() { # clients script reports-per-tx -> PGB[key] = reports/s, PGBCPU[
   for _ in $(seq 1 50); do [ "$(pg_children)" -le "$n0" ] && break; sleep 0.1; done
   p1=$(pg_ticks)
   tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-  PGB[$key]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | python3 -c "import sys; print(int(float(sys.stdin.read()) * $3))")
-  PGBCPU[$key]="$(per_report $((p1 - p0)) $((tx * $3))) $(per_report "$(client_ticks)" $((tx * $3)))"
+  PGB[$key]+="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | python3 -c "import sys; print(int(float(sys.stdin.read()) * $3))") "
+  PGP[$key]+="$(per_report $((p1 - p0)) $((tx * $3))) "
+  PGC[$key]+="$(per_report "$(client_ticks)" $((tx * $3))) "
 }
-for clients in "${CLIENT_COUNTS[@]}"; do
-  pgbench_run "$clients" submit 1
-  pgbench_run "$clients" submit-batch 100
+pgbench_round() {
+  for clients in "${CLIENT_COUNTS[@]}"; do
+    pgbench_run "$clients" submit 1
+    pgbench_run "$clients" submit-batch 100
+  done
+}
+pgbench_round
+for ((round = 2; round <= ROUNDS; round++)); do
+  intake_round
+  pgbench_round
 done
 
 ratio() { python3 -c "print(round($1 / max($2, 1), 2))"; }
@@ -162,25 +180,26 @@ printf '%-22s %7s %10s %12s %6s   %s\n' run clients reports/s reference ratio "C
 json="{"
 for clients in "${CLIENT_COUNTS[@]}"; do
   for mode in single batch; do
-    s=${INTAKE[$mode,$clients,new]}
-    read -r cs cp cc <<<"${CPU[$mode,$clients,new]}"
+    k=$mode,$clients,new
+    s=$(median ${INTAKE[$k]}); cs=$(median ${CS[$k]}); cp=$(median ${CP[$k]}); cc=$(median ${CC[$k]})
     # single is compared with pgbench's one transaction per report; batch with pgbench's batch.
-    if [ "$mode" = single ]; then ref=${PGB[$clients,submit]}; refname="pgbench"; read -r rp rc <<<"${PGBCPU[$clients,submit]}"
-    else ref=${PGB[$clients,submit-batch]}; refname="pgbench-batch"; read -r rp rc <<<"${PGBCPU[$clients,submit-batch]}"; fi
+    if [ "$mode" = single ]; then script=submit; refname="pgbench"; else script=submit-batch; refname="pgbench-batch"; fi
+    ref=$(median ${PGB[$clients,$script]}); rp=$(median ${PGP[$clients,$script]}); rc=$(median ${PGC[$clients,$script]})
     r=$(ratio "$s" "$ref")
     printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake $mode" "$clients" "$s" "" "$r" "$cs" "$cp" "$cc"
     printf '%-22s %7s %10s %12s %6s   %s - / %s / %s\n' "  $refname" "$clients" "" "$ref" "" "$refname" "$rp" "$rc"
     json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_reference\": $ref, \"${mode}_c${clients}_ratio\": $r, "
     json="$json\"${mode}_c${clients}_cpu_us\": {\"intake\": $cs, \"postgres\": $cp, \"client\": $cc, \"reference_postgres\": $rp, \"reference_client\": $rc}, "
   done
-  s=${INTAKE[batch,$clients,new]}; one=${INTAKE[single,$clients,new]}
+  s=$(median ${INTAKE[batch,$clients,new]}); one=$(median ${INTAKE[single,$clients,new]})
+  pbatch=$(median ${PGB[$clients,submit-batch]}); pone=$(median ${PGB[$clients,submit]})
   printf '%-22s %7s %10s %12s %6s\n' "batch / single" "$clients" "" "" "$(ratio "$s" "$one")"
-  printf '%-22s %7s %10s %12s %6s\n' "  pgbench-batch/pgbench" "$clients" "" "" "$(ratio "${PGB[$clients,submit-batch]}" "${PGB[$clients,submit]}")"
-  json="$json\"batch_over_single_c${clients}\": $(ratio "$s" "$one"), \"pgbench_batch_over_single_c${clients}\": $(ratio "${PGB[$clients,submit-batch]}" "${PGB[$clients,submit]}"), "
-  s=${INTAKE[single,$clients,dup]}
-  read -r cs cp cc <<<"${CPU[single,$clients,dup]}"
+  printf '%-22s %7s %10s %12s %6s\n' "  pgbench-batch/pgbench" "$clients" "" "" "$(ratio "$pbatch" "$pone")"
+  json="$json\"batch_over_single_c${clients}\": $(ratio "$s" "$one"), \"pgbench_batch_over_single_c${clients}\": $(ratio "$pbatch" "$pone"), "
+  k=single,$clients,dup
+  s=$(median ${INTAKE[$k]}); cs=$(median ${CS[$k]}); cp=$(median ${CP[$k]}); cc=$(median ${CC[$k]})
   printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake single, joins" "$clients" "$s" "(none)" "" "$cs" "$cp" "$cc"
   json="$json\"single_dup_c${clients}_intake\": $s, "
 done
-echo "(PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
+echo "(medians of $ROUNDS alternating rounds, joins: 1 run; PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
 echo "${json%, }}"
