@@ -85,6 +85,10 @@ public struct CaseRecord: Hashable, Sendable {
     public var closeTime: Date?
     /// Status history, oldest first.
     public var history: [CaseHistoryEntry]
+    /// How many stored history entries come before `history` but were not loaded (a join only
+    /// appends, so the repository loads none); entry `i` of `history` has position
+    /// `historyOffset + i`.
+    public var historyOffset = 0
 
     /// Creates the value from its fields.
     public init(name: String, customer: String, title: String, state: CaseState, owner: String, reports: [ReportRef],

@@ -455,7 +455,8 @@ public final class IntakeRepository: Sendable {
     /// One report, inside the caller's transaction, in three round trips: (1) the idempotency
     /// lock and lookup, the customer row (locked), the help-desk ticket and the duplicate
     /// candidates, in one pipeline; (2) for a duplicate, the case it joins (locked) with its
-    /// reports, history and symptoms, in one pipeline; (3) every write (report, case, history,
+    /// reports and their symptoms, and the length of its history, in one pipeline; (3) every
+    /// write (report, case, history,
     /// events, idempotency record) in one pipeline. Nothing is written before (3), so a refusal
     /// (unknown customer, reused request id, missing agent) leaves the transaction clean. With
     /// `commit`, the writes and the COMMIT go in that last pipeline, ending the transaction.
@@ -503,8 +504,8 @@ public final class IntakeRepository: Sendable {
         var joinRanges: [Int: Range<Int>] = [:]
         for (i, s) in staged.enumerated() where s.outcome == nil {
             guard let joinCase = s.joinCase else { continue }
-            var reads = loadCaseStatements(id: joinCase, lock: true)
-            reads.append(("SELECT symptom FROM reports WHERE case_id = $1", [joinCase]))
+            // A join only appends to the history: count it instead of reading it.
+            let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
             joinRanges[i] = statements.count..<statements.count + reads.count
             statements.append(contentsOf: reads)
         }
@@ -698,8 +699,8 @@ public final class IntakeRepository: Sendable {
         let newOwner = s.newOwner
         var report = s.report
         var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind])?
-        if let results = joinedResults, let (current, version) = try caseFrom(results) {
-            joined = (current, version, try results[3].rows.map { symptom(named: try $0.decode(String.self, 0)) })
+        if let results = joinedResults, let (current, version) = try caseFrom(results, history: false) {
+            joined = (current, version, try results[1].rows.map { symptom(named: try $0.decode(String.self, 2)) })
         }
 
         let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
@@ -795,20 +796,29 @@ public final class IntakeRepository: Sendable {
         try caseFrom(try c.pipeline(loadCaseStatements(id: id, lock: lock)))
     }
 
-    /// The three reads of `loadCase` (row, reports, history), to send in one pipeline.
-    static func loadCaseStatements(id: String, lock: Bool) -> [(sql: String, parameters: [any PostgresBindable])] {
+    /// The three reads of `loadCase` (row, reports with their symptoms, history), to send in one
+    /// pipeline. Without `history`, the third read only counts the entries (an index probe), for
+    /// operations that only append to it.
+    static func loadCaseStatements(id: String, lock: Bool, history: Bool = true) -> [(sql: String, parameters: [any PostgresBindable])] {
         [
             ("SELECT \(caseColumns) FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""), [id]),
-            ("SELECT id, receive_time FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id]),
-            ("SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id]),
+            ("SELECT id, receive_time, symptom FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id]),
+            history
+                ? ("SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id])
+                : ("SELECT coalesce(max(seq) + 1, 0) FROM case_history WHERE case_id = $1", [id]),
         ]
     }
 
     /// A case from the results of `loadCaseStatements`; nil when the row does not exist.
-    static func caseFrom(_ results: [PostgresResult]) throws -> (CaseRecord, Int64)? {
+    static func caseFrom(_ results: [PostgresResult], history loaded: Bool = true) throws -> (CaseRecord, Int64)? {
         guard let row = results[0].first else { return nil }
         let reports = try results[1].rows.map {
             ReportRef(name: "reports/" + (try $0.decode(String.self, 0)), receiveTime: try $0.decode(Date.self, 1))
+        }
+        guard loaded else {
+            var record = try caseRecord(row, reports: reports, history: [])
+            record.historyOffset = try results[2].first!.decode(Int.self, 0)
+            return (record, try row.decode(Int64.self, 12))
         }
         let history = try results[2].rows.map { h in
             CaseHistoryEntry(action: CaseHistoryAction(rawValue: try h.decode(Int.self, 0)),
@@ -876,12 +886,13 @@ public final class IntakeRepository: Sendable {
                 WHERE id = $1
                 """, values)
         }
-        let start = old?.history.count ?? 0
-        for (i, h) in new.history.enumerated() where i >= start {
+        // Positions already stored; `new` carries the same offset as `old` (see historyOffset).
+        let stored = old.map { $0.historyOffset + $0.history.count } ?? 0
+        for (i, h) in new.history.enumerated() where new.historyOffset + i >= stored {
             try c.write("""
                 INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                """, [id, i, h.action.rawValue, h.state.rawValue, h.actor, h.time, TextArray(h.related), h.note])
+                """, [id, new.historyOffset + i, h.action.rawValue, h.state.rawValue, h.actor, h.time, TextArray(h.related), h.note])
         }
         guard moveReports else { return }
         let oldReports = Set(old?.reportNames ?? [])

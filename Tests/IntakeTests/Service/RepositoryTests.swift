@@ -55,6 +55,12 @@ final class IntakeRepositoryTests: XCTestCase {
         let history = try await repo.caseHistory(id: caseID)!
         XCTAssertEqual(history.first?.action, .opened)
         XCTAssertEqual(history.filter { $0.action == .reportAdded }.count, acme.count - 1)
+        // Joins append without reading the history: positions stay 0..<n, one per report added.
+        let seqs = try await pool.query("SELECT seq FROM case_history WHERE case_id = $1 ORDER BY seq", [caseID])
+            .rows.map { try $0.decode(Int.self, 0) }
+        XCTAssertEqual(seqs, Array(0..<acme.count))
+        XCTAssertEqual(Set(history.filter { $0.action == .reportAdded }.flatMap(\.related)),
+                       Set(acme.filter { !$0.caseCreated }.map(\.report.name)))
         // Case events go to the configured destinations; report events to correlation.
         let opened = try await pool.query(
             "SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.CaseOpened' AND destination = 'followup'")
