@@ -144,7 +144,7 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             path: "Benchmarks/intake",
-            exclude: ["run.sh"],
+            exclude: ["run.sh", "loadgen.cpp"],
             swiftSettings: swiftSettings
         ),
 

@@ -1,6 +1,7 @@
 // Intake benchmark client: accepted reports per second through the gRPC API (durable commit).
 //   IntakeBenchmark TARGET setup CUSTOMERS            upsert CUSTOMERS customers b0..bN-1
 //   IntakeBenchmark TARGET single|batch CLIENTS SECONDS CUSTOMERS [new|dup]
+//   IntakeBenchmark generate single|batch COUNT CUSTOMERS new|dup FILE   (for loadgen.cpp)
 // `single` sends one SubmitReport per RPC, `batch` BatchSubmitReports of 100. Each report has its
 // own request_id, for a random customer. Texts: `new` (the default) draws 12 words at random from
 // a vocabulary of 4,096, so no report is a duplicate and each opens a case (the path the pgbench
@@ -22,20 +23,75 @@ let syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi"]
 /// 4,096 made-up words of four syllables.
 let vocabulary: [String] = (0..<4096).map { i in (0..<4).map { syllables[(i >> (3 * $0)) & 7] }.joined() }
 
-func report(customers: Int, n: Int, duplicates: Bool) -> Liaison_Intake_V1_SubmitReportRequest {
+/// SplitMix64, seeded per client task: the load generator shares the 2 cores with the server and
+/// PostgreSQL, so its requests are made without a system call per random number (the system
+/// generator and Foundation's UUID() each cost one or more).
+struct FastRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+    mutating func uuid() -> UUID {
+        let a = next(), b = next()
+        var bytes = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0),
+                     UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            raw.storeBytes(of: a, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: b, toByteOffset: 8, as: UInt64.self)
+        }
+        bytes.6 = (bytes.6 & 0x0F) | 0x40
+        bytes.8 = (bytes.8 & 0x3F) | 0x80
+        return UUID(uuid: bytes)
+    }
+}
+
+func report(customers: Int, n: Int, duplicates: Bool, random: inout FastRandom) -> Liaison_Intake_V1_SubmitReportRequest {
     var r = Liaison_Intake_V1_Report()
-    r.customer = "customers/b\(Int.random(in: 0..<customers))"
+    r.customer = "customers/b\(Int.random(in: 0..<customers, using: &random))"
     r.channel = .phone
     r.agent = "agents/a\(n % 50)"
     r.text = duplicates
-        ? "Customer reports issue \(UUID().uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
-        : (0..<12).map { _ in vocabulary.randomElement()! }.joined(separator: " ")
+        ? "Customer reports issue \(random.uuid().uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
+        : (0..<12).map { _ in vocabulary.randomElement(using: &random)! }.joined(separator: " ")
     r.serviceHint = "svc-\(n % 11)"
     r.receiveTime = .init(date: Date())
     var req = Liaison_Intake_V1_SubmitReportRequest()
     req.report = r
-    req.requestID = UUID().uuidString.lowercased()
+    req.requestID = random.uuid().uuidString.lowercased()
     return req
+}
+
+// `generate`: requests for the C++ load generator (Benchmarks/intake/loadgen.cpp), each behind a
+// 4-byte little-endian length: COUNT SubmitReportRequests (single) or BatchSubmitReportsRequests
+// of 100 (batch).
+if args[1] == "generate" {
+    guard args.count == 7, let count = Int(args[3]), let customers = Int(args[4]), ["new", "dup"].contains(args[5]) else {
+        print("usage: IntakeBenchmark generate single|batch COUNT CUSTOMERS new|dup FILE")
+        exit(2)
+    }
+    let batch = args[2] == "batch"
+    var random = FastRandom(state: UInt64.random(in: 0 ... .max))
+    var out: [UInt8] = []
+    func append(_ bytes: [UInt8]) {
+        let n = UInt32(bytes.count)
+        out += [UInt8(n & 0xFF), UInt8((n >> 8) & 0xFF), UInt8((n >> 16) & 0xFF), UInt8(n >> 24)]
+        out += bytes
+    }
+    for i in 0..<count {
+        if batch {
+            var b = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            b.requests = (0..<100).map { j in report(customers: customers, n: i * 100 + j, duplicates: args[5] == "dup", random: &random) }
+            append(try b.serializedBytes())
+        } else {
+            append(try report(customers: customers, n: i, duplicates: args[5] == "dup", random: &random).serializedBytes())
+        }
+    }
+    try Data(out).write(to: URL(fileURLWithPath: args[6]))
+    exit(0)
 }
 
 let transport = try ShimClientTransport(target: target)
@@ -76,14 +132,15 @@ try await withGRPCClient(transport: transport) { grpc in
             group.addTask {
                 var accepted = 0
                 var n = c * 10_000_000
+                var random = FastRandom(state: UInt64.random(in: 0 ... .max))
                 while ContinuousClock.now < deadline {
                     if mode == "single" {
                         n += 1
-                        _ = try await client.submitReport(report(customers: customers, n: n, duplicates: duplicates))
+                        _ = try await client.submitReport(report(customers: customers, n: n, duplicates: duplicates, random: &random))
                         accepted += 1
                     } else {
                         var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
-                        batch.requests = (0..<100).map { i in report(customers: customers, n: n + i, duplicates: duplicates) }
+                        batch.requests = (0..<100).map { i in report(customers: customers, n: n + i, duplicates: duplicates, random: &random) }
                         n += 100
                         let r = try await client.batchSubmitReports(batch)
                         accepted += r.results.filter { $0.status.code == 0 }.count

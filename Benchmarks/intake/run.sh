@@ -41,6 +41,13 @@ ref_url="${admin%/postgres}/pg_ref"
 swift build -c "$CONFIG" --product intake >&2
 swift build -c "$CONFIG" --product IntakeBenchmark >&2
 BIN="$(swift build -c "$CONFIG" --show-bin-path)"
+# The load generator: C++ over grpc++ (LOADGEN=cpp, the default) or the Swift GRPCClient
+# (LOADGEN=swift, several times the CPU per call on the cores the server needs).
+LOADGEN=${LOADGEN:-cpp}
+if [ "$LOADGEN" = cpp ]; then
+  g++ -std=c++17 -O2 -DNDEBUG Benchmarks/intake/loadgen.cpp -o "$W/loadgen" \
+    -lgrpc++ -lgrpc -lgpr -lprotobuf -labsl_synchronization -lpthread
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Both databases get the intake schema through the executable's own migrate command.
@@ -80,15 +87,33 @@ ROUNDS=${ROUNDS:-3}
 median() { python3 -c "import statistics, sys; print(round(statistics.median(float(v) for v in sys.argv[1:])))" "$@"; }
 declare -A INTAKE CS CP CC
 run_intake() { # mode clients texts -> appends to INTAKE[mode,clients,texts] and CS/CP/CC (server, pg, client us)
-  local mode=$1 clients=$2 texts=$3 out i0 p0 i1 p1 n
+  local mode=$1 clients=$2 texts=$3 out i0 p0 i1 p1 n rps before method count
+  if [ "$LOADGEN" = cpp ]; then
+    # Enough fresh requests (own request ids) for the run; counted as rows that became durable.
+    if [ "$mode" = single ]; then method=SubmitReport; count=$((6000 * SECONDS_PER_RUN)); else method=BatchSubmitReports; count=$((80 * SECONDS_PER_RUN)); fi
+    "$BIN/IntakeBenchmark" generate "$mode" "$count" "$CUSTOMERS" "$texts" "$W/requests.bin"
+    before=$(psql -qtA "$intake_url" -c "SELECT count(*) FROM reports")
+  fi
   psql -q "$intake_url" -c CHECKPOINT
   i0=$(proc_ticks "$INTAKE_PID"); p0=$(pg_ticks)
-  out=$(/usr/bin/time -f "%U %S" -o "$W/time" "$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" "$mode" "$clients" \
-    "$SECONDS_PER_RUN" "$CUSTOMERS" "$texts")
+  if [ "$LOADGEN" = cpp ]; then
+    out=$(/usr/bin/time -f "%U %S" -o "$W/time" "$W/loadgen" "ipv4:127.0.0.1:$port" \
+      "/liaison.intake.v1.IntakeService/$method" "$W/requests.bin" "$clients" "$SECONDS_PER_RUN")
+  else
+    out=$(/usr/bin/time -f "%U %S" -o "$W/time" "$BIN/IntakeBenchmark" "ipv4:127.0.0.1:$port" "$mode" "$clients" \
+      "$SECONDS_PER_RUN" "$CUSTOMERS" "$texts")
+  fi
   i1=$(proc_ticks "$INTAKE_PID"); p1=$(pg_ticks)
-  n=$(sed -n 's/^reports=//p' <<<"$out")
+  if [ "$LOADGEN" = cpp ]; then
+    [ "$(sed -n 's/^calls_failed=//p' <<<"$out")" = 0 ] || { echo "intake $mode c$clients: failed calls: $out" >&2; exit 1; }
+    n=$(( $(psql -qtA "$intake_url" -c "SELECT count(*) FROM reports") - before ))
+    rps=$(python3 -c "print(int($n / $(sed -n 's/^elapsed_seconds=//p' <<<"$out")))")
+  else
+    n=$(sed -n 's/^reports=//p' <<<"$out")
+    rps=$(sed -n 's/^reports_per_second=//p' <<<"$out")
+  fi
   local k=$mode,$clients,$texts
-  INTAKE[$k]+="$(sed -n 's/^reports_per_second=//p' <<<"$out") "
+  INTAKE[$k]+="$rps "
   CS[$k]+="$(per_report $((i1 - i0)) "$n") "
   CP[$k]+="$(per_report $((p1 - p0)) "$n") "
   CC[$k]+="$(per_report "$(client_ticks)" "$n") "
@@ -201,5 +226,5 @@ for clients in "${CLIENT_COUNTS[@]}"; do
   printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake single, joins" "$clients" "$s" "(none)" "" "$cs" "$cp" "$cc"
   json="$json\"single_dup_c${clients}_intake\": $s, "
 done
-echo "(medians of $ROUNDS alternating rounds, joins: 1 run; PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
+echo "(load generator: $LOADGEN; medians of $ROUNDS alternating rounds, joins: 1 run; PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
 echo "${json%, }}"
