@@ -39,7 +39,28 @@ public protocol PostgresInteger: FixedWidthInteger, PostgresBindable, PostgresDe
 extension PostgresInteger {
     public var postgresText: String? { String(self) }
     public init(postgresText: String) throws {
-        guard let v = Self(postgresText, radix: 10) else { throw decodeError("\(Self.self)", postgresText) }
+        var text = postgresText
+        self = try text.withUTF8 { try Self(postgresBytes: $0) }
+    }
+    /// Parses the decimal digits in place (no String), with overflow checks.
+    public init(postgresBytes u: UnsafeBufferPointer<UInt8>) throws {
+        var i = 0
+        var negative = false
+        if i < u.count, u[i] == UInt8(ascii: "-") || u[i] == UInt8(ascii: "+") {
+            negative = u[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < u.count else { throw decodeError("\(Self.self)", String(decoding: u, as: UTF8.self)) }
+        var v: Self = 0
+        while i < u.count {
+            let d = Int(u[i]) - 48
+            guard d >= 0, d <= 9 else { throw decodeError("\(Self.self)", String(decoding: u, as: UTF8.self)) }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (n, o2) = negative ? m.subtractingReportingOverflow(Self(d)) : m.addingReportingOverflow(Self(d))
+            guard !o1, !o2 else { throw decodeError("\(Self.self)", String(decoding: u, as: UTF8.self)) }
+            v = n
+            i += 1
+        }
         self = v
     }
 }
@@ -74,6 +95,13 @@ extension Bool: PostgresBindable, PostgresDecodable {
         case "t", "true": self = true
         case "f", "false": self = false
         default: throw decodeError("Bool", postgresText)
+        }
+    }
+    public init(postgresBytes u: UnsafeBufferPointer<UInt8>) throws {
+        if u.count == 1, u[0] == UInt8(ascii: "t") { self = true } else if u.count == 1, u[0] == UInt8(ascii: "f") {
+            self = false
+        } else {
+            try self.init(postgresText: String(decoding: u, as: UTF8.self))
         }
     }
 }
@@ -195,68 +223,129 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
 }
 
 /// Timestamps travel as ISO 8601 in UTC with microseconds; sessions run with `TimeZone=UTC`.
+/// Both directions use integer calendar arithmetic (proleptic Gregorian, as PostgreSQL), without
+/// libc time functions or intermediate strings.
 extension Date: PostgresBindable, PostgresDecodable {
     public var postgresText: String? {
-        var t = time_t(floor(timeIntervalSince1970))
-        var micros = Int((timeIntervalSince1970 - floor(timeIntervalSince1970)) * 1_000_000 + 0.5)
-        if micros >= 1_000_000 {
-            t += 1
-            micros -= 1_000_000
+        // Whole microseconds since the epoch, rounded to nearest.
+        let micros = Int64((timeIntervalSince1970 * 1_000_000).rounded())
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 {
+            fraction += 1_000_000
+            seconds -= 1
         }
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        let year = Int(tmv.tm_year) + 1900
-        func pad(_ v: Int, _ w: Int) -> String {
-            let s = String(v)
-            return s.count >= w ? s : String(repeating: "0", count: w - s.count) + s
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 {
+            secondOfDay += 86_400
+            days -= 1
         }
-        return "\(pad(year, 4))-\(pad(Int(tmv.tm_mon) + 1, 2))-\(pad(Int(tmv.tm_mday), 2)) "
-            + "\(pad(Int(tmv.tm_hour), 2)):\(pad(Int(tmv.tm_min), 2)):\(pad(Int(tmv.tm_sec), 2))."
-            + "\(pad(micros, 6))+00"
+        let (year, month, day) = CivilDate.civil(fromDays: days)
+        guard (1...9999).contains(year) else {
+            // Outside four-digit years: the slow, general path.
+            var t = time_t(seconds)
+            var tmv = tm()
+            gmtime_r(&t, &tmv)
+            let digits = String(fraction)
+            return "\(Int(tmv.tm_year) + 1900)-\(Int(tmv.tm_mon) + 1)-\(Int(tmv.tm_mday)) "
+                + "\(Int(tmv.tm_hour)):\(Int(tmv.tm_min)):\(Int(tmv.tm_sec))."
+                + String(repeating: "0", count: 6 - digits.count) + digits + "+00"
+        }
+        return String(unsafeUninitializedCapacity: 29) { out in
+            func put(_ value: Int64, _ width: Int, at start: Int) {
+                var v = value
+                for k in stride(from: start + width - 1, through: start, by: -1) {
+                    out[k] = UInt8(48 + v % 10)
+                    v /= 10
+                }
+            }
+            put(Int64(year), 4, at: 0); out[4] = UInt8(ascii: "-")
+            put(Int64(month), 2, at: 5); out[7] = UInt8(ascii: "-")
+            put(Int64(day), 2, at: 8); out[10] = UInt8(ascii: " ")
+            put(secondOfDay / 3600, 2, at: 11); out[13] = UInt8(ascii: ":")
+            put(secondOfDay / 60 % 60, 2, at: 14); out[16] = UInt8(ascii: ":")
+            put(secondOfDay % 60, 2, at: 17); out[19] = UInt8(ascii: ".")
+            put(fraction, 6, at: 20)
+            out[26] = UInt8(ascii: "+"); out[27] = UInt8(ascii: "0"); out[28] = UInt8(ascii: "0")
+            return 29
+        }
     }
 
     /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]+00[:00]` as printed by a UTC session.
     public init(postgresText: String) throws {
-        let u = Array(postgresText.utf8)
-        func num(_ from: Int, _ len: Int) throws -> Int {
-            guard from + len <= u.count else { throw decodeError("timestamptz", postgresText) }
-            var v = 0
+        var text = postgresText
+        self = try text.withUTF8 { try Date(postgresBytes: $0) }
+    }
+
+    /// Parses the text format in place.
+    public init(postgresBytes u: UnsafeBufferPointer<UInt8>) throws {
+        func fail() -> PostgresError { decodeError("timestamptz", String(decoding: u, as: UTF8.self)) }
+        func num(_ from: Int, _ len: Int) throws -> Int64 {
+            guard from + len <= u.count else { throw fail() }
+            var v: Int64 = 0
             for i in from..<(from + len) {
-                let d = Int(u[i]) - 48
-                guard d >= 0, d <= 9 else { throw decodeError("timestamptz", postgresText) }
+                let d = Int64(u[i]) - 48
+                guard d >= 0, d <= 9 else { throw fail() }
                 v = v * 10 + d
             }
             return v
         }
-        guard u.count >= 19 else { throw decodeError("timestamptz", postgresText) }
-        var tmv = tm()
-        tmv.tm_year = Int32(try num(0, 4) - 1900)
-        tmv.tm_mon = Int32(try num(5, 2) - 1)
-        tmv.tm_mday = Int32(try num(8, 2))
-        tmv.tm_hour = Int32(try num(11, 2))
-        tmv.tm_min = Int32(try num(14, 2))
-        tmv.tm_sec = Int32(try num(17, 2))
-        var i = 19
-        var fraction = 0.0
+        // Years have four digits or more (10000-01-01 ...); `b` shifts the fixed positions.
+        var yearDigits = 4
+        while yearDigits < u.count, yearDigits < 7, u[yearDigits] != UInt8(ascii: "-") { yearDigits += 1 }
+        let b = yearDigits - 4
+        guard u.count >= 19 + b, u[4 + b] == UInt8(ascii: "-"), u[7 + b] == UInt8(ascii: "-"),
+              u[13 + b] == UInt8(ascii: ":"), u[16 + b] == UInt8(ascii: ":")
+        else { throw fail() }
+        let days = CivilDate.days(year: try num(0, yearDigits), month: try num(5 + b, 2), day: try num(8 + b, 2))
+        var seconds = days * 86_400 + (try num(11 + b, 2)) * 3600 + (try num(14 + b, 2)) * 60 + (try num(17 + b, 2))
+        var i = 19 + b
+        var micros: Int64 = 0
         if i < u.count, u[i] == UInt8(ascii: ".") {
             i += 1
-            var scale = 0.1
+            var digits = 0
             while i < u.count, u[i] >= 48, u[i] <= 57 {
-                fraction += Double(u[i] - 48) * scale
-                scale /= 10
+                if digits < 6 { micros = micros * 10 + Int64(u[i] - 48) }
+                digits += 1
                 i += 1
             }
+            for _ in digits..<max(digits, 6) { micros *= 10 }
         }
-        var offset = 0
         if i < u.count, u[i] == UInt8(ascii: "+") || u[i] == UInt8(ascii: "-") {
-            let sign = u[i] == UInt8(ascii: "-") ? -1 : 1
+            let sign: Int64 = u[i] == UInt8(ascii: "-") ? -1 : 1
             let hh = try num(i + 1, 2)
-            var mm = 0
+            var mm: Int64 = 0
+            var ss: Int64 = 0
             if i + 3 < u.count, u[i + 3] == UInt8(ascii: ":") { mm = try num(i + 4, 2) }
-            offset = sign * (hh * 3600 + mm * 60)
+            if i + 6 < u.count, u[i + 6] == UInt8(ascii: ":") { ss = try num(i + 7, 2) }
+            seconds -= sign * (hh * 3600 + mm * 60 + ss)
         }
-        let seconds = timegm(&tmv)
-        self = Date(timeIntervalSince1970: Double(seconds - offset) + fraction)
+        self = Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+    }
+}
+
+/// Days since 1970-01-01 and back, proleptic Gregorian (Howard Hinnant's algorithms).
+enum CivilDate {
+    static func days(year y0: Int64, month m: Int64, day d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z0: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 }
 

@@ -148,6 +148,62 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertGreaterThan(attempts.current, 16, "no serialization failure was provoked")
     }
 
+    /// Timestamps and integers are encoded and parsed without libc or intermediate strings: they
+    /// must agree with PostgreSQL's own calendar and arithmetic. Dates go in as parameters, come
+    /// back as PostgreSQL prints them, and must be the same instant (to the microsecond); the
+    /// server also checks our text against the epoch plus the same number of microseconds.
+    func testTimestampsAndIntegersAgreeWithPostgreSQL() async throws {
+        var dates: [Date] = [
+            Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: -0.000001), Date(timeIntervalSince1970: -86_400.5),
+            Date(timeIntervalSince1970: 951_782_400.123456),  // 2000-02-29
+            Date(timeIntervalSince1970: -2_203_891_200),  // 1900-03-01
+            Date(timeIntervalSince1970: 4_107_456_000.999999),  // 2100-02-28
+            Date(timeIntervalSince1970: 253_402_300_799.5),  // 9999-12-31 23:59:59.5
+            Date(timeIntervalSince1970: 253_402_300_800),  // 10000-01-01: PostgreSQL prints five digits
+            Date(timeIntervalSince1970: -62_135_596_800),  // 0001-01-01
+        ]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            // 1900...2100: beyond 2106 a Date (Double seconds) no longer holds every microsecond.
+            let micros = Int64.random(in: -2_208_988_800_000_000...4_102_444_800_000_000, using: &generator)
+            dates.append(Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+        }
+        let statements: [(sql: String, parameters: [any PostgresBindable])] = dates.map {
+            ("""
+             SELECT $1::timestamptz::text, $1::timestamptz = 'epoch'::timestamptz + $2::bigint * interval '1 microsecond',
+                    extract(epoch FROM $1::timestamptz)::numeric(20,6)::text
+             """, [$0, Int64(($0.timeIntervalSince1970 * 1_000_000).rounded())])
+        }
+        let results = try await pool.transaction { c in try c.pipeline(statements) }
+        for (date, result) in zip(dates, results) {
+            let row = result.first!
+            let back = try row.decode(Date.self, 0)
+            let expected = (date.timeIntervalSince1970 * 1_000_000).rounded()
+            let printed = try row.decode(String.self, 0)
+            XCTAssertEqual((back.timeIntervalSince1970 * 1_000_000).rounded(), expected, "\(date.postgresText!) came back as \(printed)")
+            XCTAssertTrue(try row.decode(Bool.self, 1))
+            let epoch = try row.decode(String.self, 2)
+            XCTAssertEqual(Double(epoch).map { ($0 * 1_000_000).rounded() }, expected, "epoch of \(date.postgresText!)")
+        }
+        // Date parsing accepts what PostgreSQL may print: fewer fraction digits, offsets with minutes.
+        XCTAssertEqual(try Date(postgresText: "2026-11-29 08:00:00.5+00").timeIntervalSince1970, 1_795_939_200.5)
+        XCTAssertEqual(try Date(postgresText: "2026-11-29 09:30:00+01:30").timeIntervalSince1970, 1_795_939_200)
+        XCTAssertThrowsError(try Date(postgresText: "2026-11-29T08:00"))
+
+        let ints: [Int64] = [0, 1, -1, 42, Int64.max, Int64.min, 1_000_000_007, -987_654_321]
+        let echoed = try await pool.transaction { c in try c.pipeline(ints.map { ("SELECT $1::bigint, ($1::bigint)::text", [$0]) }) }
+        for (value, result) in zip(ints, echoed) {
+            XCTAssertEqual(try result.first!.decode(Int64.self, 0), value)
+            XCTAssertEqual(try Int64(postgresText: try result.first!.decode(String.self, 1)), value)
+        }
+        XCTAssertThrowsError(try Int64(postgresText: "9223372036854775808"))
+        XCTAssertThrowsError(try Int32(postgresText: "2147483648"))
+        XCTAssertEqual(try Int32(postgresText: "-2147483648"), Int32.min)
+        XCTAssertThrowsError(try Int(postgresText: ""))
+        XCTAssertThrowsError(try Int(postgresText: "-"))
+        XCTAssertThrowsError(try Int(postgresText: "12a"))
+    }
+
     func testNonRetryableErrorRollsBackTheWholeTransaction() async throws {
         try await pool.query("CREATE TABLE r (id int PRIMARY KEY)")
         do {
