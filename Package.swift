@@ -140,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "IntakeBenchmark",
             dependencies: [
-                "LiaisonAPI", "LiaisonRPC",
+                "LiaisonAPI", "LiaisonRPC", "LiaisonRuntime",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             path: "Benchmarks/intake",

@@ -11,6 +11,7 @@ import Foundation
 import GRPCCore
 import LiaisonAPI
 import LiaisonRPC
+import LiaisonRuntime
 
 let args = CommandLine.arguments
 guard args.count >= 4 else {
@@ -23,18 +24,12 @@ let syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi"]
 /// 4,096 made-up words of four syllables.
 let vocabulary: [String] = (0..<4096).map { i in (0..<4).map { syllables[(i >> (3 * $0)) & 7] }.joined() }
 
-/// SplitMix64, seeded per client task: the load generator shares the 2 cores with the server and
-/// PostgreSQL, so its requests are made without a system call per random number (the system
-/// generator and Foundation's UUID() each cost one or more).
-struct FastRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+/// The load generator shares the 2 cores with the server and PostgreSQL, so its requests are made
+/// with SplitMix64 (seeded per client task) instead of a system call per random number (the
+/// system generator and Foundation's UUID() each cost one or more).
+typealias FastRandom = SplitMix64
+
+extension SplitMix64 {
     mutating func uuid() -> UUID {
         let a = next(), b = next()
         var bytes = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0),
@@ -74,7 +69,7 @@ if args[1] == "generate" {
         exit(2)
     }
     let batch = args[2] == "batch"
-    var random = FastRandom(state: UInt64.random(in: 0 ... .max))
+    var random = FastRandom(seed: UInt64.random(in: 0 ... .max))
     var out: [UInt8] = []
     func append(_ bytes: [UInt8]) {
         let n = UInt32(bytes.count)
@@ -132,7 +127,7 @@ try await withGRPCClient(transport: transport) { grpc in
             group.addTask {
                 var accepted = 0
                 var n = c * 10_000_000
-                var random = FastRandom(state: UInt64.random(in: 0 ... .max))
+                var random = FastRandom(seed: UInt64.random(in: 0 ... .max))
                 while ContinuousClock.now < deadline {
                     if mode == "single" {
                         n += 1

@@ -1,3 +1,4 @@
+import LiaisonRuntime
 import XCTest
 @testable import Correlation
 

@@ -1,17 +1,8 @@
 import Correlation
+import LiaisonRuntime
 
-/// SplitMix64: a tiny, seedable, deterministic PRNG for reproducible fixtures.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+/// Draws for the fixtures.
+extension SplitMix64 {
     mutating func chance(_ p: Double) -> Bool { uniform() < p }
     mutating func pick<T>(_ weighted: [(T, Double)]) -> T {
         let total = weighted.reduce(0) { $0 + $1.1 }

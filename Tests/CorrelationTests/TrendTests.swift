@@ -1,4 +1,5 @@
 import Foundation
+import LiaisonRuntime
 import XCTest
 @testable import Correlation
 

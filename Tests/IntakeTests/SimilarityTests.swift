@@ -1,19 +1,10 @@
 import Foundation
+import LiaisonRuntime
 import XCTest
 @testable import Intake
 
-/// Deterministic PRNG for reproducible randomized tests (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic PRNG for reproducible randomized tests.
+typealias SeededGenerator = SplitMix64
 
 final class NormalizationTests: XCTestCase {
     let n = TextNormalizer.standard
