@@ -22,28 +22,15 @@ final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
         var draining = false
     }
 
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        // The thread's queue is released when the thread exits.
-        precondition(pthread_key_create(&key, { raw in
-            if let raw { Unmanaged<Queue>.fromOpaque(raw).release() }
-        }) == 0, "pthread_key_create failed")
-        return key
-    }()
+    private static let queues = PerThread { Queue() }
 
     /// This thread's queue if a drain is running on it.
     private static var currentQueue: Queue? {
-        guard let raw = pthread_getspecific(key) else { return nil }
-        let queue = Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue()
-        return queue.draining ? queue : nil
-    }
-
-    private static var threadQueue: Queue {
-        if let raw = pthread_getspecific(key) { return Unmanaged<Queue>.fromOpaque(raw).takeUnretainedValue() }
-        let queue = Queue()
-        pthread_setspecific(key, Unmanaged.passRetained(queue).toOpaque())
+        guard let queue = queues.existing, queue.draining else { return nil }
         return queue
     }
+
+    private static var threadQueue: Queue { queues.value }
 
     func enqueue(_ job: consuming ExecutorJob) {
         if let queue = Self.currentQueue {

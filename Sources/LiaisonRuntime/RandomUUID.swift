@@ -1,4 +1,5 @@
 import Foundation
+import LiaisonRPC
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,13 +14,7 @@ public enum RandomUUID {
         var next = 4096
     }
 
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        precondition(pthread_key_create(&key, { raw in
-            if let raw { Unmanaged<Pool>.fromOpaque(raw).release() }
-        }) == 0, "pthread_key_create failed")
-        return key
-    }()
+    private static let pools = PerThread { Pool() }
 
     private static let urandom: Int32 = {
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
@@ -27,16 +22,9 @@ public enum RandomUUID {
         return fd
     }()
 
-    private static var pool: Pool {
-        if let raw = pthread_getspecific(key) { return Unmanaged<Pool>.fromOpaque(raw).takeUnretainedValue() }
-        let pool = Pool()
-        pthread_setspecific(key, Unmanaged.passRetained(pool).toOpaque())
-        return pool
-    }
-
     /// A new random UUID (RFC 9562 version 4).
     public static func make() -> UUID {
-        let pool = self.pool
+        let pool = pools.value
         if pool.next + 16 > pool.bytes.count {
             pool.bytes.withUnsafeMutableBytes { buffer in
                 var filled = 0
