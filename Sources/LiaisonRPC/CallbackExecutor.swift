@@ -30,8 +30,6 @@ final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
         return queue
     }
 
-    private static var threadQueue: Queue { queues.value }
-
     func enqueue(_ job: consuming ExecutorJob) {
         if let queue = Self.currentQueue {
             queue.jobs.append(UnownedJob(job))
@@ -44,7 +42,7 @@ final class CallbackThreadExecutor: TaskExecutor, @unchecked Sendable {
     /// the ones those jobs queue, before returning. Nested drains leave the draining to the
     /// outermost one.
     static func drain(_ body: () -> Void) {
-        let queue = threadQueue
+        let queue = queues.value
         if queue.draining {
             body()
             return

@@ -98,10 +98,10 @@ extension Bool: PostgresBindable, PostgresDecodable {
         }
     }
     public init(postgresBytes u: UnsafeBufferPointer<UInt8>) throws {
-        if u.count == 1, u[0] == UInt8(ascii: "t") { self = true } else if u.count == 1, u[0] == UInt8(ascii: "f") {
-            self = false
-        } else {
-            try self.init(postgresText: String(decoding: u, as: UTF8.self))
+        switch (u.count, u.first) {
+        case (1, UInt8(ascii: "t")): self = true
+        case (1, UInt8(ascii: "f")): self = false
+        default: try self.init(postgresText: String(decoding: u, as: UTF8.self))
         }
     }
 }
@@ -242,17 +242,16 @@ extension Date: PostgresBindable, PostgresDecodable {
             days -= 1
         }
         let (year, month, day) = CivilDate.civil(fromDays: days)
-        guard (1...9999).contains(year) else {
-            // Outside four-digit years: the slow, general path.
-            var t = time_t(seconds)
-            var tmv = tm()
-            gmtime_r(&t, &tmv)
-            let digits = String(fraction)
-            return "\(Int(tmv.tm_year) + 1900)-\(Int(tmv.tm_mon) + 1)-\(Int(tmv.tm_mday)) "
-                + "\(Int(tmv.tm_hour)):\(Int(tmv.tm_min)):\(Int(tmv.tm_sec))."
-                + String(repeating: "0", count: 6 - digits.count) + digits + "+00"
+        // Four year digits, more after 9999 (as PostgreSQL prints them; the parser below reads
+        // both). Years before 1 would need PostgreSQL's "BC" form, which nothing here stores.
+        var yearWidth = 4
+        var limit: Int64 = 10_000
+        while abs(year) >= limit, yearWidth < 7 {
+            yearWidth += 1
+            limit *= 10
         }
-        return String(unsafeUninitializedCapacity: 29) { out in
+        let b = yearWidth - 4
+        return String(unsafeUninitializedCapacity: 29 + b) { out in
             func put(_ value: Int64, _ width: Int, at start: Int) {
                 var v = value
                 for k in stride(from: start + width - 1, through: start, by: -1) {
@@ -260,15 +259,15 @@ extension Date: PostgresBindable, PostgresDecodable {
                     v /= 10
                 }
             }
-            put(Int64(year), 4, at: 0); out[4] = UInt8(ascii: "-")
-            put(Int64(month), 2, at: 5); out[7] = UInt8(ascii: "-")
-            put(Int64(day), 2, at: 8); out[10] = UInt8(ascii: " ")
-            put(secondOfDay / 3600, 2, at: 11); out[13] = UInt8(ascii: ":")
-            put(secondOfDay / 60 % 60, 2, at: 14); out[16] = UInt8(ascii: ":")
-            put(secondOfDay % 60, 2, at: 17); out[19] = UInt8(ascii: ".")
-            put(fraction, 6, at: 20)
-            out[26] = UInt8(ascii: "+"); out[27] = UInt8(ascii: "0"); out[28] = UInt8(ascii: "0")
-            return 29
+            put(abs(year), yearWidth, at: 0); out[4 + b] = UInt8(ascii: "-")
+            put(month, 2, at: 5 + b); out[7 + b] = UInt8(ascii: "-")
+            put(day, 2, at: 8 + b); out[10 + b] = UInt8(ascii: " ")
+            put(secondOfDay / 3600, 2, at: 11 + b); out[13 + b] = UInt8(ascii: ":")
+            put(secondOfDay / 60 % 60, 2, at: 14 + b); out[16 + b] = UInt8(ascii: ":")
+            put(secondOfDay % 60, 2, at: 17 + b); out[19 + b] = UInt8(ascii: ".")
+            put(fraction, 6, at: 20 + b)
+            out[26 + b] = UInt8(ascii: "+"); out[27 + b] = UInt8(ascii: "0"); out[28 + b] = UInt8(ascii: "0")
+            return 29 + b
         }
     }
 

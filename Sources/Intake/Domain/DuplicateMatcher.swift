@@ -312,7 +312,7 @@ public enum DuplicateMatcher {
         // The signals and their explanations are written for the deciding pair only.
         let assessment = DuplicateAssessment(duplicate: isDuplicate, matchedReport: best.report.name,
                                              similarity: best.pair.score, threshold: config.threshold,
-                                             signals: signals(candidate: candidate, against: best.report, best.pair))
+                                             signals: signals(candidate: candidate, against: best.report, best.pair, config: config))
         let scoreText = String(format: "%.2f", best.pair.score)
         let thresholdText = String(format: "%.2f", config.threshold)
         if isDuplicate {
@@ -348,7 +348,6 @@ public enum DuplicateMatcher {
         var explanation: SimilarityExplanation?
         var symptomScore: Double
         var serviceScore: Double
-        var config: DuplicateConfig
 
         enum TextBasis { case exact, fingerprint, none }
     }
@@ -359,7 +358,7 @@ public enum DuplicateMatcher {
         let raw = rawScore(candidate: candidate, candidateShingles: candidateShingles,
                            candidateFingerprint: candidateFingerprint, against: r, config: config)
         return PairScore(score: raw.score, vetoed: raw.vetoed, sameTicket: raw.sameTicket,
-                         signals: signals(candidate: candidate, against: r, raw), text: raw.explanation)
+                         signals: signals(candidate: candidate, against: r, raw, config: config), text: raw.explanation)
     }
 
     static func rawScore(candidate: NewReport, candidateShingles: Set<String>,
@@ -417,12 +416,12 @@ public enum DuplicateMatcher {
         if vetoed && !sameTicket { combined = 0 }
         return RawScore(score: combined, vetoed: vetoed && !sameTicket, sameTicket: sameTicket, textScore: textScore,
                         textBasis: basis, explanation: explanation, symptomScore: symptomScore,
-                        serviceScore: serviceScore, config: config)
+                        serviceScore: serviceScore)
     }
 
     /// The signals behind a pair's score, each with its explanation.
-    static func signals(candidate: NewReport, against r: CandidateReport, _ raw: RawScore) -> [DuplicateSignal] {
-        let config = raw.config
+    static func signals(candidate: NewReport, against r: CandidateReport, _ raw: RawScore,
+                        config: DuplicateConfig) -> [DuplicateSignal] {
         var signals: [DuplicateSignal] = [
             DuplicateSignal(name: "same_customer", score: 1, weight: 0, detail: "both from \(candidate.customer)"),
         ]

@@ -456,8 +456,8 @@ public final class IntakeRepository: Sendable {
     /// lock and lookup, the customer row (locked), the help-desk ticket and the duplicate
     /// candidates, in one pipeline; (2) for a duplicate, the case it joins (locked) with its
     /// reports and their symptoms, and the length of its history, in one pipeline; (3) every
-    /// write (report, case, history,
-    /// events, idempotency record) in one pipeline. Nothing is written before (3), so a refusal
+    /// write (report, case, history, events, idempotency record) in one pipeline. Nothing is
+    /// written before (3), so a refusal
     /// (unknown customer, reused request id, missing agent) leaves the transaction clean. With
     /// `commit`, the writes and the COMMIT go in that last pipeline, ending the transaction.
     static func submit(_ c: PostgresConnection, _ input: Liaison_Intake_V1_Report, requestID: String,
