@@ -217,7 +217,7 @@ let package = Package(
                     .product(name: "Logging", package: "swift-log"),
                 ],
                 path: "Benchmarks/correlation",
-                exclude: ["run.sh"],
+                exclude: ["run.sh", "waits.sh"],
                 swiftSettings: swiftSettings
             ),
             .testTarget(
