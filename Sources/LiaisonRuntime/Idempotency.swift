@@ -26,7 +26,7 @@ public enum Idempotency {
         -> [(sql: String, parameters: [any PostgresBindable])]
     {
         [
-            ("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [scope + "\u{1f}" + requestID]),
+            ("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [lockKey(scope: scope, requestID: requestID)]),
             ("""
              SELECT response, fingerprint = encode(sha256($3::bytea), 'hex')
              FROM idempotency_keys WHERE scope = $1 AND request_id = $2
@@ -36,10 +36,42 @@ public enum Idempotency {
 
     /// The stored response from the lookup of `beginStatements`, nil for a first request.
     public static func replay(_ lookup: PostgresResult, scope: String, requestID: String) throws -> [UInt8]? {
-        guard let row = lookup.first else { return nil }
+        try replay(lookup.first, scope: scope, requestID: requestID)
+    }
+
+    /// The stored response from one lookup row (`response`, whether the request matches), nil for
+    /// a first request (no row).
+    public static func replay(_ row: PostgresRow?, scope: String, requestID: String) throws -> [UInt8]? {
+        guard let row else { return nil }
         guard try row.decode(Bool.self, 1) else { throw IdempotencyError.reused(scope: scope, requestID: requestID) }
         return try row.decode(ByteA.self, 0).bytes
     }
+
+    // MARK: Many requests at once (batches)
+
+    /// The advisory-lock key text of one request (what `beginStatements` locks).
+    public static func lockKey(scope: String, requestID: String) -> String { scope + "\u{1f}" + requestID }
+
+    /// The stored fingerprint of a request: hex SHA-256 of its canonical bytes, as `record` writes.
+    public static func fingerprint(_ request: [UInt8]) -> String { hexString(SHA256.hash(request)) }
+
+    /// Takes the advisory locks of several requests in one statement; $1 is a text array of
+    /// `lockKey`s. The locks are taken in hash order, so two transactions locking overlapping
+    /// sets cannot deadlock on them.
+    public static let lockAllSQL = """
+        SELECT count(pg_advisory_xact_lock(h)) FROM (
+            SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest($1::text[]) AS k ORDER BY 1 OFFSET 0) locks
+        """
+
+    /// Looks several requests up in one statement, after `lockAllSQL` (same transaction, a later
+    /// statement, so under READ COMMITTED it sees what the lock holders committed). $1 scope,
+    /// $2 request ids, $3 their `fingerprint`s. Rows: response, whether the request matches, and
+    /// the request's 1-based position in the arrays; none for first requests.
+    public static let lookupAllSQL = """
+        SELECT ik.response, ik.fingerprint = q.fingerprint, q.i
+        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q(request_id, fingerprint, i)
+        JOIN idempotency_keys ik ON ik.scope = $1 AND ik.request_id = q.request_id
+        """
 
     /// Stores the response of a first request (same transaction as its effects).
     public static func record(_ c: some SQLWriter, scope: String, requestID: String, request: [UInt8], response: [UInt8]) throws {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Runs statements whose results the caller does not need: a `PostgresConnection` runs each at
 /// once (a round trip each), a `StatementBatch` collects them to send in one pipeline. Code that
 /// only writes (outbox rows, idempotency records, a repository's inserts) takes `some SQLWriter`
@@ -38,5 +40,175 @@ public final class StatementBatch: SQLWriter {
         let pending = statements
         statements = []
         return try connection.pipeline(pending)
+    }
+}
+
+// MARK: - Coalescing independent units
+
+extension StatementBatch {
+    /// A statement as `pipeline` takes it.
+    public typealias Statement = (sql: String, parameters: [any PostgresBindable])
+
+    /// The statements of several independent units (each unit's statements in their order; no
+    /// unit reads or depends on another unit's rows), with the single-row `INSERT ... VALUES (...)`
+    /// statements that share their SQL text merged into multi-row inserts: one statement per
+    /// table instead of one per row, which is most of a batch's cost in PostgreSQL.
+    ///
+    /// Order: each unit's statements keep their relative order (a merged insert runs after
+    /// everything that preceded any of its rows in their units, and before everything that
+    /// followed). If the units' orders conflict (a cycle), nothing is merged. Rows of one merged
+    /// insert keep the units' order. A merged insert has at most `maxParameters` parameters (the
+    /// protocol allows 65,535); larger groups are split.
+    public static func coalesce(_ units: [[Statement]], maxParameters: Int = 32_767) -> [Statement] {
+        // Nodes: one per distinct mergeable INSERT text, one per other statement.
+        var nodeOf: [String: Int] = [:]
+        var members: [[Statement]] = []
+        var templates: [InsertTemplate?] = []
+        var edges: [Set<Int>] = []
+        var indegree: [Int] = []
+        func newNode(_ template: InsertTemplate?) -> Int {
+            members.append([])
+            templates.append(template)
+            edges.append([])
+            indegree.append(0)
+            return members.count - 1
+        }
+        for unit in units {
+            var previous: Int?
+            for statement in unit {
+                let node: Int
+                if let existing = nodeOf[statement.sql] {
+                    node = existing
+                } else if let template = InsertTemplate(statement.sql, parameterCount: statement.parameters.count) {
+                    node = newNode(template)
+                    nodeOf[statement.sql] = node
+                } else {
+                    node = newNode(nil)
+                }
+                members[node].append(statement)
+                if let p = previous, p != node, edges[p].insert(node).inserted { indegree[node] += 1 }
+                previous = node
+            }
+        }
+        // Kahn's algorithm; among ready nodes the earliest created goes first (stable order).
+        var ready = Set(indegree.indices.filter { indegree[$0] == 0 })
+        var order: [Int] = []
+        order.reserveCapacity(members.count)
+        while let next = ready.min() {
+            ready.remove(next)
+            order.append(next)
+            for target in edges[next] {
+                indegree[target] -= 1
+                if indegree[target] == 0 { ready.insert(target) }
+            }
+        }
+        guard order.count == members.count else { return units.flatMap { $0 } }  // a cycle
+
+        var out: [Statement] = []
+        for node in order {
+            let rows = members[node]
+            guard let template = templates[node], rows.count > 1 else {
+                out.append(contentsOf: rows)
+                continue
+            }
+            let perChunk = max(1, maxParameters / max(template.parameterCount, 1))
+            var start = 0
+            while start < rows.count {
+                let chunk = rows[start..<min(start + perChunk, rows.count)]
+                out.append(chunk.count == 1 ? chunk.first! : template.merged(chunk.map(\.parameters)))
+                start += chunk.count
+            }
+        }
+        return out
+    }
+}
+
+/// A single-row `INSERT INTO t (...) VALUES (<tuple>)` with `$1...$n` placeholders, which can
+/// be repeated with renumbered placeholders. Anything else (ON CONFLICT, RETURNING, SELECT, more
+/// than one tuple) is not a template.
+struct InsertTemplate {
+    let prefix: Substring  // through "VALUES "
+    let tuple: Substring   // "( ... )"
+    let parameterCount: Int
+
+    init?(_ sql: String, parameterCount: Int) {
+        let trimmed = sql.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.prefix(12).uppercased() == "INSERT INTO ", trimmed.last == ")",
+              let values = trimmed.range(of: "VALUES", options: [.caseInsensitive, .backwards])
+        else { return nil }
+        let rest = trimmed[values.upperBound...].drop { $0 == " " || $0 == "\n" || $0 == "\t" }
+        guard rest.first == "(", Self.closingParenthesis(of: rest) == rest.index(before: rest.endIndex) else { return nil }
+        // Every placeholder must be within 1...parameterCount.
+        var valid = true
+        Self.scan(rest) { n in if n < 1 || n > parameterCount { valid = false } }
+        guard valid else { return nil }
+        prefix = trimmed[..<rest.startIndex]
+        tuple = rest
+        self.parameterCount = parameterCount
+    }
+
+    /// One INSERT with a tuple per row; row k's placeholders are shifted by k * parameterCount.
+    func merged(_ rows: [[any PostgresBindable]]) -> StatementBatch.Statement {
+        var sql = String(prefix)
+        sql.reserveCapacity(prefix.utf8.count + rows.count * (tuple.utf8.count + 8))
+        var parameters: [any PostgresBindable] = []
+        parameters.reserveCapacity(rows.count * parameterCount)
+        for (k, row) in rows.enumerated() {
+            if k > 0 { sql += ", " }
+            Self.renumber(tuple, by: k * parameterCount, into: &sql)
+            parameters.append(contentsOf: row)
+        }
+        return (sql, parameters)
+    }
+
+    /// The index of the parenthesis closing the one at `s.startIndex`, outside string literals.
+    static func closingParenthesis(of s: Substring) -> Substring.Index? {
+        var depth = 0
+        var quoted = false
+        for i in s.indices {
+            switch s[i] {
+            case "'": quoted.toggle()
+            case "(" where !quoted: depth += 1
+            case ")" where !quoted:
+                depth -= 1
+                if depth == 0 { return i }
+            default: break
+            }
+        }
+        return nil
+    }
+
+    /// Walks `s`, handing placeholders (`$n` outside string literals) to `placeholder` and every
+    /// other character to `text`.
+    static func scan(_ s: Substring, text: (Character) -> Void = { _ in }, placeholder: (Int) -> Void) {
+        var quoted = false
+        var i = s.startIndex
+        while i < s.endIndex {
+            let ch = s[i]
+            if ch == "'" { quoted.toggle() }
+            if ch == "$", !quoted {
+                var j = s.index(after: i)
+                var n = 0
+                while j < s.endIndex, s[j].isASCII, let d = s[j].wholeNumberValue {
+                    n = n * 10 + d
+                    j = s.index(after: j)
+                }
+                if j > s.index(after: i) {
+                    placeholder(n)
+                    i = j
+                    continue
+                }
+            }
+            text(ch)
+            i = s.index(after: i)
+        }
+    }
+
+    /// Appends `tuple` with every placeholder `$n` written as `$(n + offset)`.
+    static func renumber(_ tuple: Substring, by offset: Int, into sql: inout String) {
+        scan(tuple, text: { sql.append($0) }, placeholder: { n in
+            sql += "$"
+            sql += String(n + offset)
+        })
     }
 }

@@ -116,7 +116,12 @@ struct EchoService: RegistrableRPCService {
 
         register(Echo.chat) { request, _ in
             StreamingServerResponse { writer in
-                for try await m in request.messages { try await writer.write(m) }
+                var echoed = 0
+                for try await m in request.messages {
+                    try await writer.write(m)
+                    echoed += 1
+                }
+                probe.bump("chat.done.\(echoed)")
                 return [:]
             }
         }

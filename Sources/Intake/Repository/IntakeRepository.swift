@@ -353,17 +353,21 @@ public final class IntakeRepository: Sendable {
         let settings = self.settings
         let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
         let lockCustomers: @Sendable (PostgresConnection) throws -> PostgresResult = { c in
-            try c.query("SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+            // Columns as `SubmissionReads.customer` (data, owning_agent), then the id.
+            try c.query("SELECT data, owning_agent, id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
                         [TextArray(customerIDs)])
         }
         let waves = Self.waves(entries.map { (ResourceName.customerId($0.report.customer) ?? $0.report.customer, $0.requestID) })
         let outcomes: [BatchOutcome]
         do {
             outcomes = try await pool.transaction { c -> [BatchOutcome] in
-                _ = try lockCustomers(c)
+                var customers: [String: PostgresRow] = [:]
+                for row in try lockCustomers(c).rows { customers[try row.decode(String.self, 2)] = row }
                 var outcomes = [BatchOutcome?](repeating: nil, count: entries.count)
-                for wave in waves {
-                    let results = try Self.submitWave(c, wave.map { entries[$0] }, settings: settings)
+                for (w, wave) in waves.enumerated() {
+                    // The last wave's writes carry the COMMIT.
+                    let results = try Self.submitWave(c, wave.map { entries[$0] }, settings: settings,
+                                                      commit: w == waves.count - 1, lockedCustomers: customers)
                     for (index, result) in zip(wave, results) {
                         switch result {
                         case .success(let response): outcomes[index] = .accepted(try response.serializedBytes())
@@ -373,8 +377,10 @@ public final class IntakeRepository: Sendable {
                 }
                 return outcomes.map { $0! }
             }
-        } catch let e as PostgresError where e.kind != .connection && !e.isRetryableTransactionConflict {
-            // The database refused an entry: one at a time, each behind a savepoint.
+        } catch let e as PostgresError where e.kind == .server && !e.isRetryableTransactionConflict {
+            // The database refused an entry: one at a time, each behind a savepoint. (Anything
+            // else, such as a lost connection, a deadline or a row intake cannot decode, fails
+            // the whole call.)
             outcomes = try await pool.transaction { c -> [BatchOutcome] in
                 _ = try lockCustomers(c)
                 var outcomes: [BatchOutcome] = []
@@ -446,6 +452,25 @@ public final class IntakeRepository: Sendable {
         ORDER BY r.receive_time DESC, r.id
         """
 
+    /// `candidatesSQL` for several submissions at once: $1 their customers, $2 their receive
+    /// times (both arrays, in entry order), $3 the window. Each row ends with the entry's 1-based
+    /// position.
+    static let candidatesAllSQL = """
+        SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
+               r.ticket_system, r.ticket_id, r.symptom_inferred, q.i
+        FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS q(customer_id, t, i)
+        CROSS JOIN LATERAL (
+            SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN'
+            ORDER BY update_time DESC LIMIT 100) oc
+        CROSS JOIN LATERAL (
+            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
+            FROM reports
+            WHERE case_id = oc.id
+              AND receive_time BETWEEN q.t - make_interval(secs => $3) AND q.t + make_interval(secs => $3)
+            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
+        ORDER BY q.i, r.receive_time DESC, r.id
+        """
+
     static let ticketSQL = """
         SELECT r.id, r.case_id, cs.state, cs.merged_into FROM reports r JOIN cases cs ON cs.id = r.case_id
         WHERE r.customer_id = $1 AND r.ticket_system = $2 AND r.ticket_id = $3
@@ -476,22 +501,17 @@ public final class IntakeRepository: Sendable {
     /// transaction (`PostgresConnection.commit(with:)`): for a wave that is the whole transaction.
     static func submitWave(_ c: PostgresConnection,
                            _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
-                           settings: IntakeSettings, commit: Bool = false)
+                           settings: IntakeSettings, commit: Bool = false,
+                           lockedCustomers: [String: PostgresRow]? = nil)
         throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
 
         // (1) Reads that depend only on the requests.
-        var statements: [(sql: String, parameters: [any PostgresBindable])] = []
-        var ranges: [Range<Int>] = []
-        for s in staged {
-            let reads = readStatements(s, settings: settings)
-            ranges.append(statements.count..<statements.count + reads.count)
-            statements.append(contentsOf: reads)
-        }
-        let read = try c.pipeline(statements)
+        let reads = try lockedCustomers.map { try batchReads(c, staged, customers: $0, settings: settings) }
+            ?? singleReads(c, staged, settings: settings)
         for (i, s) in staged.enumerated() {
             do {
-                try decide(s, Array(read[ranges[i]]), c, settings: settings)
+                try decide(s, reads[i], c, settings: settings)
             } catch let e as PostgresError {
                 throw e
             } catch {
@@ -500,7 +520,7 @@ public final class IntakeRepository: Sendable {
         }
 
         // (2) The cases they join.
-        statements = []
+        var statements: [StatementBatch.Statement] = []
         var joinRanges: [Int: Range<Int>] = [:]
         for (i, s) in staged.enumerated() where s.outcome == nil {
             guard let joinCase = s.joinCase else { continue }
@@ -512,13 +532,14 @@ public final class IntakeRepository: Sendable {
         let joined = statements.isEmpty ? [] : try c.pipeline(statements)
 
         // (3) Every write, in one pipeline. Each entry writes into its own batch first, so an
-        // entry refused halfway adds nothing.
-        let writes = StatementBatch()
+        // entry refused halfway adds nothing. The entries are independent, so their inserts into
+        // one table become one multi-row insert.
+        var units: [[StatementBatch.Statement]] = []
         for (i, s) in staged.enumerated() where s.outcome == nil {
             let own = StatementBatch()
             do {
                 let response = try write(s, joined: joinRanges[i].map { Array(joined[$0]) }, into: own, settings: settings)
-                writes.append(contentsOf: own)
+                units.append(own.statements)
                 s.outcome = .success(response)
             } catch let e as PostgresError {
                 throw e
@@ -526,12 +547,73 @@ public final class IntakeRepository: Sendable {
                 s.outcome = .failure(error)
             }
         }
+        let writes = units.count == 1 ? units[0] : StatementBatch.coalesce(units)
         if commit {
-            try c.commit(with: writes.statements)
+            try c.commit(with: writes)
         } else if !writes.isEmpty {
-            try writes.flush(on: c)
+            _ = try c.pipeline(writes)
         }
         return staged.map { $0.outcome! }
+    }
+
+    /// What stage (1) read for one submission.
+    struct SubmissionReads {
+        /// The idempotency lookup's row (stored response, request matches), if the id is known.
+        var stored: PostgresRow?
+        /// The customer's `data, owning_agent` (locked), nil if there is no such customer.
+        var customer: PostgresRow?
+        /// The duplicate candidates (`candidatesSQL`'s columns), newest first.
+        var candidates: [PostgresRow] = []
+        /// The first report with the same help-desk ticket (`ticketSQL`'s columns).
+        var ticket: PostgresRow?
+    }
+
+    /// Stage (1) for one report (or a wave of a few): each submission's own statements, all in one
+    /// pipeline. This is the SQL the benchmark's pgbench transaction runs.
+    static func singleReads(_ c: PostgresConnection, _ staged: [StagedSubmission], settings: IntakeSettings) throws
+        -> [SubmissionReads] {
+        var statements: [StatementBatch.Statement] = []
+        var ranges: [Range<Int>] = []
+        for s in staged {
+            let reads = readStatements(s, settings: settings)
+            ranges.append(statements.count..<statements.count + reads.count)
+            statements.append(contentsOf: reads)
+        }
+        let read = try c.pipeline(statements)
+        return staged.indices.map { i in
+            let r = Array(read[ranges[i]])
+            return SubmissionReads(stored: r[1].first, customer: r[2].first, candidates: r[3].rows,
+                                   ticket: r.count > 4 ? r[4].first : nil)
+        }
+    }
+
+    /// Stage (1) for a wave of a batch whose customers are already locked (`customers`, by id):
+    /// the wave's idempotency locks, lookups and duplicate candidates as one statement each over
+    /// arrays, plus a ticket lookup per entry that names a ticket; one pipeline.
+    static func batchReads(_ c: PostgresConnection, _ staged: [StagedSubmission], customers: [String: PostgresRow],
+                           settings: IntakeSettings) throws -> [SubmissionReads] {
+        let keys = staged.map { Idempotency.lockKey(scope: submitScope, requestID: $0.requestID) }
+        var statements: [StatementBatch.Statement] = [
+            (Idempotency.lockAllSQL, [TextArray(keys)]),
+            (Idempotency.lookupAllSQL, [submitScope, TextArray(staged.map(\.requestID)),
+                                        TextArray(staged.map { Idempotency.fingerprint($0.requestBytes) })]),
+            (candidatesAllSQL, [TextArray(staged.map(\.customerID)),
+                                TextArray(staged.map { ($0.submission.receiveTime ?? $0.now).postgresText! }),
+                                settings.duplicate.window]),
+        ]
+        var ticketAt: [Int: Int] = [:]
+        for (i, s) in staged.enumerated() {
+            guard let t = s.submission.externalTicket else { continue }
+            ticketAt[i] = statements.count
+            statements.append((ticketSQL, [s.customerID, t.system, t.id]))
+        }
+        let read = try c.pipeline(statements)
+        var reads = staged.map { SubmissionReads(customer: customers[$0.customerID]) }
+        // The lookup and candidate rows end with the entry's 1-based position in the arrays.
+        for row in read[1].rows { reads[Int(try row.decode(Int64.self, 2)) - 1].stored = row }
+        for row in read[2].rows { reads[Int(try row.decode(Int64.self, 10)) - 1].candidates.append(row) }
+        for (i, at) in ticketAt { reads[i].ticket = read[at].first }
+        return reads
     }
 
     /// One submission between the stages of `submitWave`.
@@ -580,14 +662,14 @@ public final class IntakeRepository: Sendable {
 
     /// Stage (1) decisions from the reads: replay, refusal, or the duplicate decision (which case
     /// to join, or a new one and its owner) and the report as accepted.
-    static func decide(_ s: StagedSubmission, _ read: [PostgresResult], _ c: PostgresConnection, settings: IntakeSettings) throws {
+    static func decide(_ s: StagedSubmission, _ read: SubmissionReads, _ c: PostgresConnection, settings: IntakeSettings) throws {
         let submission = s.submission
         let now = s.now
-        if let stored = try Idempotency.replay(read[1], scope: submitScope, requestID: s.requestID) {
+        if let stored = try Idempotency.replay(read.stored, scope: submitScope, requestID: s.requestID) {
             s.outcome = .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored))
             return
         }
-        guard let customerRow = read[2].first
+        guard let customerRow = read.customer
         else { throw RepositoryError.notFound(type: "liaison.intake.v1.Customer", name: submission.customer) }
         let customer = try Liaison_Intake_V1_Customer(serializedBytes: try customerRow.decode(ByteA.self, 0).bytes)
         let owningAgent = try customerRow.decode(String.self, 1)
@@ -608,7 +690,7 @@ public final class IntakeRepository: Sendable {
         var joinCase: String?  // case id
         var newOwner = candidate.agent.isEmpty ? owningAgent : candidate.agent
         var ticketMatch: (report: String, caseID: String, state: String)?
-        if submission.externalTicket != nil, let row = read[4].first {
+        if submission.externalTicket != nil, let row = read.ticket {
             var caseID = try row.decode(String.self, 1)
             var state = try row.decode(String.self, 2)
             var mergedInto = try row.decode(String.self, 3)
@@ -634,7 +716,7 @@ public final class IntakeRepository: Sendable {
         } else {
             var cases: [String: CaseCandidate] = [:]
             var order: [String] = []
-            for row in read[3].rows {
+            for row in read.candidates {
                 let caseName = "cases/" + (try row.decode(String.self, 0))
                 let fingerprint = try? ReportFingerprint(decoding: try row.decode(ByteA.self, 3).bytes)
                 let system = try row.decode(String?.self, 7)
@@ -710,12 +792,14 @@ public final class IntakeRepository: Sendable {
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
         if let joinCase, let (current, version, symptoms) = joined {
             report.case = current.name
-            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
-                             duplicate: assessment.duplicate, settings: settings)
             var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
             next.symptom = SymptomClassifier.dominant(symptoms + [candidate.symptom])
             caseVersion = version + 1
+            // Case, history, report: the order of a new case's writes, so that a wave's joins and
+            // new cases coalesce into one insert per table (`StatementBatch.coalesce`).
             try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false)
+            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
+                             duplicate: assessment.duplicate, settings: settings)
             record = next
         } else {
             let caseID = RandomUUID.make().uuidString.lowercased()

@@ -249,6 +249,53 @@ final class IntakeRPCTests: XCTestCase {
         }
     }
 
+    /// One wave mixing joins (by text and by help-desk ticket), new cases and a replay: the
+    /// entries' inserts go out as one multi-row insert per table, in an order the foreign keys
+    /// accept, and every entry gets what it would get alone.
+    func testOneWaveMixingJoinsNewCasesAndReplays() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert((0..<6).map { makeCustomer("c\($0)") })
+            let replayed = submitRequest(makeReport(customer: "c4", text: "invoices download as empty files"))
+            var first = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            first.requests = [
+                submitRequest(makeReport(customer: "c0", text: "checkout fails with error 500 at payment")),
+                submitRequest(makeReport(customer: "c1", text: "mobile app crashes on start", ticket: "T-1")),
+                replayed,
+            ]
+            let opened = try await client.batchSubmitReports(first)
+            XCTAssertEqual(opened.results.map(\.status.code), [0, 0, 0])
+
+            var mixed = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            mixed.requests = [
+                submitRequest(makeReport(customer: "c0", agent: "agents/a2", text: "payment at checkout fails with error 500")),
+                submitRequest(makeReport(customer: "c2", text: "search results are slow")),
+                submitRequest(makeReport(customer: "c1", agent: "agents/a3", text: "something else entirely", ticket: "T-1")),
+                replayed,
+                submitRequest(makeReport(customer: "c3", text: "password reset mail never arrives")),
+            ]
+            let r = try await client.batchSubmitReports(mixed)
+            XCTAssertEqual(r.results.map(\.status.code), [0, 0, 0, 0, 0])
+            XCTAssertEqual(r.results.map(\.response.caseCreated), [false, true, false, true, true], "a replay answers as the first time")
+            XCTAssertEqual(r.results[0].response.case.name, opened.results[0].response.case.name)
+            XCTAssertEqual(r.results[0].response.case.reports.count, 2)
+            XCTAssertEqual(r.results[2].response.case.name, opened.results[1].response.case.name, "same ticket")
+            XCTAssertEqual(r.results[3].response.report.name, opened.results[2].response.report.name, "replayed")
+            let counts = try await pool.query("""
+                SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM cases), (SELECT count(*) FROM case_history),
+                       (SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
+                       (SELECT count(*) FROM idempotency_keys WHERE scope = 'intake.SubmitReport')
+                """).first!
+            XCTAssertEqual(try (0..<5).map { try counts.decode(Int.self, $0) }, [7, 5, 7, 7, 7])
+            // Each stored row reads back as the response said.
+            for result in r.results {
+                var get = Liaison_Intake_V1_GetReportRequest()
+                get.name = result.response.report.name
+                let stored = try await client.getReport(get)
+                XCTAssertEqual(stored.case, result.response.case.name)
+            }
+        }
+    }
+
     /// A request id repeated inside one batch: the later entry runs in a later wave and replays
     /// the earlier one's response, so the report is written once.
     func testRequestIDRepeatedWithinABatchIsWrittenOnce() async throws {
