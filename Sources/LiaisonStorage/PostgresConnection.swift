@@ -112,15 +112,19 @@ public final class PostgresConnection {
 
     // MARK: Statements
 
-    /// Runs one parameterised statement through a cached prepared statement.
+    /// Runs one parameterised statement through a cached prepared statement. With
+    /// `binaryResults`, values come back in PostgreSQL's binary format: no text to parse and
+    /// `bytea` without hex, for reads of many or large values (every column's type must decode
+    /// from binary; see `PostgresDecodable.init(postgresBinary:)`).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
+    public func query(_ sql: String, _ parameters: [any PostgresBindable] = [], binaryResults: Bool = false) throws
+        -> PostgresResult {
         try ensureOpenTransaction()
-        if pendingBegin != nil { return try pipeline([(sql, parameters)])[0] }
+        if pendingBegin != nil { return try pipeline([(sql, parameters)], binaryResults: binaryResults ? [0] : [])[0] }
         let conn = try live()
         let name = try prepared(sql, conn: conn)
         let result = withParameters(parameters) { values, lengths, formats in
-            PQexecPrepared(conn, name, Int32(values.count), values, lengths, formats, 0)
+            PQexecPrepared(conn, name, Int32(values.count), values, lengths, formats, binaryResults ? 1 : 0)
         }
         return try check(result, conn: conn)
     }
@@ -135,15 +139,17 @@ public final class PostgresConnection {
 
     /// Runs `statements` in one pipeline (libpq pipeline mode): all are sent before any result is
     /// read, so the batch costs one round trip. Stops at the first error, which is thrown; the
-    /// statements after it are not executed. Wrap in a transaction for all-or-nothing.
-    public func pipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
-        -> [PostgresResult]
+    /// statements after it are not executed. Wrap in a transaction for all-or-nothing. The
+    /// statements at the indices in `binaryResults` return their values in binary format (as
+    /// `query(_:_:binaryResults:)`).
+    public func pipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])], binaryResults: Set<Int> = [])
+        throws -> [PostgresResult]
     {
         try ensureOpenTransaction()
-        guard let begin = pendingBegin else { return try runPipeline(statements) }
+        guard let begin = pendingBegin else { return try runPipeline(statements, binaryResults: binaryResults) }
         pendingBegin = nil
         do {
-            return Array(try runPipeline([(begin, [])] + statements).dropFirst())
+            return Array(try runPipeline([(begin, [])] + statements, binaryResults: Set(binaryResults.map { $0 + 1 })).dropFirst())
         } catch var e as PostgresError where e.kind == .connection {
             // The transaction's first round trip: nothing of it can have committed.
             e.safeToRetry = true
@@ -156,8 +162,8 @@ public final class PostgresConnection {
         if pendingBegin != nil { _ = try pipeline([]) }
     }
 
-    private func runPipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])]) throws
-        -> [PostgresResult]
+    private func runPipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])], binaryResults: Set<Int> = [])
+        throws -> [PostgresResult]
     {
         let conn = try live()
         if statements.isEmpty { return [] }
@@ -212,7 +218,8 @@ public final class PostgresConnection {
 
         for (i, s) in statements.enumerated() {
             let ok = withParameters(s.parameters) { values, lengths, formats in
-                PQsendQueryPrepared(conn, names[i], Int32(values.count), values, lengths, formats, 0)
+                PQsendQueryPrepared(conn, names[i], Int32(values.count), values, lengths, formats,
+                                    binaryResults.contains(i) ? 1 : 0)
             }
             guard ok == 1 else { throw lastError(conn, "send pipeline statement") }
             // Keep the socket moving both ways so neither side's buffers fill up.

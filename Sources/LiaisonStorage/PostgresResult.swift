@@ -11,6 +11,8 @@ public final class PostgresResult: @unchecked Sendable {
     /// Column names in order.
     public let columns: [String]
     private let columnIndex: [String: Int]
+    /// Per column: whether its values are in binary format (see `binaryResults`).
+    private let binaryColumns: [Bool]
 
     init(_ result: OpaquePointer?) {
         self.result = result
@@ -19,6 +21,7 @@ public final class PostgresResult: @unchecked Sendable {
             affectedRows = 0
             columns = []
             columnIndex = [:]
+            binaryColumns = []
             return
         }
         count = Int(PQntuples(result))
@@ -34,6 +37,7 @@ public final class PostgresResult: @unchecked Sendable {
         }
         columns = cols
         columnIndex = index
+        binaryColumns = (0..<n).map { PQfformat(result, Int32($0)) == 1 }
     }
 
     deinit { if let result { PQclear(result) } }
@@ -47,8 +51,8 @@ public final class PostgresResult: @unchecked Sendable {
     /// The first row, if any.
     public var first: PostgresRow? { count > 0 ? self[0] : nil }
 
-    /// Calls `body` with the value's bytes in text format (borrowed from the result), or nil for
-    /// NULL.
+    /// Calls `body` with the value's bytes in its column's format (borrowed from the result), or
+    /// nil for NULL.
     func withBytes<R>(row: Int, column: Int, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) rethrows -> R {
         guard let result, PQgetisnull(result, Int32(row), Int32(column)) == 0 else { return try body(nil) }
         let length = Int(PQgetlength(result, Int32(row), Int32(column)))
@@ -57,6 +61,11 @@ public final class PostgresResult: @unchecked Sendable {
     }
 
     func column(named name: String) -> Int? { columnIndex[name] }
+
+    /// Decodes one non-NULL value in the column's format.
+    func value<T: PostgresDecodable>(_ type: T.Type, _ bytes: UnsafeBufferPointer<UInt8>, column: Int) throws -> T {
+        binaryColumns[column] ? try T(postgresBinary: bytes) : try T(postgresBytes: bytes)
+    }
 }
 
 /// One row of a `PostgresResult`, decoded on demand.
@@ -71,7 +80,7 @@ public struct PostgresRow: Sendable {
         }
         return try result.withBytes(row: row, column: column) { bytes in
             guard let bytes else { throw PostgresError(.decoding, message: "column \(result.columns[column]) is NULL") }
-            return try T(postgresBytes: bytes)
+            return try result.value(T.self, bytes, column: column)
         }
     }
 
@@ -82,7 +91,7 @@ public struct PostgresRow: Sendable {
         }
         return try result.withBytes(row: row, column: column) { bytes in
             guard let bytes else { return nil }
-            return try T(postgresBytes: bytes)
+            return try result.value(T.self, bytes, column: column)
         }
     }
 

@@ -20,17 +20,37 @@ public protocol PostgresDecodable {
     /// Decodes from the text format's bytes, borrowed from the result (no String in between
     /// where a type can do without one, as `ByteA` does).
     init(postgresBytes: UnsafeBufferPointer<UInt8>) throws
+    /// Decodes from the binary format's bytes, for results requested in binary
+    /// (`PostgresConnection.query(_:_:binaryResults:)`): nothing to parse, and `bytea` arrives
+    /// as its bytes instead of hex. Text, bytea, booleans, integers, double, uuid and timestamptz
+    /// implement it; other types throw.
+    init(postgresBinary: UnsafeBufferPointer<UInt8>) throws
 }
 
 extension PostgresDecodable {
     public init(postgresBytes: UnsafeBufferPointer<UInt8>) throws {
         try self.init(postgresText: String(decoding: postgresBytes, as: UTF8.self))
     }
+    public init(postgresBinary: UnsafeBufferPointer<UInt8>) throws {
+        throw PostgresError(.decoding, message: "\(Self.self) has no binary-format decoder")
+    }
+}
+
+/// Reads a big-endian two's complement integer of 2, 4 or 8 bytes.
+func bigEndianInteger(_ u: UnsafeBufferPointer<UInt8>, _ type: String) throws -> Int64 {
+    guard u.count == 2 || u.count == 4 || u.count == 8 else {
+        throw PostgresError(.decoding, message: "cannot decode \(type) from \(u.count) binary bytes")
+    }
+    var v: UInt64 = 0
+    for b in u { v = v << 8 | UInt64(b) }
+    let shift = UInt64(64 - 8 * u.count)
+    return Int64(bitPattern: v << shift) >> shift  // sign-extend
 }
 
 extension String: PostgresBindable, PostgresDecodable {
     public var postgresText: String? { self }
     public init(postgresText: String) { self = postgresText }
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) { self = String(decoding: u, as: UTF8.self) }
 }
 
 /// Integers travel as decimal text.
@@ -38,6 +58,12 @@ public protocol PostgresInteger: FixedWidthInteger, PostgresBindable, PostgresDe
 
 extension PostgresInteger {
     public var postgresText: String? { String(self) }
+    /// int2, int4 or int8 in binary format, range-checked.
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
+        let v = try bigEndianInteger(u, "\(Self.self)")
+        guard let exact = Self(exactly: v) else { throw decodeError("\(Self.self)", String(v)) }
+        self = exact
+    }
     public init(postgresText: String) throws {
         var text = postgresText
         self = try text.withUTF8 { try Self(postgresBytes: $0) }
@@ -71,6 +97,11 @@ extension Int32: PostgresInteger {}
 extension Int64: PostgresInteger {}
 
 extension Double: PostgresBindable, PostgresDecodable {
+    /// float8 in binary format.
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
+        guard u.count == 8 else { throw PostgresError(.decoding, message: "cannot decode Double from \(u.count) binary bytes") }
+        self = Double(bitPattern: UInt64(bitPattern: try bigEndianInteger(u, "Double")))
+    }
     public var postgresText: String? {
         if isNaN { return "NaN" }
         if isInfinite { return self > 0 ? "Infinity" : "-Infinity" }
@@ -89,6 +120,10 @@ extension Double: PostgresBindable, PostgresDecodable {
 }
 
 extension Bool: PostgresBindable, PostgresDecodable {
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
+        guard u.count == 1 else { throw PostgresError(.decoding, message: "cannot decode Bool from \(u.count) binary bytes") }
+        self = u[0] != 0
+    }
     public var postgresText: String? { self ? "t" : "f" }
     public init(postgresText: String) throws {
         switch postgresText {
@@ -108,6 +143,10 @@ extension Bool: PostgresBindable, PostgresDecodable {
 
 extension UUID: PostgresBindable, PostgresDecodable {
     public var postgresText: String? { uuidString.lowercased() }
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
+        guard u.count == 16 else { throw PostgresError(.decoding, message: "cannot decode UUID from \(u.count) binary bytes") }
+        self = UUID(uuid: (u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]))
+    }
     public init(postgresText: String) throws {
         guard let v = UUID(uuidString: postgresText) else { throw decodeError("UUID", postgresText) }
         self = v
@@ -124,6 +163,8 @@ extension Optional: PostgresBindable where Wrapped: PostgresBindable {
 public struct ByteA: PostgresBindable, PostgresDecodable, Equatable, Hashable {
     public var bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// bytea in binary format: the bytes themselves.
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) { bytes = Array(u) }
 
     public var postgresBinary: [UInt8]? { bytes }
 
@@ -226,6 +267,17 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
 /// Both directions use integer calendar arithmetic (proleptic Gregorian, as PostgreSQL), without
 /// libc time functions or intermediate strings.
 extension Date: PostgresBindable, PostgresDecodable {
+    /// timestamptz in binary format: microseconds since 2000-01-01 00:00 UTC.
+    public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
+        guard u.count == 8 else { throw PostgresError(.decoding, message: "cannot decode timestamptz from \(u.count) binary bytes") }
+        var (seconds, micros) = try bigEndianInteger(u, "timestamptz").quotientAndRemainder(dividingBy: 1_000_000)
+        if micros < 0 {
+            seconds -= 1
+            micros += 1_000_000
+        }
+        // As the text decoder builds it, so both formats give the same Date.
+        self = Date(timeIntervalSince1970: Double(seconds + 946_684_800) + Double(micros) / 1_000_000)
+    }
     public var postgresText: String? {
         // Whole microseconds since the epoch, rounded to nearest.
         let micros = Int64((timeIntervalSince1970 * 1_000_000).rounded())

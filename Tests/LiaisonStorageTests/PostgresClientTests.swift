@@ -38,6 +38,49 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertThrowsError(try row.decode(Int.self, 0))  // wrong type
     }
 
+    /// Results requested in binary format decode to the same values as the text format, for every
+    /// type with a binary decoder (extremes, negatives, pre-2000 and far-future instants, NULLs);
+    /// a type without one (text[]) is refused with a decoding error, not misread.
+    func testBinaryResultsDecodeAsTheTextFormatDoes() async throws {
+        let sql = """
+            SELECT v.s, v.b, v.t, v.i2, v.i4, v.i8, v.f, v.u, v.ts, v.n, v.arr FROM (VALUES
+              ('plain', '\\x00ff5c78'::bytea, true, (-32768)::int2, (-2147483648)::int4, 9223372036854775807::int8,
+               -1.5::float8, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '1969-07-20 20:17:40.000001+00'::timestamptz,
+               NULL::text, ARRAY['x']),
+              ('é \u{1F600}', ''::bytea, false, 7::int2, 0::int4, (-1)::int8, 'Infinity'::float8,
+               '00000000-0000-0000-0000-000000000000'::uuid, '2000-01-01 00:00:00+00'::timestamptz, 'n', ARRAY['y']),
+              ('', decode(repeat('a5', 1040), 'hex'), true, 0::int2, 42::int4, (-9223372036854775808)::int8, 0::float8,
+               'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid, '9999-12-31 23:59:59.999999+00'::timestamptz, NULL, ARRAY['z']),
+              ('t', '\\x01'::bytea, false, 1::int2, 1::int4, 1::int8, 1e-300::float8,
+               'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '1999-12-31 23:59:59.5+00'::timestamptz, NULL, ARRAY['w'])
+            ) AS v(s, b, t, i2, i4, i8, f, u, ts, n, arr)
+            """
+        let (text, binary, piped) = try await pool.withConnection { c in
+            (try c.query(sql), try c.query(sql, binaryResults: true),
+             try c.pipeline([("SELECT 1", []), (sql, [])], binaryResults: [1])[1])
+        }
+        XCTAssertEqual(text.count, 4)
+        for result in [binary, piped] {
+            for (a, b) in zip(text.rows, result.rows) {
+                XCTAssertEqual(try a.decode(String.self, 0), try b.decode(String.self, 0))
+                XCTAssertEqual(try a.decode(ByteA.self, 1), try b.decode(ByteA.self, 1))
+                XCTAssertEqual(try a.decode(Bool.self, 2), try b.decode(Bool.self, 2))
+                XCTAssertEqual(try a.decode(Int16.self, 3), try b.decode(Int16.self, 3))
+                XCTAssertEqual(try a.decode(Int32.self, 4), try b.decode(Int32.self, 4))
+                XCTAssertEqual(try a.decode(Int64.self, 5), try b.decode(Int64.self, 5))
+                XCTAssertEqual(try a.decode(Int.self, 3), try b.decode(Int.self, 3))
+                XCTAssertEqual(try a.decode(Double.self, 6), try b.decode(Double.self, 6))
+                XCTAssertEqual(try a.decode(UUID.self, 7), try b.decode(UUID.self, 7))
+                XCTAssertEqual(try a.decode(Date.self, 8), try b.decode(Date.self, 8))
+                XCTAssertEqual(try a.decode(String?.self, 9), try b.decode(String?.self, 9))
+                XCTAssertEqual(try a.decode(TextArray.self, 10).values.count, 1)
+                XCTAssertThrowsError(try b.decode(TextArray.self, 10))
+                // Narrowing is checked: int8 extremes do not fit an Int16.
+                XCTAssertEqual((try? a.decode(Int16.self, 5)) == nil, (try? b.decode(Int16.self, 5)) == nil)
+            }
+        }
+    }
+
     /// bytea parameters travel in binary format: every byte value, the empty value and NULL
     /// arrive exactly, alone and in a pipeline, mixed with text parameters.
     func testByteaParametersInBinaryFormat() async throws {

@@ -355,7 +355,7 @@ public final class IntakeRepository: Sendable {
         let lockCustomers: @Sendable (PostgresConnection) throws -> PostgresResult = { c in
             // Columns as `SubmissionReads.customer` (data, owning_agent), then the id.
             try c.query("SELECT data, owning_agent, id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                        [TextArray(customerIDs)])
+                        [TextArray(customerIDs)], binaryResults: true)
         }
         let waves = Self.waves(entries.map { (ResourceName.customerId($0.report.customer) ?? $0.report.customer, $0.requestID) })
         let outcomes: [BatchOutcome]
@@ -579,7 +579,8 @@ public final class IntakeRepository: Sendable {
             ranges.append(statements.count..<statements.count + reads.count)
             statements.append(contentsOf: reads)
         }
-        let read = try c.pipeline(statements)
+        // Binary results: the candidates' fingerprints (about 1 KB each) arrive as bytes, not hex.
+        let read = try c.pipeline(statements, binaryResults: Set(statements.indices))
         return staged.indices.map { i in
             let r = Array(read[ranges[i]])
             return SubmissionReads(stored: r[1].first, customer: r[2].first, candidates: r[3].rows,
@@ -607,7 +608,7 @@ public final class IntakeRepository: Sendable {
             ticketAt[i] = statements.count
             statements.append((ticketSQL, [s.customerID, t.system, t.id]))
         }
-        let read = try c.pipeline(statements)
+        let read = try c.pipeline(statements, binaryResults: Set(statements.indices))
         var reads = staged.map { SubmissionReads(customer: customers[$0.customerID]) }
         // The lookup and candidate rows end with the entry's 1-based position in the arrays.
         for row in read[1].rows { reads[Int(try row.decode(Int64.self, 2)) - 1].stored = row }
