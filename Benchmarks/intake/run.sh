@@ -8,7 +8,8 @@
 # the rows intake wrote in this run.
 #   [ROUNDS=3] Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
 # Modes: single = one SubmitReport per RPC; batch = BatchSubmitReports of 100 (one transaction;
-# independent entries share round trips in waves). Report texts are random words, so every report
+# independent entries share round trips in waves, one statement per table), compared with pgbench
+# running the batch SQL (see "The batch reference" below). Report texts are random words, so every report
 # opens a case: the path the pgbench transaction runs. "intake single, joins" then sends texts that
 # join each customer's open case (the duplicate path), for the record.
 # Each row also gives CPU microseconds per report of the server, PostgreSQL and the load generator.
