@@ -77,7 +77,8 @@ extension StatementBatch {
             var previous: Int?
             for statement in unit {
                 let node: Int
-                if let existing = nodeOf[statement.sql] {
+                if let existing = nodeOf[statement.sql],
+                   templates[existing]?.parameterCount == statement.parameters.count {
                     node = existing
                 } else if let template = InsertTemplate(statement.sql, parameterCount: statement.parameters.count) {
                     node = newNode(template)
