@@ -47,22 +47,4 @@ public enum RandomUUID {
         b.8 = (b.8 & 0x3F) | 0x80  // RFC 9562 variant
         return UUID(uuid: b)
     }
-
-    /// A new time-ordered UUID (RFC 9562 version 7): the Unix time in milliseconds, then 74
-    /// random bits. For ids that become B-tree keys (rows, events): ids made one after another
-    /// sort near each other, so inserts land on the index's rightmost pages instead of a random
-    /// page each, which PostgreSQL must read, dirty and log in full after every checkpoint.
-    /// Within one millisecond the order is random; ids stay opaque and unique either way.
-    public static func makeTimeOrdered(at time: Date = Date()) -> UUID {
-        var b = make().uuid
-        let ms = UInt64(max(0, (time.timeIntervalSince1970 * 1000).rounded(.down)))
-        b.0 = UInt8(truncatingIfNeeded: ms >> 40)
-        b.1 = UInt8(truncatingIfNeeded: ms >> 32)
-        b.2 = UInt8(truncatingIfNeeded: ms >> 24)
-        b.3 = UInt8(truncatingIfNeeded: ms >> 16)
-        b.4 = UInt8(truncatingIfNeeded: ms >> 8)
-        b.5 = UInt8(truncatingIfNeeded: ms)
-        b.6 = (b.6 & 0x0F) | 0x70  // version 7 (the variant bits are already set)
-        return UUID(uuid: b)
-    }
 }

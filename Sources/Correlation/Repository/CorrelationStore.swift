@@ -141,7 +141,7 @@ enum Store {
         aggregate: String, version: Int64
     ) throws {
         guard !settings.destinations.isEmpty else { return }
-        let id = RandomUUID.makeTimeOrdered()
+        let id = RandomUUID.make()
         var h = Liaison_Common_V1_EventHeader()
         h.eventID = id.uuidString.lowercased()
         h.occurTime = Google_Protobuf_Timestamp(date: Date())
@@ -552,7 +552,7 @@ enum Store {
         state: Liaison_Correlation_V1_Link.State, score: Double, reasons: [Liaison_Correlation_V1_Link.Reason],
         agent: String, note: String, settings: CorrelationSettings, now given: Date? = nil
     ) throws -> LinkRow? {
-        let id = RandomUUID.makeTimeOrdered()
+        let id = RandomUUID.make()
         let now = try given ?? now(c)
         var l = Liaison_Correlation_V1_Link()
         l.name = linkName(incident.id, id)

@@ -79,7 +79,7 @@ public final class IntakeRepository: Sendable {
     static func header(aggregate: String, version: Int64, requestID: String, at time: Date)
         -> (Liaison_Common_V1_EventHeader, UUID)
     {
-        let id = RandomUUID.makeTimeOrdered(at: time)
+        let id = RandomUUID.make()
         var h = Liaison_Common_V1_EventHeader()
         h.eventID = id.uuidString.lowercased()
         h.occurTime = .init(micros: time)
@@ -683,7 +683,7 @@ public final class IntakeRepository: Sendable {
         // Shingles and fingerprint once: the matcher uses them, the report row stores the fingerprint.
         let shingles = settings.duplicate.similarity.shingles(candidate.text)
         let fingerprint = ReportFingerprint(shingles: shingles, config: settings.duplicate.similarity)
-        let reportID = RandomUUID.makeTimeOrdered(at: now).uuidString.lowercased()
+        let reportID = RandomUUID.make().uuidString.lowercased()
         let reportName = "reports/" + reportID
         let input = s.input
         // Duplicate detection: a known help-desk ticket first, then the matcher over the open cases.
@@ -803,7 +803,7 @@ public final class IntakeRepository: Sendable {
                              duplicate: assessment.duplicate, settings: settings)
             record = next
         } else {
-            let caseID = RandomUUID.makeTimeOrdered(at: now).uuidString.lowercased()
+            let caseID = RandomUUID.make().uuidString.lowercased()
             record = CaseRules.open(name: "cases/" + caseID, customer: submission.customer, firstReport: ref,
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
