@@ -247,6 +247,22 @@ extension GRPCClient {
             options: options
         ) { $0 }
     }
+
+    /// `Echo.chat` (bidirectional, raw bytes): `produce` writes the requests, `handle` reads the
+    /// responses.
+    func chat<Result: Sendable>(
+        _ produce: @escaping @Sendable (RPCWriter<[UInt8]>) async throws -> Void,
+        onResponse handle: @escaping @Sendable (StreamingClientResponse<[UInt8]>) async throws -> Result
+    ) async throws -> Result {
+        try await bidirectionalStreaming(
+            request: StreamingClientRequest(of: [UInt8].self, producer: produce),
+            descriptor: Echo.chat,
+            serializer: BytesSerializer(),
+            deserializer: BytesDeserializer(),
+            options: .defaults,
+            onResponse: handle
+        )
+    }
 }
 
 func openFileDescriptors() -> Int {

@@ -54,15 +54,9 @@ final class TransportTests: XCTestCase {
 
             // Bidirectional streaming, including an empty message and a 1 MiB one.
             let payloads: [[UInt8]] = [[1], [], [UInt8](repeating: 9, count: 1 << 20), [2, 3]]
-            let echoed = try await client.bidirectionalStreaming(
-                request: StreamingClientRequest(of: [UInt8].self) { writer in
-                    for p in payloads { try await writer.write(p) }
-                },
-                descriptor: Echo.chat,
-                serializer: BytesSerializer(),
-                deserializer: BytesDeserializer(),
-                options: .defaults
-            ) { response in
+            let echoed = try await client.chat({ writer in
+                for p in payloads { try await writer.write(p) }
+            }) { response in
                 var all: [[UInt8]] = []
                 for try await m in response.messages { all.append(m) }
                 return all
@@ -286,17 +280,11 @@ final class TransportTests: XCTestCase {
             let echoed = try await withThrowingTaskGroup(of: Int.self) { group in
                 for i in 0..<total {
                     group.addTask {
-                        try await client.bidirectionalStreaming(
-                            request: StreamingClientRequest(of: [UInt8].self) { writer in
-                                try await writer.write([UInt8(i & 0xff)])
-                                // Keep every stream open until all of them are.
-                                _ = await opened.wait("open", atLeast: total, seconds: 120)
-                            },
-                            descriptor: Echo.chat,
-                            serializer: BytesSerializer(),
-                            deserializer: BytesDeserializer(),
-                            options: .defaults
-                        ) { response in
+                        try await client.chat({ writer in
+                            try await writer.write([UInt8(i & 0xff)])
+                            // Keep every stream open until all of them are.
+                            _ = await opened.wait("open", atLeast: total, seconds: 120)
+                        }) { response in
                             var n = 0
                             for try await m in response.messages {
                                 XCTAssertEqual(m, [UInt8(i & 0xff)])
@@ -329,18 +317,12 @@ final class TransportTests: XCTestCase {
                 // One stream's outcome: the messages it got, or nil for the reset described below.
                 let chat: @Sendable () async throws -> Int? = {
                     do {
-                        return try await client.bidirectionalStreaming(
-                            request: StreamingClientRequest(of: [UInt8].self) { writer in
-                                try await writer.write([1])
-                                // Second message only after shutdown began: drained, not cut.
-                                _ = await gate.wait("shutdown", atLeast: 1)
-                                try await writer.write([2])
-                            },
-                            descriptor: Echo.chat,
-                            serializer: BytesSerializer(),
-                            deserializer: BytesDeserializer(),
-                            options: .defaults
-                        ) { response in
+                        return try await client.chat({ writer in
+                            try await writer.write([1])
+                            // Second message only after shutdown began: drained, not cut.
+                            _ = await gate.wait("shutdown", atLeast: 1)
+                            try await writer.write([2])
+                        }) { response in
                             var n = 0
                             for try await _ in response.messages {
                                 n += 1
