@@ -346,10 +346,14 @@ public enum DuplicateMatcher {
         /// How the text was compared: exact shingles, MinHash fingerprints, or not at all.
         var textBasis: TextBasis
         var explanation: SimilarityExplanation?
+        /// How the symptoms and the service hints compared; their scores follow from it.
+        var symptom: Comparison
         var symptomScore: Double
+        var service: Comparison
         var serviceScore: Double
 
         enum TextBasis { case exact, fingerprint, none }
+        enum Comparison { case same, different, unknown }
     }
 
     private static func score(candidate: NewReport, candidateShingles: Set<String>,
@@ -385,27 +389,25 @@ public enum DuplicateMatcher {
             basis = .fingerprint
         }
 
-        // Symptom.
-        let symptomScore: Double
-        var vetoed = false
-        if candidate.symptom.isSpecified && r.symptom.isSpecified {
-            if candidate.symptom == r.symptom {
-                symptomScore = 1
-            } else {
-                symptomScore = 0
-                vetoed = config.requireCompatibleSymptom && !(candidate.symptomInferred || r.symptomInferred)
-            }
-        } else {
-            symptomScore = config.unknownSignalScore
-        }
+        // Symptom: a known mismatch vetoes, unless a side's symptom was only inferred.
+        let symptom: RawScore.Comparison = !(candidate.symptom.isSpecified && r.symptom.isSpecified) ? .unknown
+            : candidate.symptom == r.symptom ? .same : .different
+        let vetoed = symptom == .different && config.requireCompatibleSymptom
+            && !(candidate.symptomInferred || r.symptomInferred)
 
         // Service hint (compared without regard to case).
-        let serviceScore: Double
-        if !candidate.serviceHint.isEmpty && !r.serviceHint.isEmpty {
-            serviceScore = candidate.serviceHint.caseInsensitiveEquals(r.serviceHint) ? 1 : 0
-        } else {
-            serviceScore = config.unknownSignalScore
+        let service: RawScore.Comparison = candidate.serviceHint.isEmpty || r.serviceHint.isEmpty ? .unknown
+            : candidate.serviceHint.caseInsensitiveEquals(r.serviceHint) ? .same : .different
+
+        func score(_ c: RawScore.Comparison) -> Double {
+            switch c {
+            case .same: 1
+            case .different: 0
+            case .unknown: config.unknownSignalScore
+            }
         }
+        let symptomScore = score(symptom)
+        let serviceScore = score(service)
 
         let totalWeight = config.textWeight + config.symptomWeight + config.serviceWeight
         var combined = totalWeight > 0
@@ -415,8 +417,8 @@ public enum DuplicateMatcher {
         if sameTicket { combined = 1 }
         if vetoed && !sameTicket { combined = 0 }
         return RawScore(score: combined, vetoed: vetoed && !sameTicket, sameTicket: sameTicket, textScore: textScore,
-                        textBasis: basis, explanation: explanation, symptomScore: symptomScore,
-                        serviceScore: serviceScore)
+                        textBasis: basis, explanation: explanation, symptom: symptom, symptomScore: symptomScore,
+                        service: service, serviceScore: serviceScore)
     }
 
     /// The signals behind a pair's score, each with its explanation.
@@ -440,27 +442,22 @@ public enum DuplicateMatcher {
                                        detail: textDetail))
 
         let symptomDetail: String
-        if candidate.symptom.isSpecified && r.symptom.isSpecified {
-            if candidate.symptom == r.symptom {
-                symptomDetail = "both \(candidate.symptom.protoName)"
-            } else {
-                let inferred = candidate.symptomInferred || r.symptomInferred
-                symptomDetail = "\(candidate.symptom.protoName) vs \(r.symptom.protoName)"
-                    + (inferred ? " (inferred from the text: no veto)" : "")
-            }
-        } else {
-            symptomDetail = "symptom not known on both sides"
+        switch raw.symptom {
+        case .same: symptomDetail = "both \(candidate.symptom.protoName)"
+        case .different:
+            let inferred = candidate.symptomInferred || r.symptomInferred
+            symptomDetail = "\(candidate.symptom.protoName) vs \(r.symptom.protoName)"
+                + (inferred ? " (inferred from the text: no veto)" : "")
+        case .unknown: symptomDetail = "symptom not known on both sides"
         }
         signals.append(DuplicateSignal(name: "same_symptom", score: raw.symptomScore, weight: config.symptomWeight,
                                        detail: symptomDetail))
 
-        let a = candidate.serviceHint.lowercased()
-        let b = r.serviceHint.lowercased()
         let serviceDetail: String
-        if !a.isEmpty && !b.isEmpty {
-            serviceDetail = a == b ? "both \"\(a)\"" : "\"\(a)\" vs \"\(b)\""
-        } else {
-            serviceDetail = "service hint not given on both sides"
+        switch raw.service {
+        case .same: serviceDetail = "both \"\(candidate.serviceHint.lowercased())\""
+        case .different: serviceDetail = "\"\(candidate.serviceHint.lowercased())\" vs \"\(r.serviceHint.lowercased())\""
+        case .unknown: serviceDetail = "service hint not given on both sides"
         }
         signals.append(DuplicateSignal(name: "same_service", score: raw.serviceScore, weight: config.serviceWeight,
                                        detail: serviceDetail))
