@@ -1,9 +1,9 @@
 import Foundation
 
 /// Runs statements whose results the caller does not need: a `PostgresConnection` runs each at
-/// once (a round trip each), a `StatementBatch` collects them to send in one pipeline. Code that
-/// only writes (outbox rows, idempotency records, a repository's inserts) takes `some SQLWriter`
-/// so that its caller decides.
+/// once (a round trip each), a `StatementBatch` collects them for one pipeline. Code that only
+/// writes (outbox rows, idempotency records, a repository's inserts) takes `some SQLWriter` so
+/// that its caller decides.
 public protocol SQLWriter {
     func write(_ sql: String, _ parameters: [any PostgresBindable]) throws
 }
@@ -14,41 +14,25 @@ extension PostgresConnection: SQLWriter {
     }
 }
 
-/// Write statements collected in order and sent together with `flush(on:)`: one round trip for
-/// all of them (libpq pipeline mode) instead of one each. The first failing statement throws and
-/// the ones after it are not executed, so flush inside a transaction for all-or-nothing. Not
-/// thread-safe: one batch belongs to one transaction's code.
+/// Write statements collected in order, for the caller to send in one round trip
+/// (`PostgresConnection.pipeline` or `commit(with:)`, after `coalesce` when several batches are
+/// independent). Not thread-safe: one batch belongs to one transaction's code.
 public final class StatementBatch: SQLWriter {
-    public private(set) var statements: [(sql: String, parameters: [any PostgresBindable])] = []
+    /// A statement as `pipeline` takes it.
+    public typealias Statement = (sql: String, parameters: [any PostgresBindable])
+
+    public private(set) var statements: [Statement] = []
 
     public init() {}
 
-    public var isEmpty: Bool { statements.isEmpty }
-
     public func write(_ sql: String, _ parameters: [any PostgresBindable]) throws {
         statements.append((sql, parameters))
-    }
-
-    /// Appends another batch's statements (after this batch's own).
-    public func append(contentsOf other: StatementBatch) {
-        statements.append(contentsOf: other.statements)
-    }
-
-    /// Sends every collected statement in one pipeline and empties the batch.
-    @discardableResult
-    public func flush(on connection: PostgresConnection) throws -> [PostgresResult] {
-        let pending = statements
-        statements = []
-        return try connection.pipeline(pending)
     }
 }
 
 // MARK: - Coalescing independent units
 
 extension StatementBatch {
-    /// A statement as `pipeline` takes it.
-    public typealias Statement = (sql: String, parameters: [any PostgresBindable])
-
     /// The statements of several independent units (each unit's statements in their order; no
     /// unit reads or depends on another unit's rows), with the single-row `INSERT ... VALUES (...)`
     /// statements that share their SQL text merged into multi-row inserts: one statement per
@@ -56,10 +40,12 @@ extension StatementBatch {
     ///
     /// Order: each unit's statements keep their relative order (a merged insert runs after
     /// everything that preceded any of its rows in their units, and before everything that
-    /// followed). If the units' orders conflict (a cycle), nothing is merged. Rows of one merged
-    /// insert keep the units' order. A merged insert has at most `maxParameters` parameters (the
-    /// protocol allows 65,535); larger groups are split.
+    /// followed). If the units' orders conflict (a cycle), nothing is merged; a single unit is
+    /// returned as it is. Rows of one merged insert keep the units' order. A merged insert has at
+    /// most `maxParameters` parameters (the protocol allows 65,535); larger groups are split.
     public static func coalesce(_ units: [[Statement]], maxParameters: Int = 32_767) -> [Statement] {
+        // One unit has no other unit to share a statement with.
+        guard units.count > 1 else { return units.first ?? [] }
         // Nodes: one per distinct mergeable INSERT text, one per other statement.
         var nodeOf: [String: Int] = [:]
         var members: [[Statement]] = []

@@ -547,7 +547,7 @@ public final class IntakeRepository: Sendable {
                 s.outcome = .failure(error)
             }
         }
-        let writes = units.count == 1 ? units[0] : StatementBatch.coalesce(units)
+        let writes = StatementBatch.coalesce(units)
         if commit {
             try c.commit(with: writes)
         } else if !writes.isEmpty {
