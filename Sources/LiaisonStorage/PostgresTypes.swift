@@ -36,6 +36,14 @@ extension PostgresDecodable {
     }
 }
 
+/// `u` if it holds exactly `count` bytes, the binary size of `type`; else a decoding error.
+func fixedBinary(_ u: UnsafeBufferPointer<UInt8>, _ count: Int, _ type: String) throws -> UnsafeBufferPointer<UInt8> {
+    guard u.count == count else {
+        throw PostgresError(.decoding, message: "cannot decode \(type) from \(u.count) binary bytes")
+    }
+    return u
+}
+
 /// Reads a big-endian two's complement integer of 2, 4 or 8 bytes.
 func bigEndianInteger(_ u: UnsafeBufferPointer<UInt8>, _ type: String) throws -> Int64 {
     guard u.count == 2 || u.count == 4 || u.count == 8 else {
@@ -99,8 +107,7 @@ extension Int64: PostgresInteger {}
 extension Double: PostgresBindable, PostgresDecodable {
     /// float8 in binary format.
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        guard u.count == 8 else { throw PostgresError(.decoding, message: "cannot decode Double from \(u.count) binary bytes") }
-        self = Double(bitPattern: UInt64(bitPattern: try bigEndianInteger(u, "Double")))
+        self = Double(bitPattern: UInt64(bitPattern: try bigEndianInteger(fixedBinary(u, 8, "Double"), "Double")))
     }
     public var postgresText: String? {
         if isNaN { return "NaN" }
@@ -121,8 +128,7 @@ extension Double: PostgresBindable, PostgresDecodable {
 
 extension Bool: PostgresBindable, PostgresDecodable {
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        guard u.count == 1 else { throw PostgresError(.decoding, message: "cannot decode Bool from \(u.count) binary bytes") }
-        self = u[0] != 0
+        self = try fixedBinary(u, 1, "Bool")[0] != 0
     }
     public var postgresText: String? { self ? "t" : "f" }
     public init(postgresText: String) throws {
@@ -144,7 +150,7 @@ extension Bool: PostgresBindable, PostgresDecodable {
 extension UUID: PostgresBindable, PostgresDecodable {
     public var postgresText: String? { uuidString.lowercased() }
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        guard u.count == 16 else { throw PostgresError(.decoding, message: "cannot decode UUID from \(u.count) binary bytes") }
+        _ = try fixedBinary(u, 16, "UUID")
         self = UUID(uuid: (u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]))
     }
     public init(postgresText: String) throws {
@@ -269,14 +275,19 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
 extension Date: PostgresBindable, PostgresDecodable {
     /// timestamptz in binary format: microseconds since 2000-01-01 00:00 UTC.
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        guard u.count == 8 else { throw PostgresError(.decoding, message: "cannot decode timestamptz from \(u.count) binary bytes") }
-        var (seconds, micros) = try bigEndianInteger(u, "timestamptz").quotientAndRemainder(dividingBy: 1_000_000)
+        var (seconds, micros) = try bigEndianInteger(fixedBinary(u, 8, "timestamptz"), "timestamptz")
+            .quotientAndRemainder(dividingBy: 1_000_000)
         if micros < 0 {
             seconds -= 1
             micros += 1_000_000
         }
-        // As the text decoder builds it, so both formats give the same Date.
-        self = Date(timeIntervalSince1970: Double(seconds + 946_684_800) + Double(micros) / 1_000_000)
+        self.init(unixSeconds: seconds + 946_684_800, micros: micros)
+    }
+
+    /// The instant `micros` (0 ..< 1,000,000) after `unixSeconds`, built the same way for both
+    /// formats so that they decode to equal Dates.
+    init(unixSeconds: Int64, micros: Int64) {
+        self.init(timeIntervalSince1970: Double(unixSeconds) + Double(micros) / 1_000_000)
     }
     public var postgresText: String? {
         // Whole microseconds since the epoch, rounded to nearest.
@@ -372,7 +383,7 @@ extension Date: PostgresBindable, PostgresDecodable {
             if i + 6 < u.count, u[i + 6] == UInt8(ascii: ":") { ss = try num(i + 7, 2) }
             seconds -= sign * (hh * 3600 + mm * 60 + ss)
         }
-        self = Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+        self.init(unixSeconds: seconds, micros: micros)
     }
 }
 
