@@ -2,8 +2,8 @@
 # Intake benchmark: accepted reports per second through the gRPC API (the real `intake` executable,
 # shim transport on loopback, durable commit) beside pgbench running the same SQL transaction as
 # SubmitReport (the new-case path: idempotency lock and lookup, customer row lock, candidate
-# query, case + history + report rows, outbox event, idempotency record) on the same server in the
-# same run. PostgreSQL runs with its DEFAULT durability settings (fsync on, synchronous_commit on).
+# query, case + history + report rows, outbox event, idempotency record; the request fingerprint
+# arrives computed, as intake computes it) on the same server in the same run. PostgreSQL runs with its DEFAULT durability settings (fsync on, synchronous_commit on).
 # The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
 # the rows intake wrote in this run.
 #   [ROUNDS=3] Benchmarks/intake/run.sh [SECONDS] [CLIENTS...]     defaults: 5 s, clients 1 and 16
@@ -144,14 +144,14 @@ cat >"$W/submit.sql" <<SQL
 SELECT gen_random_uuid()::text AS rid, gen_random_uuid()::text AS cid, gen_random_uuid()::text AS rpt, gen_random_uuid()::text AS eid \gset
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtextextended('intake.SubmitReport' || chr(31) || :rid, 7));
-SELECT response, fingerprint = encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex') FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = :rid;
+SELECT response, fingerprint = repeat('ab', 32) FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = :rid;
 SELECT data, owning_agent FROM customers WHERE id = 'b' || :c FOR UPDATE;
 WITH open_cases AS MATERIALIZED (SELECT id, owner FROM cases WHERE customer_id = 'b' || :c AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred FROM open_cases oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND receive_time BETWEEN now() - make_interval(secs => 21600) AND now() + make_interval(secs => 21600) ORDER BY receive_time DESC, id DESC LIMIT 20) r ORDER BY r.receive_time DESC, r.id;
 INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES (:cid, 'b' || :c, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now());
 INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES (:cid, 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || :rpt, 'agents/a1'], '');
 INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES (:rpt, 'b' || :c, :cid, 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now());
 INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'));
-INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES ('intake.SubmitReport', :rid, encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex'), decode(repeat('5a', $RESP), 'hex'));
+INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES ('intake.SubmitReport', :rid, repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'));
 COMMIT;
 SQL
 # The batch reference: what intake's BatchSubmitReports sends for 100 new reports, in ONE
@@ -172,13 +172,13 @@ SQL
   echo "BEGIN;"
   echo "SELECT data, owning_agent, id FROM customers WHERE id = ANY(ARRAY[$(list "'b' || :c@i")]) ORDER BY id FOR UPDATE;"
   echo "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest(ARRAY[$(list "'intake.SubmitReport' || chr(31) || md5(txid_current() || '-r@i')")]) AS k ORDER BY 1 OFFSET 0) locks;"
-  echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')")], array_fill(encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex'), ARRAY[$n])) WITH ORDINALITY AS q(request_id, fingerprint, i) JOIN idempotency_keys ik ON ik.scope = 'intake.SubmitReport' AND ik.request_id = q.request_id;"
+  echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')")], array_fill(repeat('ab', 32), ARRAY[$n])) WITH ORDINALITY AS q(request_id, fingerprint, i) JOIN idempotency_keys ik ON ik.scope = 'intake.SubmitReport' AND ik.request_id = q.request_id;"
   echo "SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred, q.i FROM unnest(ARRAY[$(list "'b' || :c@i")], array_fill(now(), ARRAY[$n])) WITH ORDINALITY AS q(customer_id, t, i) CROSS JOIN LATERAL (SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND receive_time BETWEEN q.t - make_interval(secs => 21600) AND q.t + make_interval(secs => 21600) ORDER BY receive_time DESC, id DESC LIMIT 20) r ORDER BY q.i, r.receive_time DESC, r.id;"
   echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now())");"
   echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')");"
   echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())");"
   echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'))");"
-  echo "INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES $(list "('intake.SubmitReport', md5(txid_current() || '-r@i'), encode(sha256(decode(repeat('5a', 400), 'hex')), 'hex'), decode(repeat('5a', $RESP), 'hex'))");"
+  echo "INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES $(list "('intake.SubmitReport', md5(txid_current() || '-r@i'), repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'))");"
   echo "COMMIT;"
   echo "\\endpipeline"
 } > "$W/submit-batch.sql"

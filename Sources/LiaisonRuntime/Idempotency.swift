@@ -11,52 +11,58 @@ import LiaisonStorage
 /// Requests with the same id are serialized by a transaction-scoped advisory lock, so concurrent
 /// retries cannot both do the work.
 public enum Idempotency {
-    /// The stored response for a replay, or nil for a first request. `request` is the canonical
-    /// (deterministically serialized) request with its request_id; only its SHA-256 is kept.
-    public static func begin(_ c: PostgresConnection, scope: String, requestID: String, request: [UInt8]) throws -> [UInt8]? {
-        let statements = beginStatements(scope: scope, requestID: requestID, request: request)
+    /// One request's identity: its scope (the method), its request_id, and the fingerprint of its
+    /// content (hex SHA-256 of the canonical request bytes, computed once here and used by both
+    /// the lookup and the record).
+    public struct Key: Sendable {
+        public let scope: String
+        public let requestID: String
+        public let fingerprint: String
+
+        /// `request` is the canonical (deterministically serialized) request with its
+        /// request_id; only its SHA-256 is kept.
+        public init(scope: String, requestID: String, request: [UInt8]) {
+            self.scope = scope
+            self.requestID = requestID
+            self.fingerprint = hexString(SHA256.hash(request))
+        }
+
+        /// The text whose hash is the request's advisory lock.
+        public var lockKey: String { scope + "\u{1f}" + requestID }
+    }
+
+    /// The stored response for a replay, or nil for a first request.
+    public static func begin(_ c: PostgresConnection, _ key: Key) throws -> [UInt8]? {
+        let statements = beginStatements(key)
         try c.query(statements[0].sql, statements[0].parameters)
-        return try replay(try c.query(statements[1].sql, statements[1].parameters), scope: scope, requestID: requestID)
+        return try replay(try c.query(statements[1].sql, statements[1].parameters).first, key)
     }
 
     /// `begin` as its two statements (the advisory lock, then the lookup), to send in a pipeline
-    /// with other reads; pass the lookup's result (the second) to `replay`. They must stay two
+    /// with other reads; pass the lookup's row (of the second) to `replay`. They must stay two
     /// statements: under READ COMMITTED the lookup's snapshot is taken after the lock is held.
-    public static func beginStatements(scope: String, requestID: String, request: [UInt8])
-        -> [(sql: String, parameters: [any PostgresBindable])]
-    {
+    public static func beginStatements(_ key: Key) -> [(sql: String, parameters: [any PostgresBindable])] {
         [
-            ("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [lockKey(scope: scope, requestID: requestID)]),
+            ("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", [key.lockKey]),
             ("""
-             SELECT response, fingerprint = encode(sha256($3::bytea), 'hex')
+             SELECT response, fingerprint = $3
              FROM idempotency_keys WHERE scope = $1 AND request_id = $2
-             """, [scope, requestID, ByteA(request)]),
+             """, [key.scope, key.requestID, key.fingerprint]),
         ]
-    }
-
-    /// The stored response from the lookup of `beginStatements`, nil for a first request.
-    public static func replay(_ lookup: PostgresResult, scope: String, requestID: String) throws -> [UInt8]? {
-        try replay(lookup.first, scope: scope, requestID: requestID)
     }
 
     /// The stored response from one lookup row (`response`, whether the request matches), nil for
     /// a first request (no row).
-    public static func replay(_ row: PostgresRow?, scope: String, requestID: String) throws -> [UInt8]? {
+    public static func replay(_ row: PostgresRow?, _ key: Key) throws -> [UInt8]? {
         guard let row else { return nil }
-        guard try row.decode(Bool.self, 1) else { throw IdempotencyError.reused(scope: scope, requestID: requestID) }
+        guard try row.decode(Bool.self, 1) else { throw IdempotencyError.reused(scope: key.scope, requestID: key.requestID) }
         return try row.decode(ByteA.self, 0).bytes
     }
 
     // MARK: Many requests at once (batches)
 
-    /// The advisory-lock key text of one request (what `beginStatements` locks).
-    public static func lockKey(scope: String, requestID: String) -> String { scope + "\u{1f}" + requestID }
-
-    /// The stored fingerprint of a request: hex SHA-256 of its canonical bytes, as `record` writes.
-    public static func fingerprint(_ request: [UInt8]) -> String { hexString(SHA256.hash(request)) }
-
-    /// Takes the advisory locks of several requests in one statement; $1 is a text array of
-    /// `lockKey`s. The locks are taken in hash order, so two transactions locking overlapping
+    /// Takes the advisory locks of several requests in one statement; $1 is a text array of their
+    /// `Key.lockKey`s. The locks are taken in hash order, so two transactions locking overlapping
     /// sets cannot deadlock on them.
     public static let lockAllSQL = """
         SELECT count(pg_advisory_xact_lock(h)) FROM (
@@ -65,8 +71,8 @@ public enum Idempotency {
 
     /// Looks several requests up in one statement, after `lockAllSQL` (same transaction, a later
     /// statement, so under READ COMMITTED it sees what the lock holders committed). $1 scope,
-    /// $2 request ids, $3 their `fingerprint`s. Rows: response, whether the request matches, and
-    /// the request's 1-based position in the arrays; none for first requests.
+    /// $2 request ids, $3 their `Key.fingerprint`s. Rows: response, whether the request matches,
+    /// and the request's 1-based position in the arrays; none for first requests.
     public static let lookupAllSQL = """
         SELECT ik.response, ik.fingerprint = q.fingerprint, q.i
         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q(request_id, fingerprint, i)
@@ -74,11 +80,11 @@ public enum Idempotency {
         """
 
     /// Stores the response of a first request (same transaction as its effects).
-    public static func record(_ c: some SQLWriter, scope: String, requestID: String, request: [UInt8], response: [UInt8]) throws {
+    public static func record(_ c: some SQLWriter, _ key: Key, response: [UInt8]) throws {
         try c.write("""
             INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
-            VALUES ($1, $2, encode(sha256($3::bytea), 'hex'), $4)
-            """, [scope, requestID, ByteA(request), ByteA(response)])
+            VALUES ($1, $2, $3, $4)
+            """, [key.scope, key.requestID, key.fingerprint, ByteA(response)])
     }
 
     /// Deletes keys older than `age` (run periodically; the API promises at least 7 days).

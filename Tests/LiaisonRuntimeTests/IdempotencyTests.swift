@@ -23,12 +23,13 @@ final class IdempotencyTests: XCTestCase {
     static func create(_ pool: PostgresPool, _ requestID: String, _ body: String) async throws -> [UInt8] {
         let request = Array("\(requestID)|\(body)".utf8)
         return try await pool.transaction { c in
-            if let replay = try Idempotency.begin(c, scope: "CreateOrder", requestID: requestID, request: request) {
+            let key = Idempotency.Key(scope: "CreateOrder", requestID: requestID, request: request)
+            if let replay = try Idempotency.begin(c, key) {
                 return replay
             }
             let id = try c.query("INSERT INTO orders (body) VALUES ($1) RETURNING id", [body]).first!.decode(Int.self, 0)
             let response = Array("order \(id)".utf8)
-            try Idempotency.record(c, scope: "CreateOrder", requestID: requestID, request: request, response: response)
+            try Idempotency.record(c, key, response: response)
             return response
         }
     }
@@ -39,6 +40,12 @@ final class IdempotencyTests: XCTestCase {
         XCTAssertEqual(first, second)
         let n = try await pool.query("SELECT count(*) FROM orders").first!.decode(Int.self, 0)
         XCTAssertEqual(n, 1)
+        // The fingerprint computed in Swift is the one PostgreSQL computes (keys stored when the
+        // server computed it keep matching).
+        let same = try await pool.query(
+            "SELECT fingerprint = encode(sha256($1::bytea), 'hex') FROM idempotency_keys WHERE request_id = 'req-1'",
+            [ByteA(Array("req-1|tea".utf8))]).first!.decode(Bool.self, 0)
+        XCTAssertTrue(same)
     }
 
     func testSameIDWithDifferentRequestIsRefused() async throws {
@@ -67,7 +74,7 @@ final class IdempotencyTests: XCTestCase {
     func testAFailedRequestDoesNotUseUpItsID() async throws {
         do {
             _ = try await pool.transaction { c in
-                _ = try Idempotency.begin(c, scope: "CreateOrder", requestID: "req-x", request: [1])
+                _ = try Idempotency.begin(c, Idempotency.Key(scope: "CreateOrder", requestID: "req-x", request: [1]))
                 try c.query("SELECT 1/0")
             }
         } catch {}

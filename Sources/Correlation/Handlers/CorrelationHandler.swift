@@ -38,11 +38,12 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         let bytes = try Convert.bytes(request)
         return try await run {
             try await pool.transaction { c -> Resp in
-                if let stored = try Idempotency.begin(c, scope: scope, requestID: requestID, request: bytes) {
+                let key = Idempotency.Key(scope: scope, requestID: requestID, request: bytes)
+                if let stored = try Idempotency.begin(c, key) {
                     return try Resp(serializedBytes: stored)
                 }
                 let response = try body(c)
-                try Idempotency.record(c, scope: scope, requestID: requestID, request: bytes, response: try Convert.bytes(response))
+                try Idempotency.record(c, key, response: try Convert.bytes(response))
                 return response
             }
         }

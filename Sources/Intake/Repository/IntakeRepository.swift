@@ -163,8 +163,8 @@ public final class IntakeRepository: Sendable {
                      requestBytes: [UInt8]) async throws -> Liaison_Intake_V1_BatchUpsertCustomersResponse {
         let destinations = settings.directoryEventDestinations
         return try await pool.transaction { c in
-            if let stored = try Idempotency.begin(c, scope: "intake.BatchUpsertCustomers", requestID: requestID,
-                                                  request: requestBytes) {
+            let key = Idempotency.Key(scope: "intake.BatchUpsertCustomers", requestID: requestID, request: requestBytes)
+            if let stored = try Idempotency.begin(c, key) {
                 return try Liaison_Intake_V1_BatchUpsertCustomersResponse(serializedBytes: stored)
             }
             let now = Date()
@@ -216,8 +216,7 @@ public final class IntakeRepository: Sendable {
             for (event, id) in events { try Events.publish(c, event, eventID: id, to: destinations) }
             var response = Liaison_Intake_V1_BatchUpsertCustomersResponse()
             response.results = results.sorted { $0.index < $1.index }
-            try Idempotency.record(c, scope: "intake.BatchUpsertCustomers", requestID: requestID, request: requestBytes,
-                                   response: try deterministicBytes(response))
+            try Idempotency.record(c, key, response: try deterministicBytes(response))
             return response
         }
     }
@@ -229,8 +228,8 @@ public final class IntakeRepository: Sendable {
         let destinations = settings.directoryEventDestinations
         let showContacts = mask.contains("*") || mask.contains("contacts")
         return try await pool.transaction { c in
-            if let stored = try Idempotency.begin(c, scope: "intake.UpdateCustomer", requestID: requestID,
-                                                  request: requestBytes) {
+            let key = Idempotency.Key(scope: "intake.UpdateCustomer", requestID: requestID, request: requestBytes)
+            if let stored = try Idempotency.begin(c, key) {
                 return try Liaison_Intake_V1_Customer(serializedBytes: stored)
             }
             guard let row = try c.query("SELECT \(Self.customerColumns) FROM customers WHERE id = $1 FOR UPDATE", [id]).first else {
@@ -292,8 +291,7 @@ public final class IntakeRepository: Sendable {
                 try Events.publish(c, event, eventID: eventID, to: destinations)
             }
             if !showContacts { out.contacts = [] }
-            try Idempotency.record(c, scope: "intake.UpdateCustomer", requestID: requestID, request: requestBytes,
-                                   response: try deterministicBytes(out))
+            try Idempotency.record(c, key, response: try deterministicBytes(out))
             return out
         }
     }
@@ -593,11 +591,10 @@ public final class IntakeRepository: Sendable {
     /// arrays, plus a ticket lookup per entry that names a ticket; one pipeline.
     static func batchReads(_ c: PostgresConnection, _ staged: [StagedSubmission], customers: [String: PostgresRow],
                            settings: IntakeSettings) throws -> [SubmissionReads] {
-        let keys = staged.map { Idempotency.lockKey(scope: submitScope, requestID: $0.requestID) }
         var statements: [StatementBatch.Statement] = [
-            (Idempotency.lockAllSQL, [TextArray(keys)]),
+            (Idempotency.lockAllSQL, [TextArray(staged.map(\.key.lockKey))]),
             (Idempotency.lookupAllSQL, [submitScope, TextArray(staged.map(\.requestID)),
-                                        TextArray(staged.map { Idempotency.fingerprint($0.requestBytes) })]),
+                                        TextArray(staged.map(\.key.fingerprint))]),
             (candidatesAllSQL, [TextArray(staged.map(\.customerID)),
                                 TextArray(staged.map { ($0.submission.receiveTime ?? $0.now).postgresText! }),
                                 settings.duplicate.window]),
@@ -621,7 +618,8 @@ public final class IntakeRepository: Sendable {
     final class StagedSubmission {
         let input: Liaison_Intake_V1_Report
         let requestID: String
-        let requestBytes: [UInt8]
+        /// The request's idempotency key (its fingerprint is computed once, for lookup and record).
+        let key: Idempotency.Key
         let now = Date()
         let submission: ReportSubmission
         let customerID: String
@@ -644,7 +642,7 @@ public final class IntakeRepository: Sendable {
         init(input: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8]) {
             self.input = input
             self.requestID = requestID
-            self.requestBytes = requestBytes
+            self.key = Idempotency.Key(scope: IntakeRepository.submitScope, requestID: requestID, request: requestBytes)
             self.submission = Mapping.submission(input)
             self.customerID = ResourceName.customerId(submission.customer)!
         }
@@ -654,7 +652,7 @@ public final class IntakeRepository: Sendable {
 
     /// Stage (1) statements: idempotency lock and lookup, customer (locked), candidates, ticket.
     static func readStatements(_ s: StagedSubmission, settings: IntakeSettings) -> [(sql: String, parameters: [any PostgresBindable])] {
-        var reads = Idempotency.beginStatements(scope: submitScope, requestID: s.requestID, request: s.requestBytes)
+        var reads = Idempotency.beginStatements(s.key)
         reads.append(("SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [s.customerID]))
         reads.append((candidatesSQL, [s.customerID, s.submission.receiveTime ?? s.now, settings.duplicate.window]))
         if let t = s.submission.externalTicket { reads.append((ticketSQL, [s.customerID, t.system, t.id])) }
@@ -666,7 +664,7 @@ public final class IntakeRepository: Sendable {
     static func decide(_ s: StagedSubmission, _ read: SubmissionReads, _ c: PostgresConnection, settings: IntakeSettings) throws {
         let submission = s.submission
         let now = s.now
-        if let stored = try Idempotency.replay(read.stored, scope: submitScope, requestID: s.requestID) {
+        if let stored = try Idempotency.replay(read.stored, s.key) {
             s.outcome = .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored))
             return
         }
@@ -771,8 +769,6 @@ public final class IntakeRepository: Sendable {
         let submission = s.submission
         let now = s.now
         let requestID = s.requestID
-        let requestBytes = s.requestBytes
-        let scope = submitScope
         let candidate = s.candidate!
         let assessment = s.assessment!
         let joinCase = s.joinCase
@@ -838,8 +834,7 @@ public final class IntakeRepository: Sendable {
         response.case = caseProto
         response.caseCreated = caseCreated
         response.duplicate = assessment.duplicate
-        try Idempotency.record(writes, scope: scope, requestID: requestID, request: requestBytes,
-                               response: try deterministicBytes(response))
+        try Idempotency.record(writes, s.key, response: try deterministicBytes(response))
         return response
     }
 
@@ -1019,7 +1014,8 @@ public final class IntakeRepository: Sendable {
     ) async throws -> R {
         let destinations = settings.caseEventDestinations
         return try await pool.transaction { c in
-            if let stored = try Idempotency.begin(c, scope: scope, requestID: requestID, request: requestBytes) {
+            let key = Idempotency.Key(scope: scope, requestID: requestID, request: requestBytes)
+            if let stored = try Idempotency.begin(c, key) {
                 return try R(serializedBytes: stored)
             }
             let (response, events) = try body(c, Date())
@@ -1027,8 +1023,7 @@ public final class IntakeRepository: Sendable {
                 let id = UUID(uuidString: Self.eventID(of: e)) ?? RandomUUID.make()
                 try Self.publish(c, e, id, destinations)
             }
-            try Idempotency.record(c, scope: scope, requestID: requestID, request: requestBytes,
-                                   response: try deterministicBytes(response))
+            try Idempotency.record(c, key, response: try deterministicBytes(response))
             return response
         }
     }
