@@ -29,34 +29,19 @@ let vocabulary: [String] = (0..<4096).map { i in (0..<4).map { syllables[(i >> (
 /// system generator and Foundation's UUID() each cost one or more).
 typealias FastRandom = SplitMix64
 
-extension SplitMix64 {
-    mutating func uuid() -> UUID {
-        let a = next(), b = next()
-        var bytes = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0),
-                     UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
-        withUnsafeMutableBytes(of: &bytes) { raw in
-            raw.storeBytes(of: a, toByteOffset: 0, as: UInt64.self)
-            raw.storeBytes(of: b, toByteOffset: 8, as: UInt64.self)
-        }
-        bytes.6 = (bytes.6 & 0x0F) | 0x40
-        bytes.8 = (bytes.8 & 0x3F) | 0x80
-        return UUID(uuid: bytes)
-    }
-}
-
 func report(customers: Int, n: Int, duplicates: Bool, random: inout FastRandom) -> Liaison_Intake_V1_SubmitReportRequest {
     var r = Liaison_Intake_V1_Report()
     r.customer = "customers/b\(Int.random(in: 0..<customers, using: &random))"
     r.channel = .phone
     r.agent = "agents/a\(n % 50)"
     r.text = duplicates
-        ? "Customer reports issue \(random.uuid().uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
+        ? "Customer reports issue \(RandomUUID.make(using: &random).uuidString.prefix(8)) with module \(n % 97): page \(n % 13) fails"
         : (0..<12).map { _ in vocabulary.randomElement(using: &random)! }.joined(separator: " ")
     r.serviceHint = "svc-\(n % 11)"
     r.receiveTime = .init(date: Date())
     var req = Liaison_Intake_V1_SubmitReportRequest()
     req.report = r
-    req.requestID = random.uuid().uuidString.lowercased()
+    req.requestID = RandomUUID.make(using: &random).uuidString.lowercased()
     return req
 }
 

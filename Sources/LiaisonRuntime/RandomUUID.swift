@@ -35,16 +35,37 @@ public enum RandomUUID {
             }
             pool.next = 0
         }
-        var b = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0),
-                 UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+        var b = UUID.zero.uuid
         withUnsafeMutableBytes(of: &b) { out in
             pool.bytes.withUnsafeBytes { src in
                 out.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[pool.next ..< pool.next + 16]))
             }
         }
         pool.next += 16
+        return version4(b)
+    }
+
+    /// A version 4 UUID from `generator`'s bits: for ids that need to be cheap or reproducible but
+    /// not unguessable, such as a load generator's request ids.
+    public static func make<G: RandomNumberGenerator>(using generator: inout G) -> UUID {
+        var b = UUID.zero.uuid
+        let (high, low) = (generator.next(), generator.next())
+        withUnsafeMutableBytes(of: &b) { raw in
+            raw.storeBytes(of: high, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: low, toByteOffset: 8, as: UInt64.self)
+        }
+        return version4(b)
+    }
+
+    /// `bytes` with the version 4 and RFC 9562 variant bits set.
+    private static func version4(_ bytes: uuid_t) -> UUID {
+        var b = bytes
         b.6 = (b.6 & 0x0F) | 0x40  // version 4
         b.8 = (b.8 & 0x3F) | 0x80  // RFC 9562 variant
         return UUID(uuid: b)
     }
+}
+
+private extension UUID {
+    static let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 }

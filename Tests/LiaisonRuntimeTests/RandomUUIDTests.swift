@@ -23,4 +23,16 @@ final class RandomUUIDTests: XCTestCase {
         let id = RandomUUID.make()
         XCTAssertEqual(UUID(uuidString: id.uuidString.lowercased()), id)
     }
+
+    /// From a seeded generator: version 4 and the variant, and the same seed gives the same ids.
+    func testIDsFromAGeneratorAreVersion4AndReproducible() {
+        var a = SplitMix64(seed: 7), b = SplitMix64(seed: 7)
+        let ids = (0..<100).map { _ in RandomUUID.make(using: &a) }
+        XCTAssertEqual(ids, (0..<100).map { _ in RandomUUID.make(using: &b) })
+        XCTAssertEqual(Set(ids).count, 100)
+        for id in ids {
+            XCTAssertEqual(id.uuid.6 >> 4, 4, "version")
+            XCTAssertEqual(id.uuid.8 >> 6, 0b10, "variant")
+        }
+    }
 }
