@@ -6,8 +6,10 @@ import Synchronization
 /// A `GRPCCore.ClientTransport` over a grpc++ channel (through the `CLiaisonGRPC` shim).
 ///
 /// Use it with `GRPCClient(transport:)`. grpc++ resolves the target, balances load, keeps
-/// connections alive and reconnects; GRPCCore does interceptors, retries and hedging (so
-/// grpc core's own retries are off unless ``Config/enableCoreRetries`` is set).
+/// connections alive and reconnects; GRPCCore does interceptors, retries and hedging (so grpc
+/// core runs no retry policy unless ``Config/enableCoreRetries`` is set). grpc core's transparent
+/// retries stay on: a call that never reached the server application (refused by a GOAWAY, such
+/// as the one `max_connection_age` sends, or never sent) is replayed instead of failing.
 public final class ShimClientTransport: ClientTransport, Sendable {
     public typealias Bytes = [UInt8]
 
@@ -19,7 +21,9 @@ public final class ShimClientTransport: ClientTransport, Sendable {
         /// Raw service-config JSON for grpc core; overrides the load-balancing part derived
         /// from `serviceConfig` when set.
         public var coreServiceConfigJSON: String?
-        /// Let grpc core retry too. Off by default: GRPCCore retries per `serviceConfig`.
+        /// Allow retry and hedging policies in `coreServiceConfigJSON`, for grpc core to run.
+        /// Off by default: GRPCCore retries per `serviceConfig`, and a core config with such a
+        /// policy is refused. Transparent retries are on either way.
         public var enableCoreRetries: Bool
         /// Largest response message accepted (RESOURCE_EXHAUSTED beyond it).
         public var maxReceiveMessageBytes: Int
@@ -81,10 +85,16 @@ public final class ShimClientTransport: ClientTransport, Sendable {
                 coreJSON = String(decoding: data, as: UTF8.self)
             }
         }
+        if !config.enableCoreRetries, let json = coreJSON, json.contains("retryPolicy") || json.contains("hedgingPolicy") {
+            throw RPCError(code: .invalidArgument, message:
+                "coreServiceConfigJSON has a retry or hedging policy: set enableCoreRetries, or give the policy to GRPCCore in serviceConfig")
+        }
         let strings = CStrings()
         var c = lgrpc_channel_config()
         c.service_config_json = strings.dup(coreJSON)
-        c.enable_core_retries = config.enableCoreRetries ? 1 : 0
+        // grpc core's retry filter: without it not even transparent retries run, and a call that
+        // races a GOAWAY fails with UNAVAILABLE. With no policy in `coreJSON` it retries nothing else.
+        c.enable_core_retries = 1
         c.max_receive_message_bytes = Int32(clamping: config.maxReceiveMessageBytes)
         c.max_send_message_bytes = Int32(clamping: config.maxSendMessageBytes ?? -1)
         c.keepalive_time_ms = config.keepaliveTime?.milliseconds ?? 0

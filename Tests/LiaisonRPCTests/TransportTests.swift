@@ -479,6 +479,17 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    /// Retry policies run in GRPCCore; a core service config that would make grpc core retry too is
+    /// refused unless asked for.
+    func testCoreRetryPoliciesNeedEnableCoreRetries() throws {
+        let json = #"{"methodConfig":[{"name":[{"service":"test.Echo"}],"retryPolicy":{"maxAttempts":3,"initialBackoff":"0.1s","maxBackoff":"1s","backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE"]}}]}"#
+        XCTAssertThrowsError(try ShimClientTransport(target: "ipv4:127.0.0.1:1", config: .init(coreServiceConfigJSON: json))) {
+            XCTAssertEqual(($0 as? RPCError)?.code, .invalidArgument)
+        }
+        XCTAssertNoThrow(try ShimClientTransport(target: "ipv4:127.0.0.1:1",
+                                                 config: .init(coreServiceConfigJSON: json, enableCoreRetries: true)))
+    }
+
     func testMaxConnectionAgeAndKeepaliveAreTransparentToCalls() async throws {
         // Connections are recycled every 200 ms (GOAWAY) while keepalive pings run; calls
         // spread over several connection lifetimes must all succeed.

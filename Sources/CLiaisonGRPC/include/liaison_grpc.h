@@ -224,7 +224,7 @@ typedef struct lgrpc_client_call lgrpc_client_call;
 
 typedef struct lgrpc_channel_config {
   const char *service_config_json; /* NULL: none (grpc's pick_first) */
-  int enable_core_retries;         /* 0: grpc.enable_retries=0 (GRPCCore retries instead) */
+  int enable_core_retries;         /* grpc.enable_retries; 0 disables transparent retries too */
   int max_receive_message_bytes;   /* <= 0: grpc default (4 MiB) */
   int max_send_message_bytes;      /* <= 0: unlimited */
   int64_t keepalive_time_ms;       /* <= 0: off */
