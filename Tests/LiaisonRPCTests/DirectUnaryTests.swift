@@ -24,13 +24,22 @@ final class DirectUnaryTests: XCTestCase {
 
     struct PlainError: Error {}
 
-    /// Records what the observer saw.
+    /// Records what the observer saw. The observer reports a call after its status went out, so
+    /// the client may already have started (and the server reported) its next call: compare the
+    /// reports once they are all in, in any order.
     final class Seen: Sendable {
         private let calls = Mutex<[String]>([])
         func add(_ method: MethodDescriptor, _ code: Status.Code) {
             calls.withLock { $0.append("\(method.method):\(code)") }
         }
         var all: [String] { calls.withLock { $0 } }
+
+        /// The reports, sorted, once there are `count` of them (or after 10 s).
+        func settled(_ count: Int) async -> [String] {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while all.count < count, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            return all.sorted()
+        }
     }
 
     static func methods(probe: Probe) -> [UnaryMethod] {
@@ -155,10 +164,11 @@ final class DirectUnaryTests: XCTestCase {
             let unknown = try await client.get([], method: Direct.method("Nope"))
             XCTAssertThrowsError(try unknown.message) { XCTAssertEqual(($0 as? RPCError)?.code, .unimplemented) }
         }
-        XCTAssertEqual(seen.all, [
+        let reports = await seen.settled(7)
+        XCTAssertEqual(reports, [
             "Echo:ok", "Echo:ok", "Fail:failedPrecondition", "Details:resourceExhausted",
             "Plain:unknown", "Length:ok", "Length:invalidArgument",
-        ])
+        ].sorted())
     }
 
     func testDeadlineAndClientCancellationCancelTheHandler() async throws {
@@ -191,7 +201,8 @@ final class DirectUnaryTests: XCTestCase {
             let sawCancel = await probe.wait("hang.cancelled", atLeast: 2)
             XCTAssertTrue(sawCancel, "handler not cancelled when the client went away")
         }
-        XCTAssertEqual(seen.all, ["Hang:cancelled", "Hang:cancelled"])
+        let reports = await seen.settled(2)
+        XCTAssertEqual(reports, ["Hang:cancelled", "Hang:cancelled"])
     }
 
     /// Serves `methods(probe:)` on the direct path with `grace`, runs `body` with a client and the
