@@ -73,10 +73,18 @@ public enum Idempotency {
     /// statement, so under READ COMMITTED it sees what the lock holders committed). $1 scope,
     /// $2 request ids, $3 their `Key.fingerprint`s. Rows: response, whether the request matches,
     /// and the request's 1-based position in the arrays; none for first requests.
+    ///
+    /// One primary-key probe per request, whatever the statistics: the `LIMIT 1` keeps the
+    /// lateral subquery from being flattened into a join. As a plain join, the generic plan a
+    /// connection caches for this prepared statement while the table is small is a hash join that
+    /// reads every key of the scope, and it stays cached until the table is next analyzed; the
+    /// intake benchmark measured it at 3.8 ms per 100-entry lookup against 0.4 ms for the probes.
     public static let lookupAllSQL = """
         SELECT ik.response, ik.fingerprint = q.fingerprint, q.i
         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q(request_id, fingerprint, i)
-        JOIN idempotency_keys ik ON ik.scope = $1 AND ik.request_id = q.request_id
+        CROSS JOIN LATERAL (
+            SELECT response, fingerprint FROM idempotency_keys
+            WHERE scope = $1 AND request_id = q.request_id LIMIT 1) ik
         """
 
     /// Stores the response of a first request (same transaction as its effects).

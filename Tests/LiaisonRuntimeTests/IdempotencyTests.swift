@@ -81,4 +81,39 @@ final class IdempotencyTests: XCTestCase {
         let response = try await create("req-x", "tea")
         XCTAssertEqual(String(decoding: response, as: UTF8.self).hasPrefix("order "), true)
     }
+
+    /// The batch lookup stays one index probe per request in the generic plan a connection caches
+    /// while the table is small, after the table has grown without being analyzed (as a plain
+    /// join, that cached plan was a hash join over every key of the scope).
+    func testBatchLookupCachedPlanProbesTheKeyAfterTheTableGrew() async throws {
+        let scope = "CreateOrder"
+        let ids = (0..<100).map { "req-\($0)" }
+        let fingerprints = ids.map { Idempotency.Key(scope: scope, requestID: $0, request: Array($0.utf8)).fingerprint }
+        func literal(_ xs: [String]) -> String { "'{" + xs.joined(separator: ",") + "}'" }
+        let execute = "EXECUTE lookup_all('\(scope)', \(literal(ids)), \(literal(fingerprints)))"
+        let plan: String = try await pool.withConnection { c in
+            // Planned and cached while the table holds 50 keys of the scope.
+            try c.execute(script: """
+                INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
+                SELECT '\(scope)', 'small-' || i, 'f', '\\x00'::bytea FROM generate_series(1, 50) i;
+                SET plan_cache_mode = force_generic_plan;
+                PREPARE lookup_all(text, text[], text[]) AS \(Idempotency.lookupAllSQL);
+                \(execute);
+                INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
+                SELECT '\(scope)', 'big-' || i, 'f', '\\x00'::bytea FROM generate_series(1, 20000) i;
+                INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
+                VALUES ('\(scope)', 'req-7', '\(fingerprints[7])', '\\x01');
+                """)
+            let rows = try c.query(Idempotency.lookupAllSQL, [scope, TextArray(ids), TextArray(fingerprints)])
+            XCTAssertEqual(rows.count, 1)
+            XCTAssertEqual(try rows.first!.decode(Bool.self, 1), true)
+            XCTAssertEqual(try rows.first!.decode(Int.self, 2), 8)
+            let lines = try c.query("EXPLAIN (COSTS OFF) \(execute)").rows.map { try $0.decode(String.self, 0) }
+            try c.execute(script: "DEALLOCATE lookup_all; RESET plan_cache_mode")
+            return lines.joined(separator: "\n")
+        }
+        XCTAssertTrue(plan.contains("Index Scan using idempotency_keys_pkey"), plan)
+        XCTAssertFalse(plan.contains("Hash Join"), plan)
+        XCTAssertFalse(plan.contains("Seq Scan"), plan)
+    }
 }
