@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 
 /// Runs statements whose results the caller does not need: a `PostgresConnection` runs each at
@@ -135,17 +136,79 @@ struct InsertTemplate {
     }
 
     /// One INSERT with a tuple per row; row k's placeholders are shifted by k * parameterCount.
+    /// The SQL text for a given template and row count is built once per process (a batch's
+    /// inserts come back with the same few row counts, and the same text reuses the connection's
+    /// prepared statement).
     func merged(_ rows: [[any PostgresBindable]]) -> StatementBatch.Statement {
-        var sql = String(prefix)
-        sql.reserveCapacity(prefix.utf8.count + rows.count * (tuple.utf8.count + 8))
         var parameters: [any PostgresBindable] = []
         parameters.reserveCapacity(rows.count * parameterCount)
-        for (k, row) in rows.enumerated() {
-            if k > 0 { sql += ", " }
-            Self.renumber(tuple, by: k * parameterCount, into: &sql)
-            parameters.append(contentsOf: row)
+        for row in rows { parameters.append(contentsOf: row) }
+        return (sql(rows: rows.count), parameters)
+    }
+
+    /// The text of the insert with `rows` tuples.
+    func sql(rows: Int) -> String {
+        let key = MergedKey(prefix: prefix, tuple: tuple, rows: rows)
+        if let cached = Self.cache.withLock({ $0[key] }) { return cached }
+        let sql = build(rows: rows)
+        Self.cache.withLock { cache in
+            if cache.count >= 512 { cache.removeAll(keepingCapacity: true) }
+            cache[key] = sql
         }
-        return (sql, parameters)
+        return sql
+    }
+
+    private struct MergedKey: Hashable {
+        let prefix: Substring
+        let tuple: Substring
+        let rows: Int
+    }
+    private static let cache = Mutex<[MergedKey: String]>([:])
+
+    /// Builds the text over UTF-8 bytes: the tuple's text between placeholders is copied as is.
+    func build(rows: Int) -> String {
+        // The tuple as pieces of text and placeholder numbers, outside string literals.
+        enum Piece { case text(ArraySlice<UInt8>), placeholder(Int) }
+        let bytes = Array(tuple.utf8)
+        var pieces: [Piece] = []
+        var quoted = false
+        var start = 0
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "'") { quoted.toggle() }
+            if b == UInt8(ascii: "$"), !quoted {
+                var j = i + 1
+                var n = 0
+                while j < bytes.count, bytes[j] >= UInt8(ascii: "0"), bytes[j] <= UInt8(ascii: "9") {
+                    n = n * 10 + Int(bytes[j] - UInt8(ascii: "0"))
+                    j += 1
+                }
+                if j > i + 1 {
+                    pieces.append(.text(bytes[start..<i]))
+                    pieces.append(.placeholder(n))
+                    start = j
+                    i = j
+                    continue
+                }
+            }
+            i += 1
+        }
+        pieces.append(.text(bytes[start..<bytes.count]))
+        var out = Array(prefix.utf8)
+        out.reserveCapacity(out.count + rows * (bytes.count + 2 * parameterCount + 2))
+        for k in 0..<rows {
+            if k > 0 { out.append(contentsOf: ", ".utf8) }
+            for piece in pieces {
+                switch piece {
+                case .text(let t): out.append(contentsOf: t)
+                case .placeholder(let n):
+                    out.append(UInt8(ascii: "$"))
+                    out.append(contentsOf: String(n + k * parameterCount).utf8)
+                }
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The index of the parenthesis closing the one at `s.startIndex`, outside string literals.
@@ -165,9 +228,8 @@ struct InsertTemplate {
         return nil
     }
 
-    /// Walks `s`, handing placeholders (`$n` outside string literals) to `placeholder` and every
-    /// other character to `text`.
-    static func scan(_ s: Substring, text: (Character) -> Void = { _ in }, placeholder: (Int) -> Void) {
+    /// Walks `s`, handing placeholders (`$n` outside string literals) to `placeholder`.
+    static func scan(_ s: Substring, placeholder: (Int) -> Void) {
         var quoted = false
         var i = s.startIndex
         while i < s.endIndex {
@@ -186,16 +248,7 @@ struct InsertTemplate {
                     continue
                 }
             }
-            text(ch)
             i = s.index(after: i)
         }
-    }
-
-    /// Appends `tuple` with every placeholder `$n` written as `$(n + offset)`.
-    static func renumber(_ tuple: Substring, by offset: Int, into sql: inout String) {
-        scan(tuple, text: { sql.append($0) }, placeholder: { n in
-            sql += "$"
-            sql += String(n + offset)
-        })
     }
 }

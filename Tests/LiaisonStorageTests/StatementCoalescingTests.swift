@@ -76,6 +76,9 @@ final class StatementCoalescingTests: XCTestCase {
         // One UPDATE per odd unit, then one insert per table (log's two rows per unit merge too).
         XCTAssertEqual(coalesced.count, 20 + 3, coalesced.map(\.sql).joined(separator: "\n"))
         XCTAssertEqual(coalesced.filter { $0.sql.hasPrefix("INSERT INTO child") }.count, 1)
+        // The merged text is built once per template and row count; the second time comes from
+        // the cache, the same text.
+        XCTAssertEqual(StatementBatch.coalesce(units).map(\.sql), coalesced.map(\.sql))
         try await pool.withConnection { c in
             try Self.reset(c)
             _ = try c.pipeline(units.flatMap { $0 })
