@@ -368,7 +368,7 @@ public final class IntakeRepository: Sendable {
                                                       commit: w == waves.count - 1, lockedCustomers: customers)
                     for (index, result) in zip(wave, results) {
                         switch result {
-                        case .success(let response): outcomes[index] = .accepted(try response.serializedBytes())
+                        case .success(let response): outcomes[index] = .accepted(response)
                         case .failure(let error): outcomes[index] = .failed(BatchEntryError(error))
                         }
                     }
@@ -389,7 +389,7 @@ public final class IntakeRepository: Sendable {
                         let response = try Self.submit(c, entry.report, requestID: entry.requestID,
                                                        requestBytes: entry.requestBytes, settings: settings)
                         try c.query("RELEASE SAVEPOINT batch_entry")
-                        outcomes.append(.accepted(try response.serializedBytes()))
+                        outcomes.append(.accepted(response))
                     } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
                         throw e
                     } catch let e as PostgresError {
@@ -404,9 +404,9 @@ public final class IntakeRepository: Sendable {
                 return outcomes
             }
         }
-        return try outcomes.map { outcome in
+        return outcomes.map { outcome in
             switch outcome {
-            case .accepted(let bytes): return .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: bytes))
+            case .accepted(let response): return .success(response)
             case .failed(let e): return .failure(e.error)
             }
         }
@@ -1109,7 +1109,7 @@ public final class IntakeRepository: Sendable {
 
 /// One entry's outcome inside a batch transaction (Sendable so it can leave the connection thread).
 enum BatchOutcome: Sendable {
-    case accepted([UInt8])
+    case accepted(Liaison_Intake_V1_SubmitReportResponse)
     case failed(BatchEntryError)
 }
 
