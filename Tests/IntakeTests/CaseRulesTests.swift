@@ -71,6 +71,19 @@ final class CaseRulesTests: XCTestCase {
         XCTAssertEqual(c.history, [CaseHistoryEntry(action: .opened, state: .open, actor: alice, time: t(0),
                                                     related: ["reports/r1", alice])])
         XCTAssertEqual(CaseRules.defaultTitle(String(repeating: "x", count: 300)).count, 120)
+        // The first line with text, trimmed of whitespace, after blank
+        // lines of any newline kind.
+        XCTAssertEqual(CaseRules.defaultTitle(" \t\r\n\u{2028}\u{00A0} Checkout fails\u{3000} \r\nsecond"), "Checkout fails")
+        XCTAssertEqual(CaseRules.defaultTitle("\n\n\t \n"), "")
+        XCTAssertEqual(CaseRules.defaultTitle(""), "")
+        XCTAssertEqual(CaseRules.defaultTitle("one"), "one")
+        XCTAssertEqual(CaseRules.defaultTitle("e\u{301}" + String(repeating: "é", count: 130)).count, 120)
+        // The same as the definition over Characters for a mixed text.
+        for text in ["  a b \n c", "\u{85}x\u{2029}y", "\r\n\r\n  zz\t\t\n", "\u{1F600} smile \u{200B}\n"] {
+            let reference = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { !$0.isEmpty } ?? ""
+            XCTAssertEqual(CaseRules.defaultTitle(text), reference, text.debugDescription)
+        }
     }
 
     func testAddReportKeepsOwnerAndOrdersOldestFirst() throws {

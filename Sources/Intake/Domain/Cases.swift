@@ -239,10 +239,34 @@ public enum CaseRules {
     }
 
     /// The first non-blank line of `text`, trimmed, cut at 120 characters.
+    /// (Whitespace is `CharacterSet.whitespaces`; lines end at any `Character.isNewline`. Scans
+    /// only up to that line.)
     public static func defaultTitle(_ text: String) -> String {
-        let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .first { !$0.isEmpty } ?? ""
-        return line.count > 120 ? String(line.prefix(119)) + "…" : line
+        func isNewline(_ s: Unicode.Scalar) -> Bool {
+            switch s.value {
+            case 0x0A...0x0D, 0x85, 0x2028, 0x2029: true
+            default: false
+            }
+        }
+        let whitespace = CharacterSet.whitespaces
+        func isBlank(_ s: Unicode.Scalar) -> Bool { whitespace.contains(s) }
+        let scalars = text.unicodeScalars
+        var i = scalars.startIndex
+        while i < scalars.endIndex {
+            // One line: [i, end).
+            var end = i
+            while end < scalars.endIndex, !isNewline(scalars[end]) { end = scalars.index(after: end) }
+            var first = i
+            while first < end, isBlank(scalars[first]) { first = scalars.index(after: first) }
+            var last = end
+            while last > first, isBlank(scalars[scalars.index(before: last)]) { last = scalars.index(before: last) }
+            if first < last {
+                let line = Substring(scalars[first..<last])
+                return line.count > 120 ? String(line.prefix(119)) + "…" : String(line)
+            }
+            i = end < scalars.endIndex ? scalars.index(after: end) : end
+        }
+        return ""
     }
 
     /// Adds a report to an OPEN case (duplicate or follow-up). The owner does not change.
