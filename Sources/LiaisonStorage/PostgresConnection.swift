@@ -366,8 +366,72 @@ public final class PostgresConnection {
     }
 
     private func ensureOpenTransaction() throws {
+        if streamOpen {
+            throw PostgresError(.client, message: "the connection is in use by a pipeline stream; use the stream")
+        }
         if committedEarly == true {
             throw PostgresError(.client, message: "statement after commit(with:) in the same transaction body")
+        }
+    }
+
+    // MARK: Pipeline streams
+
+    /// Runs `body` with a `PipelineStream` on this connection: statements go out as the body sends
+    /// them and their results are read when it asks (see `PipelineStream`). Inside
+    /// `inTransaction`, the stream's statements run in the transaction (a pending BEGIN goes
+    /// first), and `PipelineStream.commit()` ends it. When the body returns, the remaining results
+    /// are read and the first failure, if any, is thrown.
+    public func streaming<T>(_ body: (PipelineStream) throws -> T) throws -> T {
+        try ensureOpenTransaction()
+        let conn = try live()
+        guard PQenterPipelineMode(conn) == 1 else { throw lastError(conn, "enter pipeline mode") }
+        PQsetnonblocking(conn, 1)
+        streamOpen = true
+        defer {
+            streamOpen = false
+            PQsetnonblocking(conn, 0)
+            if PQpipelineStatus(conn) != PQ_PIPELINE_OFF, PQexitPipelineMode(conn) == 0 {
+                while let r = PQgetResult(conn) { PQclear(r) }
+                _ = PQexitPipelineMode(conn)
+            }
+        }
+        let stream = PipelineStream(connection: self, conn: conn)
+        let value: T
+        do {
+            if let begin = pendingBegin {
+                pendingBegin = nil
+                try stream.send([(begin, [])])
+            }
+            value = try body(stream)
+            try stream.finish()
+        } catch {
+            stream.abandon()
+            throw error
+        }
+        if stream.commitIndex != nil { committedEarly = true }
+        return value
+    }
+
+    /// Whether a pipeline stream is open on the connection.
+    private var streamOpen = false
+
+    func preparedName(_ sql: String) -> String? { statementNames[sql] }
+
+    func newStatementName() -> String {
+        nextStatementID += 1
+        return "lq\(nextStatementID)"
+    }
+
+    func registerPrepared(_ sql: String, name: String) { statementNames[sql] = name }
+
+    func failure(_ conn: OpaquePointer, _ what: String) -> PostgresError { lastError(conn, what) }
+
+    func failure(from result: OpaquePointer, conn: OpaquePointer) -> PostgresError { error(from: result, conn: conn) }
+
+    /// Throws unless a COMMIT may end the enclosing `inTransaction` body now.
+    func checkCanCommit() throws {
+        guard committedEarly == false else {
+            throw PostgresError(.client, message: "commit is only valid once, inside an inTransaction body")
         }
     }
 
@@ -389,8 +453,7 @@ public final class PostgresConnection {
 
     private func prepared(_ sql: String, conn: OpaquePointer) throws -> String {
         if let name = statementNames[sql] { return name }
-        nextStatementID += 1
-        let name = "lq\(nextStatementID)"
+        let name = newStatementName()
         _ = try check(PQprepare(conn, name, sql, 0, nil), conn: conn)
         statementNames[sql] = name
         return name
