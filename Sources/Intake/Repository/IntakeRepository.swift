@@ -336,9 +336,11 @@ public final class IntakeRepository: Sendable {
 
     /// Submits several reports in ONE transaction (one commit, so one fsync for the batch). The
     /// batch's customers are locked first, in id order, so that concurrent batches queue instead of
-    /// deadlocking. Entries go through `submitWave` in waves: an entry whose customer or request id
+    /// deadlocking. Entries go through `streamWave` in waves: an entry whose customer or request id
     /// appeared earlier in the batch waits for a later wave (it may join the case the earlier one
-    /// opened, or replay it), so each wave's entries are independent and share three round trips.
+    /// opened, or replay it), so each wave's entries are independent. The whole batch is one
+    /// `PipelineStream`: PostgreSQL executes a wave's reads and writes while intake decides the
+    /// next entries, and the COMMIT follows the last writes.
     /// An entry refused by the rules (unknown customer, reused request id, ...) writes nothing and
     /// is reported in its result while the others commit. If a statement fails in the database
     /// (which aborts the transaction), the batch is run again one entry at a time with a savepoint
@@ -350,30 +352,39 @@ public final class IntakeRepository: Sendable {
     {
         let settings = self.settings
         let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
+        // Columns as `SubmissionReads.customer` (data, owning_agent), then the id.
+        let lockCustomersStatement: StatementBatch.Statement = (
+            "SELECT data, owning_agent, id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+            [TextArray(customerIDs)])
         let lockCustomers: @Sendable (PostgresConnection) throws -> PostgresResult = { c in
-            // Columns as `SubmissionReads.customer` (data, owning_agent), then the id.
-            try c.query("SELECT data, owning_agent, id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                        [TextArray(customerIDs)], binaryResults: true)
+            try c.query(lockCustomersStatement.sql, lockCustomersStatement.parameters, binaryResults: true)
         }
         let waves = Self.waves(entries.map { (ResourceName.customerId($0.report.customer) ?? $0.report.customer, $0.requestID) })
         let outcomes: [BatchOutcome]
         do {
             outcomes = try await pool.transaction { c -> [BatchOutcome] in
-                var customers: [String: PostgresRow] = [:]
-                for row in try lockCustomers(c).rows { customers[try row.decode(String.self, 2)] = row }
-                var outcomes = [BatchOutcome?](repeating: nil, count: entries.count)
-                for (w, wave) in waves.enumerated() {
-                    // The last wave's writes carry the COMMIT.
-                    let results = try Self.submitWave(c, wave.map { entries[$0] }, settings: settings,
-                                                      commit: w == waves.count - 1, lockedCustomers: customers)
-                    for (index, result) in zip(wave, results) {
-                        switch result {
-                        case .success(let response): outcomes[index] = .accepted(response)
-                        case .failure(let error): outcomes[index] = .failed(BatchEntryError(error))
+                try c.streaming { p -> [BatchOutcome] in
+                    let lock = try p.send([lockCustomersStatement], binaryResults: true).lowerBound
+                    var customers: [String: PostgresRow]?
+                    var outcomes = [BatchOutcome?](repeating: nil, count: entries.count)
+                    for wave in waves {
+                        let results = try Self.streamWave(p, wave.map { entries[$0] }, settings: settings) {
+                            if let customers { return customers }
+                            var byID: [String: PostgresRow] = [:]
+                            for row in try p.result(lock).rows { byID[try row.decode(String.self, 2)] = row }
+                            customers = byID
+                            return byID
+                        }
+                        for (index, result) in zip(wave, results) {
+                            switch result {
+                            case .success(let response): outcomes[index] = .accepted(response)
+                            case .failure(let error): outcomes[index] = .failed(BatchEntryError(error))
+                            }
                         }
                     }
+                    try p.commit()
+                    return outcomes.map { $0! }
                 }
-                return outcomes.map { $0! }
             }
         } catch let e as PostgresError where e.kind == .server && !e.isRetryableTransactionConflict {
             // The database refused an entry: one at a time, each behind a savepoint. (Anything
@@ -490,23 +501,20 @@ public final class IntakeRepository: Sendable {
         return try results[0].get()
     }
 
-    /// Several independent reports (distinct customers and request ids, so none can see another's
-    /// effects) through the same three stages together: one pipeline for all their reads, one
-    /// for all the cases they join, one for all their writes. So a batch costs three round trips
-    /// per wave instead of three per report. A refused entry (unknown customer, reused request id,
-    /// ...) gets its error in its result and writes nothing; a database error is thrown (the
-    /// caller then falls back to one entry at a time). With `commit`, the writes end the
-    /// transaction (`PostgresConnection.commit(with:)`): for a wave that is the whole transaction.
+    /// Independent reports (distinct customers and request ids, so none can see another's effects;
+    /// SubmitReport sends one) through the three stages together: one pipeline for all their
+    /// reads, one for all the cases they join, one for all their writes. A refused entry (unknown
+    /// customer, reused request id, ...) gets its error in its result and writes nothing; a
+    /// database error is thrown. With `commit`, the writes end the transaction
+    /// (`PostgresConnection.commit(with:)`). Batches take `streamWave` instead.
     static func submitWave(_ c: PostgresConnection,
                            _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
-                           settings: IntakeSettings, commit: Bool = false,
-                           lockedCustomers: [String: PostgresRow]? = nil)
+                           settings: IntakeSettings, commit: Bool = false)
         throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
 
         // (1) Reads that depend only on the requests.
-        let reads = try lockedCustomers.map { try batchReads(c, staged, customers: $0, settings: settings) }
-            ?? singleReads(c, staged, settings: settings)
+        let reads = try singleReads(c, staged, settings: settings)
         for (i, s) in staged.enumerated() {
             do {
                 try decide(s, reads[i], c, settings: settings)
@@ -529,23 +537,8 @@ public final class IntakeRepository: Sendable {
         }
         let joined = statements.isEmpty ? [] : try c.pipeline(statements)
 
-        // (3) Every write, in one pipeline. Each entry writes into its own batch first, so an
-        // entry refused halfway adds nothing. The entries are independent, so their inserts into
-        // one table become one multi-row insert.
-        var units: [[StatementBatch.Statement]] = []
-        for (i, s) in staged.enumerated() where s.outcome == nil {
-            let own = StatementBatch()
-            do {
-                let response = try write(s, joined: joinRanges[i].map { Array(joined[$0]) }, into: own, settings: settings)
-                units.append(own.statements)
-                s.outcome = .success(response)
-            } catch let e as PostgresError {
-                throw e
-            } catch {
-                s.outcome = .failure(error)
-            }
-        }
-        let writes = StatementBatch.coalesce(units)
+        // (3) Every write, in one pipeline.
+        let writes = try writeUnits(staged, joined: joined, joinRanges: joinRanges, settings: settings)
         if commit {
             try c.commit(with: writes)
         } else if !writes.isEmpty {
@@ -586,13 +579,86 @@ public final class IntakeRepository: Sendable {
         }
     }
 
-    /// Stage (1) for a wave of a batch whose customers are already locked (`customers`, by id):
-    /// the wave's idempotency locks, lookups and duplicate candidates as one statement each over
-    /// arrays, plus a ticket lookup per entry that names a ticket; one pipeline.
-    static func batchReads(_ c: PostgresConnection, _ staged: [StagedSubmission], customers: [String: PostgresRow],
-                           settings: IntakeSettings) throws -> [SubmissionReads] {
+    /// Chunks a batch wave is cut into (see `streamWave`).
+    static let waveChunks = 4
+
+    /// A wave of a batch, on the batch's stream: the same three stages as `submitWave`, cut into
+    /// `waveChunks` chunks so that the database and intake work at the same time. All the
+    /// chunks' reads go out first (one lock statement for the wave's request ids, then per chunk
+    /// one statement each for the idempotency lookups and the duplicate candidates, plus the
+    /// ticket lookups); then chunk by chunk intake decides, reads the cases its entries join, and
+    /// sends the chunk's writes (one insert per table) without waiting for them. The entries of a
+    /// wave are independent, so no chunk's reads can see another chunk's writes.
+    /// `customers` gives the batch's locked customer rows by id (waiting for them the first time).
+    static func streamWave(_ p: PipelineStream,
+                           _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
+                           settings: IntakeSettings, customers: () throws -> [String: PostgresRow])
+        throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
+        let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
+        // The wave's idempotency locks in one statement, in hash order (no deadlock between
+        // batches), before any lookup.
+        try p.send([(Idempotency.lockAllSQL, [TextArray(staged.map(\.key.lockKey))])])
+        let size = max(8, (staged.count + waveChunks - 1) / waveChunks)
+        let chunks = stride(from: 0, to: staged.count, by: size).map { Array(staged[$0..<min($0 + size, staged.count)]) }
+        var sent: [(range: Range<Int>, ticketAt: [Int: Int])] = []
+        for chunk in chunks {
+            let (statements, ticketAt) = batchReadStatements(chunk, settings: settings)
+            sent.append((try p.send(statements, binaryResults: true), ticketAt))
+        }
+        for (chunk, read) in zip(chunks, sent) {
+            let results = try read.range.map { try p.result($0) }
+            let reads = try batchReads(results, chunk, customers: try customers(), ticketAt: read.ticketAt)
+            for (i, s) in chunk.enumerated() {
+                do {
+                    try decide(s, reads[i], p, settings: settings)
+                } catch let e as PostgresError {
+                    throw e
+                } catch {
+                    s.outcome = .failure(error)
+                }
+            }
+            // The cases the chunk's entries join (a round trip, only if some do).
+            var statements: [StatementBatch.Statement] = []
+            var joinRanges: [Int: Range<Int>] = [:]
+            for (i, s) in chunk.enumerated() where s.outcome == nil {
+                guard let joinCase = s.joinCase else { continue }
+                let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
+                joinRanges[i] = statements.count..<statements.count + reads.count
+                statements.append(contentsOf: reads)
+            }
+            let joined = statements.isEmpty ? [] : try p.send(statements).map { try p.result($0) }
+            // The chunk's writes, sent without waiting: the next chunk is decided meanwhile.
+            try p.send(try writeUnits(chunk, joined: joined, joinRanges: joinRanges, settings: settings))
+        }
+        return staged.map { $0.outcome! }
+    }
+
+    /// Stage (3) for independent entries: each entry's writes (into its own batch, so that an
+    /// entry refused halfway adds nothing), coalesced into one insert per table.
+    static func writeUnits(_ staged: [StagedSubmission], joined: [PostgresResult], joinRanges: [Int: Range<Int>],
+                           settings: IntakeSettings) throws -> [StatementBatch.Statement] {
+        var units: [[StatementBatch.Statement]] = []
+        for (i, s) in staged.enumerated() where s.outcome == nil {
+            let own = StatementBatch()
+            do {
+                let response = try write(s, joined: joinRanges[i].map { Array(joined[$0]) }, into: own, settings: settings)
+                units.append(own.statements)
+                s.outcome = .success(response)
+            } catch let e as PostgresError {
+                throw e
+            } catch {
+                s.outcome = .failure(error)
+            }
+        }
+        return StatementBatch.coalesce(units)
+    }
+
+    /// Stage (1) statements for a chunk of a batch wave whose customers are already locked: the
+    /// idempotency lookups and the duplicate candidates as one statement each over arrays, plus a
+    /// ticket lookup per entry that names a ticket (`ticketAt`: entry -> statement offset).
+    static func batchReadStatements(_ staged: [StagedSubmission], settings: IntakeSettings)
+        -> (statements: [StatementBatch.Statement], ticketAt: [Int: Int]) {
         var statements: [StatementBatch.Statement] = [
-            (Idempotency.lockAllSQL, [TextArray(staged.map(\.key.lockKey))]),
             (Idempotency.lookupAllSQL, [submitScope, TextArray(staged.map(\.requestID)),
                                         TextArray(staged.map(\.key.fingerprint))]),
             (candidatesAllSQL, [TextArray(staged.map(\.customerID)),
@@ -605,11 +671,16 @@ public final class IntakeRepository: Sendable {
             ticketAt[i] = statements.count
             statements.append((ticketSQL, [s.customerID, t.system, t.id]))
         }
-        let read = try c.pipeline(statements, binaryResults: Set(statements.indices))
+        return (statements, ticketAt)
+    }
+
+    /// What `batchReadStatements` read, per entry; `customers` are the locked rows by id.
+    static func batchReads(_ read: [PostgresResult], _ staged: [StagedSubmission], customers: [String: PostgresRow],
+                           ticketAt: [Int: Int]) throws -> [SubmissionReads] {
         var reads = staged.map { SubmissionReads(customer: customers[$0.customerID]) }
         // The lookup and candidate rows end with the entry's 1-based position in the arrays.
-        for row in read[1].rows { reads[Int(try row.decode(Int64.self, 2)) - 1].stored = row }
-        for row in read[2].rows { reads[Int(try row.decode(Int64.self, 10)) - 1].candidates.append(row) }
+        for row in read[0].rows { reads[Int(try row.decode(Int64.self, 2)) - 1].stored = row }
+        for row in read[1].rows { reads[Int(try row.decode(Int64.self, 10)) - 1].candidates.append(row) }
         for (i, at) in ticketAt { reads[i].ticket = read[at].first }
         return reads
     }
@@ -661,7 +732,7 @@ public final class IntakeRepository: Sendable {
 
     /// Stage (1) decisions from the reads: replay, refusal, or the duplicate decision (which case
     /// to join, or a new one and its owner) and the report as accepted.
-    static func decide(_ s: StagedSubmission, _ read: SubmissionReads, _ c: PostgresConnection, settings: IntakeSettings) throws {
+    static func decide(_ s: StagedSubmission, _ read: SubmissionReads, _ c: some SQLQuerier, settings: IntakeSettings) throws {
         let submission = s.submission
         let now = s.now
         if let stored = try Idempotency.replay(read.stored, s.key) {

@@ -296,6 +296,65 @@ final class IntakeRPCTests: XCTestCase {
         }
     }
 
+    /// A batch large enough for several chunks per wave (see `IntakeRepository.streamWave`), and
+    /// two waves: joins of earlier cases by text, new cases, replays of an earlier batch, and a
+    /// second wave joining cases the first wave opened. Every answer is what the entry would get
+    /// alone, and matches what was stored.
+    func testLargeBatchAcrossChunksAndWaves() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert((0..<40).map { makeCustomer("c\($0)") })
+            func outage(_ k: Int) -> String { "order export \(k) fails with timeout on warehouse sync step \(k * 7)" }
+            func other(_ k: Int) -> String { "profile picture upload \(k) rejected as too large after resize \(k * 3)" }
+            var first = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            first.requests = (0..<40).map { submitRequest(makeReport(customer: "c\($0)", text: outage($0))) }
+            let opened = try await client.batchSubmitReports(first)
+            XCTAssertEqual(Set(opened.results.map(\.status.code)), [0])
+
+            var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
+            // 0..<40: even customers report the same outage again (join), odd ones something new.
+            batch.requests = (0..<40).map { k in
+                submitRequest(makeReport(customer: "c\(k)", agent: "agents/b\(k)", text: k % 2 == 0 ? outage(k) : other(k)))
+            }
+            // 40..<50: replays of the first batch.
+            batch.requests += (0..<10).map { first.requests[$0 * 4] }
+            // 50..<60: odd customers again, same text as their new case above (second wave, join).
+            batch.requests += (0..<10).map { i in
+                submitRequest(makeReport(customer: "c\(2 * i + 1)", agent: "agents/w2", text: other(2 * i + 1)))
+            }
+            let r = try await client.batchSubmitReports(batch)
+            XCTAssertEqual(r.results.map(\.status.code), [Int32](repeating: 0, count: 60))
+            for k in 0..<40 {
+                let answer = r.results[k].response
+                if k % 2 == 0 {
+                    XCTAssertTrue(answer.duplicate, "entry \(k)")
+                    XCTAssertEqual(answer.case.name, opened.results[k].response.case.name, "entry \(k)")
+                } else {
+                    XCTAssertTrue(answer.caseCreated, "entry \(k)")
+                }
+            }
+            for i in 0..<10 {
+                XCTAssertEqual(r.results[40 + i].response.report.name, opened.results[i * 4].response.report.name, "replay \(i)")
+                let join = r.results[50 + i].response
+                XCTAssertTrue(join.duplicate, "second wave \(i)")
+                XCTAssertEqual(join.case.name, r.results[2 * i + 1].response.case.name, "second wave \(i)")
+                XCTAssertEqual(join.case.reports.count, 2)
+            }
+            let counts = try await pool.query("""
+                SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM cases),
+                       (SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
+                       (SELECT count(*) FROM idempotency_keys WHERE scope = 'intake.SubmitReport')
+                """).first!
+            // Reports: 40 + 40 + 10; cases: 40 + 20 new.
+            XCTAssertEqual(try (0..<4).map { try counts.decode(Int.self, $0) }, [90, 60, 90, 90])
+            for result in r.results {
+                var get = Liaison_Intake_V1_GetReportRequest()
+                get.name = result.response.report.name
+                let stored = try await client.getReport(get)
+                XCTAssertEqual(stored.case, result.response.case.name)
+            }
+        }
+    }
+
     /// A request id repeated inside one batch: the later entry runs in a later wave and replays
     /// the earlier one's response, so the report is written once.
     func testRequestIDRepeatedWithinABatchIsWrittenOnce() async throws {
