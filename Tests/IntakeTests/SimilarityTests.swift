@@ -113,7 +113,7 @@ final class SimilarityTests: XCTestCase {
     func testFingerprintEncodeDecodeRoundTrip() throws {
         let fp = ReportFingerprint(text: outage)
         let bytes = fp.encode()
-        XCTAssertEqual(bytes.count, 16 + 8 * 128)
+        XCTAssertEqual(bytes.count, 16 + 4 * 128)
         let back = try ReportFingerprint(decoding: bytes)
         XCTAssertEqual(back, fp)
         XCTAssertEqual(back.estimatedJaccard(with: fp), 1)
@@ -126,6 +126,27 @@ final class SimilarityTests: XCTestCase {
             XCTAssertEqual(error as? FingerprintDecodingError, .unsupportedVersion(9))
         }
         XCTAssertThrowsError(try ReportFingerprint(decoding: []))
+    }
+
+    /// Fingerprints stored before session 6 (version 1, 64-bit minima) decode to what the same
+    /// text's fingerprint is now, so old and new reports keep matching.
+    func testVersionOneFingerprintsDecodeToTodaysValues() throws {
+        let config = SimilarityConfig.standard
+        let shingles = config.shingles(outage)
+        var v1: [UInt8] = [1, UInt8(config.shingleSize)]
+        v1.appendBigEndian(UInt16(config.permutations))
+        v1.appendBigEndian(config.seed)
+        v1.appendBigEndian(UInt32(shingles.count))
+        for m in ReportFingerprint.minima(shingles: shingles, config: config) { v1.appendBigEndian(m) }
+        XCTAssertEqual(v1.count, 16 + 8 * 128)
+        let old = try ReportFingerprint(decoding: v1)
+        let now = ReportFingerprint(text: outage)
+        XCTAssertEqual(old, now)
+        XCTAssertEqual(old.estimatedJaccard(with: ReportFingerprint(text: paraphrases[0])),
+                       now.estimatedJaccard(with: ReportFingerprint(text: paraphrases[0])))
+        XCTAssertThrowsError(try ReportFingerprint(decoding: Array(v1.dropLast(4)))) { error in
+            XCTAssertEqual(error as? FingerprintDecodingError, .truncated)
+        }
     }
 
     func testFingerprintIsDeterministicAndSeeded() {

@@ -222,9 +222,15 @@ public enum SeededHash {
 /// `encode()` bytes) to find candidate duplicates without re-reading texts. The fraction of equal
 /// positions between two signatures estimates the Jaccard similarity of the shingle sets (standard
 /// error about sqrt(J(1-J)/permutations), 0.044 at worst for 128).
+///
+/// Each position keeps the high 32 bits of its 64-bit minimum: two different minima then compare
+/// equal with probability 2^-32, far below the estimate's own error, and a fingerprint is half the
+/// size (528 bytes for 128 permutations instead of 1,040). Every candidate of every new report is
+/// read and compared, so the size is paid on each submission.
 public struct ReportFingerprint: Hashable, Sendable {
-    /// Version byte of the encoding.
-    public static let formatVersion: UInt8 = 1
+    /// Version byte of the encoding: 2 stores 32-bit minima. Version 1 (64-bit minima, before
+    /// session 6) still decodes, to the same values.
+    public static let formatVersion: UInt8 = 2
 
     /// Shingle size the signature was made with.
     public let shingleSize: Int
@@ -232,8 +238,8 @@ public struct ReportFingerprint: Hashable, Sendable {
     public let seed: UInt64
     /// Number of distinct shingles of the text (0 for a text without tokens).
     public let shingleCount: Int
-    /// Minimum hash per permutation (`UInt64.max` everywhere for an empty set).
-    public let minHashes: [UInt64]
+    /// High 32 bits of the minimum hash per permutation (`UInt32.max` everywhere for an empty set).
+    public let minHashes: [UInt32]
 
     /// Computes the fingerprint of `text`.
     public init(text: String, config: SimilarityConfig = .standard) {
@@ -242,6 +248,14 @@ public struct ReportFingerprint: Hashable, Sendable {
 
     /// Computes the fingerprint of a shingle set.
     public init(shingles: Set<String>, config: SimilarityConfig = .standard) {
+        self.shingleSize = config.shingleSize
+        self.seed = config.seed
+        self.shingleCount = shingles.count
+        self.minHashes = Self.minima(shingles: shingles, config: config).map { UInt32(truncatingIfNeeded: $0 >> 32) }
+    }
+
+    /// The 64-bit minimum hash per permutation.
+    static func minima(shingles: Set<String>, config: SimilarityConfig) -> [UInt64] {
         let seeds = SeededHash.seeds(config.seed, count: config.permutations)
         var mins = [UInt64](repeating: .max, count: config.permutations)
         for shingle in shingles {
@@ -251,14 +265,11 @@ public struct ReportFingerprint: Hashable, Sendable {
                 if h < mins[i] { mins[i] = h }
             }
         }
-        self.shingleSize = config.shingleSize
-        self.seed = config.seed
-        self.shingleCount = shingles.count
-        self.minHashes = mins
+        return mins
     }
 
     /// Rebuilds a fingerprint from its parts.
-    public init(shingleSize: Int, seed: UInt64, shingleCount: Int, minHashes: [UInt64]) {
+    public init(shingleSize: Int, seed: UInt64, shingleCount: Int, minHashes: [UInt32]) {
         self.shingleSize = shingleSize
         self.seed = seed
         self.shingleCount = shingleCount
@@ -280,10 +291,10 @@ public struct ReportFingerprint: Hashable, Sendable {
     }
 
     /// Bytes to store: version (1), shingle size (1), permutations (2, big-endian), seed (8),
-    /// shingle count (4), then each min-hash (8, big-endian). 1,040 bytes for 128 permutations.
+    /// shingle count (4), then each minimum (4, big-endian). 528 bytes for 128 permutations.
     public func encode() -> [UInt8] {
         var out: [UInt8] = [Self.formatVersion, UInt8(clamping: shingleSize)]
-        out.reserveCapacity(16 + 8 * minHashes.count)
+        out.reserveCapacity(16 + 4 * minHashes.count)
         out.appendBigEndian(UInt16(clamping: minHashes.count))
         out.appendBigEndian(seed)
         out.appendBigEndian(UInt32(clamping: shingleCount))
@@ -291,20 +302,26 @@ public struct ReportFingerprint: Hashable, Sendable {
         return out
     }
 
-    /// Decodes bytes made by `encode()`.
+    /// Decodes bytes made by `encode()`, or by version 1 (64-bit minima, kept as their high 32
+    /// bits: the same values a fingerprint computed now has).
     public init(decoding bytes: [UInt8]) throws(FingerprintDecodingError) {
         guard bytes.count >= 16 else { throw .truncated }
-        guard bytes[0] == Self.formatVersion else { throw .unsupportedVersion(bytes[0]) }
+        let width: Int
+        switch bytes[0] {
+        case 1: width = 8
+        case Self.formatVersion: width = 4
+        default: throw .unsupportedVersion(bytes[0])
+        }
         var reader = ByteReader(bytes: bytes, offset: 1)
         let n = Int(reader.u8()!)
         let k = Int(reader.u16()!)
         let seed = reader.u64()!
         let count = Int(reader.u32()!)
         guard n >= 1, k >= 1 else { throw .invalid("shingle size and permutations must be positive") }
-        guard bytes.count == 16 + 8 * k else { throw .truncated }
-        var mins: [UInt64] = []
+        guard bytes.count == 16 + width * k else { throw .truncated }
+        var mins: [UInt32] = []
         mins.reserveCapacity(k)
-        for _ in 0 ..< k { mins.append(reader.u64()!) }
+        for _ in 0 ..< k { mins.append(width == 8 ? UInt32(truncatingIfNeeded: reader.u64()! >> 32) : reader.u32()!) }
         self.init(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins)
     }
 }

@@ -570,7 +570,7 @@ public final class IntakeRepository: Sendable {
             ranges.append(statements.count..<statements.count + reads.count)
             statements.append(contentsOf: reads)
         }
-        // Binary results: the candidates' fingerprints (about 1 KB each) arrive as bytes, not hex.
+        // Binary results: the candidates' fingerprints (528 bytes each) arrive as bytes, not hex.
         let read = try c.pipeline(statements, binaryResults: Set(statements.indices))
         return staged.indices.map { i in
             let r = Array(read[ranges[i]])
