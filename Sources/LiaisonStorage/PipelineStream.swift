@@ -22,6 +22,8 @@ public final class PipelineStream: SQLQuerier {
     private enum Slot {
         case statement(Int)
         case prepare(sql: String, name: String)
+        /// A statement the stream sent for the connection (the transaction's BEGIN).
+        case hidden
     }
     private var slots: [Slot] = []
     /// The slot whose results are being read.
@@ -57,29 +59,48 @@ public final class PipelineStream: SQLQuerier {
     public func send(_ statements: [StatementBatch.Statement], binaryResults: Bool = false) throws -> Range<Int> {
         let first = count
         for s in statements {
-            let name: String
-            if let known = connection.preparedName(s.sql) ?? preparing[s.sql] {
-                name = known
-            } else {
-                name = connection.newStatementName()
-                guard PQsendPrepare(conn, name, s.sql, 0, nil) == 1 else { throw connection.failure(conn, "send prepare") }
-                preparing[s.sql] = name
-                slots.append(.prepare(sql: s.sql, name: name))
-            }
-            let ok = withParameters(s.parameters) { values, lengths, formats in
-                PQsendQueryPrepared(conn, name, Int32(values.count), values, lengths, formats, binaryResults ? 1 : 0)
-            }
-            guard ok == 1 else { throw connection.failure(conn, "send pipeline statement") }
-            slotOfStatement.append(slots.count)
-            slots.append(.statement(results.count))
+            try sendOne(s, binaryResults: binaryResults, slot: .statement(results.count))
+            slotOfStatement.append(slots.count - 1)
             results.append(nil)
-            // Keep the socket moving both ways so that neither side's buffers fill up.
-            if slots.count % 64 == 0 {
-                guard PQflush(conn) >= 0 else { throw connection.failure(conn, "flush pipeline") }
-                try readAvailable()
-            }
         }
         return first..<count
+    }
+
+    /// Sends a statement whose result nobody reads (a failure still counts).
+    func sendHidden(_ sql: String) throws {
+        try sendOne((sql, []), binaryResults: false, slot: .hidden)
+    }
+
+    /// Sends the sync now, without waiting: everything sent is executed and answered without a
+    /// flush request, and nothing more may be sent. (`finish` sends it otherwise.)
+    func sendSync() throws {
+        guard !synced else { return }
+        guard PQpipelineSync(conn) == 1 else { throw connection.failure(conn, "pipeline sync") }
+        synced = true
+        flushedThrough = slots.count
+    }
+
+    private func sendOne(_ s: StatementBatch.Statement, binaryResults: Bool, slot: Slot) throws {
+        precondition(!synced, "statement sent after the stream's sync")
+        let name: String
+        if let known = connection.preparedName(s.sql) ?? preparing[s.sql] {
+            name = known
+        } else {
+            name = connection.newStatementName()
+            guard PQsendPrepare(conn, name, s.sql, 0, nil) == 1 else { throw connection.failure(conn, "send prepare") }
+            preparing[s.sql] = name
+            slots.append(.prepare(sql: s.sql, name: name))
+        }
+        let ok = withParameters(s.parameters) { values, lengths, formats in
+            PQsendQueryPrepared(conn, name, Int32(values.count), values, lengths, formats, binaryResults ? 1 : 0)
+        }
+        guard ok == 1 else { throw connection.failure(conn, "send pipeline statement") }
+        slots.append(slot)
+        // Keep the socket moving both ways so that neither side's buffers fill up.
+        if slots.count % 64 == 0 {
+            guard PQflush(conn) >= 0 else { throw connection.failure(conn, "flush pipeline") }
+            try readAvailable()
+        }
     }
 
     /// The result of statement `index`, waiting for it. Throws the stream's first failure if that
@@ -128,11 +149,7 @@ public final class PipelineStream: SQLQuerier {
     }
 
     private func sync() throws {
-        if !synced {
-            guard PQpipelineSync(conn) == 1 else { throw connection.failure(conn, "pipeline sync") }
-            synced = true
-            flushedThrough = slots.count
-        }
+        try sendSync()
         try pump { self.done }
     }
 
@@ -188,6 +205,8 @@ public final class PipelineStream: SQLQuerier {
                 PQclear(c)
                 connection.registerPrepared(sql, name: name)
             }
+        case .hidden:
+            if let c = current { PQclear(c) }
         }
         current = nil
         nextSlot += 1

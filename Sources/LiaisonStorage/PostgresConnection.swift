@@ -146,11 +146,15 @@ public final class PostgresConnection {
         throws -> [PostgresResult]
     {
         try ensureOpenTransaction()
-        guard let begin = pendingBegin else { return try runPipeline(statements, binaryResults: binaryResults) }
-        pendingBegin = nil
+        let first = pendingBegin != nil
         do {
-            return Array(try runPipeline([(begin, [])] + statements, binaryResults: Set(binaryResults.map { $0 + 1 })).dropFirst())
-        } catch var e as PostgresError where e.kind == .connection {
+            return try streaming { p in
+                for (i, s) in statements.enumerated() { try p.send([s], binaryResults: binaryResults.contains(i)) }
+                // The sync goes with the statements: one round trip for the whole pipeline.
+                try p.sendSync()
+                return try (0..<statements.count).map { try p.result($0) }
+            }
+        } catch var e as PostgresError where first && e.kind == .connection {
             // The transaction's first round trip: nothing of it can have committed.
             e.safeToRetry = true
             throw e
@@ -160,88 +164,6 @@ public final class PostgresConnection {
     /// Sends a pending BEGIN by itself (before statements that cannot join a pipeline).
     private func sendPendingBegin() throws {
         if pendingBegin != nil { _ = try pipeline([]) }
-    }
-
-    private func runPipeline(_ statements: [(sql: String, parameters: [any PostgresBindable])], binaryResults: Set<Int> = [])
-        throws -> [PostgresResult]
-    {
-        let conn = try live()
-        if statements.isEmpty { return [] }
-        // Prepare outside the pipeline so that each statement is sent as Bind/Execute only.
-        var names: [String] = []
-        names.reserveCapacity(statements.count)
-        for s in statements { names.append(try prepared(s.sql, conn: conn)) }
-
-        guard PQenterPipelineMode(conn) == 1 else { throw lastError(conn, "enter pipeline mode") }
-        PQsetnonblocking(conn, 1)
-        defer {
-            PQsetnonblocking(conn, 0)
-            if PQpipelineStatus(conn) != PQ_PIPELINE_OFF, PQexitPipelineMode(conn) == 0 {
-                // Results still pending after an error: drain them so the connection is reusable.
-                while let r = PQgetResult(conn) { PQclear(r) }
-                _ = PQexitPipelineMode(conn)
-            }
-        }
-
-        var results: [PostgresResult] = []
-        results.reserveCapacity(statements.count)
-        var firstError: PostgresError?
-        var current: OpaquePointer?  // result of the statement being read, until its NULL
-        var done = false
-
-        func drainAvailable() throws {
-            guard PQconsumeInput(conn) == 1 else { throw lastError(conn, "read pipeline results") }
-            while !done, PQisBusy(conn) == 0 {
-                guard let r = PQgetResult(conn) else {
-                    // End of one statement's results.
-                    if let c = current {
-                        results.append(PostgresResult(c))
-                        current = nil
-                    }
-                    continue
-                }
-                switch PQresultStatus(r) {
-                case PGRES_PIPELINE_SYNC:
-                    PQclear(r)
-                    done = true
-                case PGRES_PIPELINE_ABORTED:
-                    PQclear(r)
-                case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
-                    if let c = current { PQclear(c) }
-                    current = r
-                default:
-                    if firstError == nil { firstError = error(from: r, conn: conn) }
-                    PQclear(r)
-                }
-            }
-        }
-
-        for (i, s) in statements.enumerated() {
-            let ok = withParameters(s.parameters) { values, lengths, formats in
-                PQsendQueryPrepared(conn, names[i], Int32(values.count), values, lengths, formats,
-                                    binaryResults.contains(i) ? 1 : 0)
-            }
-            guard ok == 1 else { throw lastError(conn, "send pipeline statement") }
-            // Keep the socket moving both ways so neither side's buffers fill up.
-            if i % 64 == 63 {
-                _ = PQflush(conn)
-                try drainAvailable()
-            }
-        }
-        guard PQpipelineSync(conn) == 1 else { throw lastError(conn, "pipeline sync") }
-        while !done {
-            let flush = PQflush(conn)
-            if flush < 0 { throw lastError(conn, "flush pipeline") }
-            var pfd = pollfd(
-                fd: PQsocket(conn), events: Int16(POLLIN) | (flush == 1 ? Int16(POLLOUT) : 0), revents: 0)
-            let n = poll(&pfd, 1, 1000)
-            if n < 0, errno != EINTR { throw PostgresError(.connection, message: "poll failed: \(errno)") }
-            if PQstatus(conn) != CONNECTION_OK { throw lastError(conn, "pipeline") }
-            if n > 0, pfd.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 { try drainAvailable() }
-        }
-        if let c = current { PQclear(c) }
-        if let firstError { throw firstError }
-        return results
     }
 
     /// Streams rows into the server with `COPY ... FROM STDIN` (text format). `copySQL` is the
@@ -400,7 +322,7 @@ public final class PostgresConnection {
         do {
             if let begin = pendingBegin {
                 pendingBegin = nil
-                try stream.send([(begin, [])])
+                try stream.sendHidden(begin)
             }
             value = try body(stream)
             try stream.finish()

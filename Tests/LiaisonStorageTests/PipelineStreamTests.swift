@@ -32,11 +32,11 @@ final class PipelineStreamTests: XCTestCase {
                 // The last read first: the earlier ones are kept until asked for.
                 XCTAssertEqual(try p.result(reads.upperBound - 1).first!.decode(String.self, 0), "seed 10")
                 var out: [String] = []
-                for i in reads {
+                for (k, i) in reads.enumerated() {
                     let body = try p.result(i).first!.decode(String.self, 0)
                     out.append(body)
                     // Written while later reads are still being read: they ran before it.
-                    try p.send([("INSERT INTO s (id, body) VALUES ($1, $2)", [100 + i, body.uppercased()])])
+                    try p.send([("INSERT INTO s (id, body) VALUES ($1, $2)", [101 + k, body.uppercased()])])
                 }
                 XCTAssertEqual(try p.query("SELECT count(*) FROM s").first!.decode(Int.self, 0), 20)
                 try p.commit()
@@ -51,43 +51,39 @@ final class PipelineStreamTests: XCTestCase {
     /// A failed statement: it and every later statement throw the server's error, the stream's end
     /// throws it, and the transaction writes nothing. The connection is usable afterwards.
     func testAFailureSkipsTheRestAndRollsBack() async throws {
-        do {
-            try await pool.transaction { c in
-                try c.streaming { p in
-                    let sent = try p.send([("INSERT INTO s (id, body) VALUES ($1, 'a')", [1]),
-                                           ("INSERT INTO s (id, body) VALUES ($1, 'b')", [1]),
-                                           ("INSERT INTO s (id, body) VALUES ($1, 'c')", [2])])
-                    XCTAssertNoThrow(try p.result(sent.lowerBound))
-                    for i in sent.dropFirst() {
-                        XCTAssertThrowsError(try p.result(i)) { error in
-                            XCTAssertEqual((error as? PostgresError)?.sqlState, "23505")
-                        }
-                    }
-                    try p.commit()
+        try await assertStreamFailsAndWritesNothing(sqlState: "23505") { p in
+            let sent = try p.send([("INSERT INTO s (id, body) VALUES ($1, 'a')", [1]),
+                                   ("INSERT INTO s (id, body) VALUES ($1, 'b')", [1]),
+                                   ("INSERT INTO s (id, body) VALUES ($1, 'c')", [2])])
+            XCTAssertNoThrow(try p.result(sent.lowerBound))
+            for i in sent.dropFirst() {
+                XCTAssertThrowsError(try p.result(i)) { error in
+                    XCTAssertEqual((error as? PostgresError)?.sqlState, "23505")
                 }
             }
-            XCTFail("expected the unique violation")
-        } catch let e as PostgresError {
-            XCTAssertEqual(e.sqlState, "23505")
+            try p.commit()
         }
-        let n = try await count()
-        XCTAssertEqual(n, 0)
     }
 
     /// A failure the body never asked about is thrown when the stream ends.
     func testAFailureNotAskedAboutIsThrownAtTheEnd() async throws {
+        try await assertStreamFailsAndWritesNothing(sqlState: "22012") { p in
+            try p.send([("INSERT INTO s (id, body) VALUES ($1, 'a')", [1]), ("SELECT 1 / $1", [0])])
+        }
+    }
+
+    /// Runs `body` on a stream in a transaction: the transaction must fail with `sqlState` and
+    /// leave the table empty.
+    func assertStreamFailsAndWritesNothing(sqlState: String, file: StaticString = #filePath, line: UInt = #line,
+                                           _ body: @escaping @Sendable (PipelineStream) throws -> Void) async throws {
         do {
-            try await pool.transaction { c in
-                try c.streaming { p in
-                    try p.send([("INSERT INTO s (id, body) VALUES ($1, 'a')", [1]), ("SELECT 1 / $1", [0])])
-                }
-            }
-            XCTFail("expected division by zero")
+            try await pool.transaction { c in try c.streaming(body) }
+            XCTFail("expected SQLSTATE \(sqlState)", file: file, line: line)
         } catch let e as PostgresError {
-            XCTAssertEqual(e.sqlState, "22012")
+            XCTAssertEqual(e.sqlState, sqlState, file: file, line: line)
         }
         let n = try await count()
-        XCTAssertEqual(n, 0)
+        XCTAssertEqual(n, 0, file: file, line: line)
     }
 
     /// SQL the connection has not prepared yet is prepared inside the stream; a statement that does
