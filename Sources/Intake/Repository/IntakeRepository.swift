@@ -514,27 +514,10 @@ public final class IntakeRepository: Sendable {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
 
         // (1) Reads that depend only on the requests.
-        let reads = try singleReads(c, staged, settings: settings)
-        for (i, s) in staged.enumerated() {
-            do {
-                try decide(s, reads[i], c, settings: settings)
-            } catch let e as PostgresError {
-                throw e
-            } catch {
-                s.outcome = .failure(error)
-            }
-        }
+        try decideAll(staged, try singleReads(c, staged, settings: settings), c, settings: settings)
 
         // (2) The cases they join.
-        var statements: [StatementBatch.Statement] = []
-        var joinRanges: [Int: Range<Int>] = [:]
-        for (i, s) in staged.enumerated() where s.outcome == nil {
-            guard let joinCase = s.joinCase else { continue }
-            // A join only appends to the history: count it instead of reading it.
-            let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
-            joinRanges[i] = statements.count..<statements.count + reads.count
-            statements.append(contentsOf: reads)
-        }
+        let (statements, joinRanges) = joinStatements(staged)
         let joined = statements.isEmpty ? [] : try c.pipeline(statements)
 
         // (3) Every write, in one pipeline.
@@ -607,30 +590,45 @@ public final class IntakeRepository: Sendable {
         }
         for (chunk, read) in zip(chunks, sent) {
             let results = try read.range.map { try p.result($0) }
-            let reads = try batchReads(results, chunk, customers: try customers(), ticketAt: read.ticketAt)
-            for (i, s) in chunk.enumerated() {
-                do {
-                    try decide(s, reads[i], p, settings: settings)
-                } catch let e as PostgresError {
-                    throw e
-                } catch {
-                    s.outcome = .failure(error)
-                }
-            }
+            try decideAll(chunk, try batchReads(results, chunk, customers: try customers(), ticketAt: read.ticketAt), p,
+                          settings: settings)
             // The cases the chunk's entries join (a round trip, only if some do).
-            var statements: [StatementBatch.Statement] = []
-            var joinRanges: [Int: Range<Int>] = [:]
-            for (i, s) in chunk.enumerated() where s.outcome == nil {
-                guard let joinCase = s.joinCase else { continue }
-                let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
-                joinRanges[i] = statements.count..<statements.count + reads.count
-                statements.append(contentsOf: reads)
-            }
+            let (statements, joinRanges) = joinStatements(chunk)
             let joined = statements.isEmpty ? [] : try p.send(statements).map { try p.result($0) }
             // The chunk's writes, sent without waiting: the next chunk is decided meanwhile.
             try p.send(try writeUnits(chunk, joined: joined, joinRanges: joinRanges, settings: settings))
         }
         return staged.map { $0.outcome! }
+    }
+
+    /// Stage (1) decisions for each entry from its reads; an entry the rules refuse gets its
+    /// error as its outcome, a database error is thrown.
+    static func decideAll(_ staged: [StagedSubmission], _ reads: [SubmissionReads], _ c: some SQLQuerier,
+                          settings: IntakeSettings) throws {
+        for (i, s) in staged.enumerated() {
+            do {
+                try decide(s, reads[i], c, settings: settings)
+            } catch let e as PostgresError {
+                throw e
+            } catch {
+                s.outcome = .failure(error)
+            }
+        }
+    }
+
+    /// Stage (2) statements: the cases the entries join, locked, each with its reports (a join
+    /// only appends to the history: it is counted, not read). `ranges`: entry -> its statements.
+    static func joinStatements(_ staged: [StagedSubmission])
+        -> (statements: [StatementBatch.Statement], ranges: [Int: Range<Int>]) {
+        var statements: [StatementBatch.Statement] = []
+        var ranges: [Int: Range<Int>] = [:]
+        for (i, s) in staged.enumerated() where s.outcome == nil {
+            guard let joinCase = s.joinCase else { continue }
+            let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
+            ranges[i] = statements.count..<statements.count + reads.count
+            statements.append(contentsOf: reads)
+        }
+        return (statements, ranges)
     }
 
     /// Stage (3) for independent entries: each entry's writes (into its own batch, so that an
