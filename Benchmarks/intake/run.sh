@@ -155,30 +155,38 @@ INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES (
 COMMIT;
 SQL
 # The batch reference: what intake's BatchSubmitReports sends for 100 new reports, in ONE
-# transaction and one pgbench pipeline: the batch's customers locked in id order, then one
-# statement each over arrays for the idempotency locks, the lookups and the duplicate candidates,
-# then one multi-row INSERT per table (cases, history, reports, outbox, idempotency keys) and
+# transaction and one pgbench pipeline, as IntakeRepository.streamWave sends them: the batch's
+# customers locked in id order, the idempotency locks in one statement over an array, then in four
+# chunks of 25 the lookups and the duplicate candidates (one statement each over arrays), then per
+# chunk one multi-row INSERT per table (cases, history, reports, outbox, idempotency keys), and
 # COMMIT. Ids derive from the transaction id, so nothing waits for a reply and no statement needs
 # more than pgbench's 255 variables. Its tx/s x 100 is the reports/s a batch could reach if
-# intake cost nothing but its SQL and needed no replies between statements (intake waits for the
-# reads before it decides and writes).
+# intake cost nothing but its SQL.
 {
   n=100
-  list() { # template with @i for the row number -> comma-separated list over 1..n
-    local t=$1 i
-    for i in $(seq 1 $n); do printf '%s' "${t//@i/$i}"; [ "$i" = $n ] || printf ', '; done; }
+  chunks=4
+  size=$((n / chunks))
+  list() { # template with @i for the row number, first, last -> comma-separated list
+    local t=$1 from=$2 to=$3 i
+    for i in $(seq "$from" "$to"); do printf '%s' "${t//@i/$i}"; [ "$i" = "$to" ] || printf ', '; done; }
   for i in $(seq 1 $n); do echo "\\set c$i random(0, $CUSTOMERS - 1)"; done
   echo "\\startpipeline"
   echo "BEGIN;"
-  echo "SELECT data, owning_agent, id FROM customers WHERE id = ANY(ARRAY[$(list "'b' || :c@i")]) ORDER BY id FOR UPDATE;"
-  echo "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest(ARRAY[$(list "'intake.SubmitReport' || chr(31) || md5(txid_current() || '-r@i')")]) AS k ORDER BY 1 OFFSET 0) locks;"
-  echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')")], array_fill(repeat('ab', 32), ARRAY[$n])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
-  echo "SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred, q.i FROM unnest(ARRAY[$(list "'b' || :c@i")], array_fill(now(), ARRAY[$n])) WITH ORDINALITY AS q(customer_id, t, i) CROSS JOIN LATERAL (SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND receive_time BETWEEN q.t - make_interval(secs => 21600) AND q.t + make_interval(secs => 21600) ORDER BY receive_time DESC, id DESC LIMIT 20) r ORDER BY q.i, r.receive_time DESC, r.id;"
-  echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now())");"
-  echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')");"
-  echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())");"
-  echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'))");"
-  echo "INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES $(list "('intake.SubmitReport', md5(txid_current() || '-r@i'), repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'))");"
+  echo "SELECT data, owning_agent, id FROM customers WHERE id = ANY(ARRAY[$(list "'b' || :c@i" 1 $n)]) ORDER BY id FOR UPDATE;"
+  echo "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest(ARRAY[$(list "'intake.SubmitReport' || chr(31) || md5(txid_current() || '-r@i')" 1 $n)]) AS k ORDER BY 1 OFFSET 0) locks;"
+  for ((k = 0; k < chunks; k++)); do
+    from=$((k * size + 1)); to=$(((k + 1) * size))
+    echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)], array_fill(repeat('ab', 32), ARRAY[$size])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
+    echo "SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred, q.i FROM unnest(ARRAY[$(list "'b' || :c@i" $from $to)], array_fill(now(), ARRAY[$size])) WITH ORDINALITY AS q(customer_id, t, i) CROSS JOIN LATERAL (SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND receive_time BETWEEN q.t - make_interval(secs => 21600) AND q.t + make_interval(secs => 21600) ORDER BY receive_time DESC, id DESC LIMIT 20) r ORDER BY q.i, r.receive_time DESC, r.id;"
+  done
+  for ((k = 0; k < chunks; k++)); do
+    from=$((k * size + 1)); to=$(((k + 1) * size))
+    echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now())" $from $to);"
+    echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')" $from $to);"
+    echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())" $from $to);"
+    echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'))" $from $to);"
+    echo "INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES $(list "('intake.SubmitReport', md5(txid_current() || '-r@i'), repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'))" $from $to);"
+  done
   echo "COMMIT;"
   echo "\\endpipeline"
 } > "$W/submit-batch.sql"
