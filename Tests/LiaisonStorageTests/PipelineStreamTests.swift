@@ -106,6 +106,25 @@ final class PipelineStreamTests: XCTestCase {
         }
     }
 
+    /// A statement is prepared once per connection, whichever way it is sent: running the same
+    /// pipelines and streams again prepares nothing new.
+    func testStatementsArePreparedOncePerConnection() async throws {
+        try await pool.withConnection { c in
+            func prepared() throws -> Int { try c.query("SELECT count(*) FROM pg_prepared_statements").first!.decode(Int.self, 0) }
+            func run(_ k: Int) throws {
+                _ = try c.pipeline([("SELECT $1::int + 1", [k]), ("SELECT $1::text || 'x'", ["a"])])
+                try c.inTransaction { c in
+                    _ = try c.pipeline([("SELECT $1::int + 2", [k])])
+                    try c.streaming { p in _ = try p.query("SELECT $1::int + 3", [k]) }
+                }
+            }
+            try run(0)
+            let after = try prepared()
+            for k in 1...10 { try run(k) }
+            XCTAssertEqual(try prepared(), after)
+        }
+    }
+
     /// While a stream is open, the connection's own methods refuse to run.
     func testTheConnectionRefusesStatementsWhileAStreamIsOpen() async throws {
         try await pool.withConnection { c in
@@ -117,6 +136,31 @@ final class PipelineStreamTests: XCTestCase {
             }
             XCTAssertEqual(try c.query("SELECT 3").first!.decode(Int.self, 0), 3)
         }
+    }
+
+    /// A deadline cancels the statement the stream is waiting on: the call fails with
+    /// DEADLINE_EXCEEDED, the transaction writes nothing, and the connection goes back usable.
+    func testADeadlineCancelsTheStreamAndRollsBack() async throws {
+        let start = ContinuousClock.now
+        do {
+            _ = try await pool.withConnection(deadline: .now + .milliseconds(300)) { c in
+                try c.inTransaction { c in
+                    try c.streaming { p in
+                        try p.send([("INSERT INTO s (id, body) VALUES ($1, 'a')", [1])])
+                        try p.query("SELECT pg_sleep(30)")
+                        try p.commit()
+                    }
+                }
+            }
+            XCTFail("expected deadline exceeded")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .deadlineExceeded)
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(20))
+        let n = try await count()
+        XCTAssertEqual(n, 0)
+        let one = try await pool.transaction { c in try c.streaming { p in try p.query("SELECT 1").first!.decode(Int.self, 0) } }
+        XCTAssertEqual(one, 1)
     }
 
     /// Megabytes both ways at once: large rows written while large results are still unread.
