@@ -147,6 +147,7 @@ public final class PostgresConnection {
     {
         try ensureOpenTransaction()
         let first = pendingBegin != nil
+        if statements.isEmpty && !first { return [] }  // nothing to send: no round trip
         do {
             return try streaming { p in
                 for (i, s) in statements.enumerated() { try p.send([s], binaryResults: binaryResults.contains(i)) }
