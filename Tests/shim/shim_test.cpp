@@ -344,15 +344,26 @@ static void unary_call(lgrpc_channel *ch, const char *method, const std::string 
   lgrpc_client_call_release(call);
 }
 
+// Waits (up to 20 s) until `v` is no longer `unset`; returns its value.
+static int await_set(const std::atomic<int> &v, int unset = -1) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (v.load() == unset && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return v.load();
+}
+
 static void test_write_and_finish(lgrpc_channel *ch) {
   std::string msg = "unary request";
   {
+    g_unary_again_rc.store(-1);
     ClientCallCtx c;
     unary_call(ch, "/t.E/Unary", &msg, c);
     CHECK(c.code == 0);
     CHECK(c.reads.size() == 1 && c.reads[0] == msg);
     CHECK(has(c.trailer_md, "x-t", "1"));
-    CHECK(g_unary_again_rc.load() == LGRPC_ERR_CLOSED);
+    // The handler tries its second write_and_finish after the first one sent the status, so
+    // the client can see DONE before the handler has stored what the second call returned.
+    CHECK(await_set(g_unary_again_rc) == LGRPC_ERR_CLOSED);
   }
   {
     // No request message: the handler answers INTERNAL.
@@ -361,9 +372,10 @@ static void test_write_and_finish(lgrpc_channel *ch) {
     CHECK(c.code == 13 && c.reads.empty());
   }
   {
+    g_unary_busy_rc.store(-1);
     ClientCallCtx c;
     unary_call(ch, "/t.E/UnaryBusy", &msg, c);
-    CHECK(g_unary_busy_rc.load() == LGRPC_ERR_BUSY);
+    CHECK(await_set(g_unary_busy_rc) == LGRPC_ERR_BUSY);
     CHECK(c.code == 0);
     CHECK(c.reads.size() == 2 && c.reads[0] == msg && c.reads[1] == "z");
   }
