@@ -118,6 +118,13 @@ struct InsertTemplate {
     let prefix: Substring  // through "VALUES "
     let tuple: Substring   // "( ... )"
     let parameterCount: Int
+    /// `tuple` as text between placeholders and the placeholders' numbers.
+    let pieces: [Piece]
+
+    enum Piece {
+        case text(ArraySlice<UInt8>)
+        case placeholder(Int)
+    }
 
     init?(_ sql: String, parameterCount: Int) {
         let trimmed = sql.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -126,13 +133,13 @@ struct InsertTemplate {
         else { return nil }
         let rest = trimmed[values.upperBound...].drop { $0 == " " || $0 == "\n" || $0 == "\t" }
         guard rest.first == "(", Self.closingParenthesis(of: rest) == rest.index(before: rest.endIndex) else { return nil }
+        let pieces = Self.pieces(of: rest)
         // Every placeholder must be within 1...parameterCount.
-        var valid = true
-        Self.scan(rest) { n in if n < 1 || n > parameterCount { valid = false } }
-        guard valid else { return nil }
+        for case .placeholder(let n) in pieces where n < 1 || n > parameterCount { return nil }
         prefix = trimmed[..<rest.startIndex]
         tuple = rest
         self.parameterCount = parameterCount
+        self.pieces = pieces
     }
 
     /// One INSERT with a tuple per row; row k's placeholders are shifted by k * parameterCount.
@@ -167,9 +174,25 @@ struct InsertTemplate {
 
     /// Builds the text over UTF-8 bytes: the tuple's text between placeholders is copied as is.
     func build(rows: Int) -> String {
-        // The tuple as pieces of text and placeholder numbers, outside string literals.
-        enum Piece { case text(ArraySlice<UInt8>), placeholder(Int) }
-        let bytes = Array(tuple.utf8)
+        var out = Array(prefix.utf8)
+        out.reserveCapacity(out.count + rows * (tuple.utf8.count + 2 * parameterCount + 2))
+        for k in 0..<rows {
+            if k > 0 { out.append(contentsOf: ", ".utf8) }
+            for piece in pieces {
+                switch piece {
+                case .text(let t): out.append(contentsOf: t)
+                case .placeholder(let n):
+                    out.append(UInt8(ascii: "$"))
+                    out.append(contentsOf: String(n + k * parameterCount).utf8)
+                }
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Splits `s` at its placeholders (`$n` outside string literals).
+    static func pieces(of s: Substring) -> [Piece] {
+        let bytes = Array(s.utf8)
         var pieces: [Piece] = []
         var quoted = false
         var start = 0
@@ -195,20 +218,7 @@ struct InsertTemplate {
             i += 1
         }
         pieces.append(.text(bytes[start..<bytes.count]))
-        var out = Array(prefix.utf8)
-        out.reserveCapacity(out.count + rows * (bytes.count + 2 * parameterCount + 2))
-        for k in 0..<rows {
-            if k > 0 { out.append(contentsOf: ", ".utf8) }
-            for piece in pieces {
-                switch piece {
-                case .text(let t): out.append(contentsOf: t)
-                case .placeholder(let n):
-                    out.append(UInt8(ascii: "$"))
-                    out.append(contentsOf: String(n + k * parameterCount).utf8)
-                }
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return pieces
     }
 
     /// The index of the parenthesis closing the one at `s.startIndex`, outside string literals.
@@ -226,29 +236,5 @@ struct InsertTemplate {
             }
         }
         return nil
-    }
-
-    /// Walks `s`, handing placeholders (`$n` outside string literals) to `placeholder`.
-    static func scan(_ s: Substring, placeholder: (Int) -> Void) {
-        var quoted = false
-        var i = s.startIndex
-        while i < s.endIndex {
-            let ch = s[i]
-            if ch == "'" { quoted.toggle() }
-            if ch == "$", !quoted {
-                var j = s.index(after: i)
-                var n = 0
-                while j < s.endIndex, s[j].isASCII, let d = s[j].wholeNumberValue {
-                    n = n * 10 + d
-                    j = s.index(after: j)
-                }
-                if j > s.index(after: i) {
-                    placeholder(n)
-                    i = j
-                    continue
-                }
-            }
-            i = s.index(after: i)
-        }
     }
 }
