@@ -31,11 +31,10 @@ public enum Idempotency {
         public var lockKey: String { scope + "\u{1f}" + requestID }
     }
 
-    /// The stored response for a replay, or nil for a first request.
+    /// The stored response for a replay, or nil for a first request. One round trip: the lock
+    /// and the lookup go in one pipeline.
     public static func begin(_ c: PostgresConnection, _ key: Key) throws -> [UInt8]? {
-        let statements = beginStatements(key)
-        try c.query(statements[0].sql, statements[0].parameters)
-        return try replay(try c.query(statements[1].sql, statements[1].parameters).first, key)
+        try replay(try c.pipeline(beginStatements(key))[1].first, key)
     }
 
     /// `begin` as its two statements (the advisory lock, then the lookup), to send in a pipeline
