@@ -267,9 +267,7 @@ public final class PostgresConnection {
     /// outcome unknown, as for any COMMIT.
     public func commit(with statements: [(sql: String, parameters: [any PostgresBindable])]) throws {
         try ensureOpenTransaction()
-        guard committedEarly == false else {
-            throw PostgresError(.client, message: "commit(with:) is only valid inside an inTransaction body")
-        }
+        try checkCanCommit()
         if pendingBegin != nil, statements.isEmpty {
             // Nothing ran and nothing to write: there is no transaction to commit.
             committedEarly = true
