@@ -444,6 +444,14 @@ public final class IntakeRepository: Sendable {
     /// no plan can start from the reports of the whole window), then each case's most recent
     /// `maxCandidatesPerCase` reports in the window through `reports_case`. The work per
     /// submission is bounded whatever the table sizes and statistics.
+    ///
+    /// The window is written as row comparisons on `(case_id, receive_time)`, which only
+    /// `reports_case` can use. As a plain `receive_time BETWEEN`, `reports_receive_time` could
+    /// serve the same ordered, limited scan with the case as a filter; on a small, never analyzed
+    /// table both paths cost exactly the same, and a connection that cached its generic plan at
+    /// that moment kept walking the whole window of every customer's reports for each candidate
+    /// case (measured: 105 ms instead of 4 ms per 25-entry batch read, in about half the
+    /// benchmark runs). Now that index has nothing to bound its scan, and loses on cost.
     static let maxCandidatesPerCase = 20
     static let candidatesSQL = """
         WITH open_cases AS MATERIALIZED (
@@ -455,8 +463,8 @@ public final class IntakeRepository: Sendable {
             SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
             FROM reports
             WHERE case_id = oc.id
-              AND receive_time BETWEEN $2::timestamptz - make_interval(secs => $3)
-                                   AND $2::timestamptz + make_interval(secs => $3)
+              AND (case_id, receive_time) >= (oc.id, $2::timestamptz - make_interval(secs => $3))
+              AND (case_id, receive_time) <= (oc.id, $2::timestamptz + make_interval(secs => $3))
             ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
         ORDER BY r.receive_time DESC, r.id
         """
@@ -475,7 +483,8 @@ public final class IntakeRepository: Sendable {
             SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
             FROM reports
             WHERE case_id = oc.id
-              AND receive_time BETWEEN q.t - make_interval(secs => $3) AND q.t + make_interval(secs => $3)
+              AND (case_id, receive_time) >= (oc.id, q.t - make_interval(secs => $3))
+              AND (case_id, receive_time) <= (oc.id, q.t + make_interval(secs => $3))
             ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
         ORDER BY q.i, r.receive_time DESC, r.id
         """

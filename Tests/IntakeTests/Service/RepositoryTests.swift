@@ -85,6 +85,41 @@ final class IntakeRepositoryTests: XCTestCase {
         XCTAssertEqual(report.case, first.case.name)
     }
 
+    /// The duplicate-candidate reads (one submission, and a batch over arrays) scan each case's
+    /// reports through `reports_case` in the generic plan a connection caches while the tables
+    /// are empty, and no other index can serve that ordered, limited scan: with `reports_case`
+    /// gone, the planner must not fall back to walking `reports_receive_time` (the time index the
+    /// old `receive_time BETWEEN` window let it use, at exactly the same estimated cost on a
+    /// small table, so some connections cached it and scanned every report in the window).
+    func testCandidateReadsCanOnlyUseTheCaseIndex() async throws {
+        let (_, pool) = try await makeRepository()
+        let window = 86_400.0
+        let one = "EXECUTE cand_one('acme', '2026-11-29 12:00:00+00', \(window))"
+        let all = "EXECUTE cand_all('{acme,globex}', '{\"2026-11-29 12:00:00+00\",\"2026-11-29 12:00:00+00\"}', \(window))"
+        let plans: [String] = try await pool.withConnection { c in
+            try c.execute(script: """
+                SET plan_cache_mode = force_generic_plan;
+                PREPARE cand_one(text, timestamptz, float8) AS \(IntakeRepository.candidatesSQL);
+                PREPARE cand_all(text[], timestamptz[], float8) AS \(IntakeRepository.candidatesAllSQL);
+                """)
+            func explain(_ execute: String) throws -> String {
+                try c.query("EXPLAIN (COSTS OFF) \(execute)").rows.map { try $0.decode(String.self, 0) }
+                    .joined(separator: "\n")
+            }
+            var plans = [try explain(one), try explain(all)]
+            try c.execute(script: "BEGIN; DROP INDEX reports_case")
+            plans += [try explain(one), try explain(all)]
+            try c.execute(script: "ROLLBACK; DEALLOCATE cand_one; DEALLOCATE cand_all; RESET plan_cache_mode")
+            return plans
+        }
+        for plan in plans[0..<2] {
+            XCTAssertTrue(plan.contains("Index Scan Backward using reports_case on reports"), plan)
+        }
+        for plan in plans {
+            XCTAssertFalse(plan.contains("reports_receive_time"), plan)
+        }
+    }
+
     func testPageKeySplit() {
         XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).0, "A|b c")
         XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).1, "id-1")
