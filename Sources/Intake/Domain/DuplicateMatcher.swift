@@ -313,8 +313,8 @@ public enum DuplicateMatcher {
         let assessment = DuplicateAssessment(duplicate: isDuplicate, matchedReport: best.report.name,
                                              similarity: best.pair.score, threshold: config.threshold,
                                              signals: signals(candidate: candidate, against: best.report, best.pair, config: config))
-        let scoreText = String(format: "%.2f", best.pair.score)
-        let thresholdText = String(format: "%.2f", config.threshold)
+        let scoreText = twoDecimals(best.pair.score)
+        let thresholdText = twoDecimals(config.threshold)
         if isDuplicate {
             let why = best.pair.sameTicket
                 ? "same external ticket as \(best.report.name)"
@@ -435,7 +435,7 @@ public enum DuplicateMatcher {
         let textDetail: String
         switch raw.textBasis {
         case .exact: textDetail = raw.explanation?.summary ?? ""
-        case .fingerprint: textDetail = "estimated jaccard \(String(format: "%.2f", raw.textScore)) from MinHash fingerprints"
+        case .fingerprint: textDetail = "estimated jaccard \(twoDecimals(raw.textScore)) from MinHash fingerprints"
         case .none: textDetail = "earlier report has neither text nor fingerprint"
         }
         signals.append(DuplicateSignal(name: "text_similarity", score: raw.textScore, weight: config.textWeight,
