@@ -27,6 +27,46 @@ final class RandomizedTests: XCTestCase {
         }
     }
 
+    /// The candidate read returns its rows in no particular order: the matcher's decision must
+    /// not depend on the order of the open cases or of a case's reports. Random candidates from
+    /// a small vocabulary (so that scores tie), fingerprints or texts, mixed symptoms, services,
+    /// tickets and times, each matched in five random orders.
+    func testMatchDecisionDoesNotDependOnCandidateOrder() {
+        var rng = SeededGenerator(seed: 11)
+        let words = ["checkout", "fails", "error", "503", "login", "slow", "timeout", "payment", "page", "blank"]
+        func text() -> String { (0 ..< Int.random(in: 2 ... 5, using: &rng)).map { _ in words.randomElement(using: &rng)! }.joined(separator: " ") }
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let symptoms: [SymptomKind] = [.unspecified, .errors, .slow]
+        for round in 0 ..< 200 {
+            let newReport = NewReport(customer: "customers/acme", agent: "agents/a", text: text(),
+                                      symptom: symptoms.randomElement(using: &rng)!,
+                                      serviceHint: ["", "checkout"].randomElement(using: &rng)!,
+                                      receiveTime: t0, externalTicket: Bool.random(using: &rng) ? ExternalReference(system: "zd", id: "7") : nil,
+                                      symptomInferred: Bool.random(using: &rng))
+            var cases: [CaseCandidate] = []
+            for c in 0 ..< Int.random(in: 1 ... 6, using: &rng) {
+                let reports = (0 ..< Int.random(in: 1 ... 4, using: &rng)).map { r -> CandidateReport in
+                    let body = text()
+                    let useText = Bool.random(using: &rng)
+                    return CandidateReport(
+                        name: "reports/r\(round)-\(c)-\(r)", text: useText ? body : nil,
+                        fingerprint: useText ? nil : ReportFingerprint(text: body),
+                        symptom: symptoms.randomElement(using: &rng)!, serviceHint: ["", "checkout", "login"].randomElement(using: &rng)!,
+                        receiveTime: t0.addingTimeInterval(-Double(Int.random(in: 0 ... 3, using: &rng)) * 600),
+                        externalTicket: Int.random(in: 0 ... 9, using: &rng) == 0 ? ExternalReference(system: "zd", id: "7") : nil,
+                        symptomInferred: Bool.random(using: &rng))
+                }
+                cases.append(CaseCandidate(name: "cases/c\(c)", customer: "customers/acme", owner: "agents/o", reports: reports))
+            }
+            let expected = DuplicateMatcher.match(candidate: newReport, openCases: cases)
+            for _ in 0 ..< 5 {
+                var shuffled = cases.shuffled(using: &rng)
+                for i in shuffled.indices { shuffled[i].reports.shuffle(using: &rng) }
+                XCTAssertEqual(DuplicateMatcher.match(candidate: newReport, openCases: shuffled), expected, "round \(round)")
+            }
+        }
+    }
+
     func testRandomCaseOperationSequencesKeepInvariants() {
         var rng = SeededGenerator(seed: 42)
         let agents = ["agents/a", "agents/b", "agents/c"]
