@@ -113,7 +113,7 @@ final class SimilarityTests: XCTestCase {
     func testFingerprintEncodeDecodeRoundTrip() throws {
         let fp = ReportFingerprint(text: outage)
         let bytes = fp.encode()
-        XCTAssertEqual(bytes.count, 16 + 4 * 128)
+        XCTAssertEqual(bytes.count, 16 + 128)
         let back = try ReportFingerprint(decoding: bytes)
         XCTAssertEqual(back, fp)
         XCTAssertEqual(back.estimatedJaccard(with: fp), 1)
@@ -128,25 +128,50 @@ final class SimilarityTests: XCTestCase {
         XCTAssertThrowsError(try ReportFingerprint(decoding: []))
     }
 
-    /// Fingerprints stored before session 6 (version 1, 64-bit minima) decode to what the same
-    /// text's fingerprint is now, so old and new reports keep matching.
-    func testVersionOneFingerprintsDecodeToTodaysValues() throws {
+    /// Fingerprints stored in formats 1 (64-bit minima) and 2 (their high 32 bits) decode with
+    /// their width, narrow to what the same text's fingerprint is now, and compare with new
+    /// fingerprints at 8 bits, exactly as two new fingerprints do; two old ones still compare at
+    /// 32 bits, with no chance agreements to remove.
+    func testOlderFormatsDecodeAndCompareWithTodaysFingerprints() throws {
         let config = SimilarityConfig.standard
-        let shingles = config.shingles(outage)
-        var v1: [UInt8] = [1, UInt8(config.shingleSize)]
-        v1.appendBigEndian(UInt16(config.permutations))
-        v1.appendBigEndian(config.seed)
-        v1.appendBigEndian(UInt32(shingles.count))
-        for m in ReportFingerprint.minima(shingles: shingles, config: config) { v1.appendBigEndian(m) }
-        XCTAssertEqual(v1.count, 16 + 8 * 128)
-        let old = try ReportFingerprint(decoding: v1)
-        let now = ReportFingerprint(text: outage)
-        XCTAssertEqual(old, now)
-        XCTAssertEqual(old.estimatedJaccard(with: ReportFingerprint(text: paraphrases[0])),
-                       now.estimatedJaccard(with: ReportFingerprint(text: paraphrases[0])))
-        XCTAssertThrowsError(try ReportFingerprint(decoding: Array(v1.dropLast(4)))) { error in
-            XCTAssertEqual(error as? FingerprintDecodingError, .truncated)
+        func header(_ version: UInt8, _ shingles: Set<String>) -> [UInt8] {
+            var b: [UInt8] = [version, UInt8(config.shingleSize)]
+            b.appendBigEndian(UInt16(config.permutations))
+            b.appendBigEndian(config.seed)
+            b.appendBigEndian(UInt32(shingles.count))
+            return b
         }
+        func v1(_ text: String) -> [UInt8] {
+            let shingles = config.shingles(text)
+            var b = header(1, shingles)
+            for m in ReportFingerprint.minima(shingles: shingles, config: config) { b.appendBigEndian(m) }
+            return b
+        }
+        func v2(_ text: String) -> [UInt8] {
+            let shingles = config.shingles(text)
+            var b = header(2, shingles)
+            for m in ReportFingerprint.minima(shingles: shingles, config: config) { b.appendBigEndian(UInt32(truncatingIfNeeded: m >> 32)) }
+            return b
+        }
+        XCTAssertEqual(v1(outage).count, 16 + 8 * 128)
+        XCTAssertEqual(v2(outage).count, 16 + 4 * 128)
+        let now = ReportFingerprint(text: outage)
+        let paraphrase = ReportFingerprint(text: paraphrases[0])
+        for bytes in [v1(outage), v2(outage)] {
+            let old = try ReportFingerprint(decoding: bytes)
+            XCTAssertEqual(old.bits, 32)
+            XCTAssertEqual(old.minHashes.map { $0 & 0xff }, now.minHashes)
+            XCTAssertEqual(try ReportFingerprint(decoding: old.encode()), now)
+            XCTAssertEqual(old.estimatedJaccard(with: paraphrase), now.estimatedJaccard(with: paraphrase))
+            XCTAssertEqual(old.estimatedJaccard(with: now), 1)
+            XCTAssertThrowsError(try ReportFingerprint(decoding: Array(bytes.dropLast(4)))) { error in
+                XCTAssertEqual(error as? FingerprintDecodingError, .truncated)
+            }
+        }
+        let oldA = try ReportFingerprint(decoding: v2(outage))
+        let oldB = try ReportFingerprint(decoding: v2(paraphrases[0]))
+        let equal = zip(oldA.minHashes, oldB.minHashes).filter { $0 == $1 }.count
+        XCTAssertEqual(oldA.estimatedJaccard(with: oldB), Double(equal) / 128)
     }
 
     func testFingerprintIsDeterministicAndSeeded() {
@@ -184,8 +209,12 @@ final class SimilarityTests: XCTestCase {
             let error = abs(estimate - exact)
             totalError += error
             worst = max(worst, error)
-            // Standard error is sqrt(J(1-J)/128) <= 0.044; allow 4.5 sigma per pair.
-            let sigma = (exact * (1 - exact) / 128).squareRoot()
+            // b-bit minwise hashing: positions agree with probability P = J + (1 - J) r, r = 1/256,
+            // and the estimate's standard error is sqrt(P(1-P)/128) / (1 - r) (<= 0.045); allow
+            // 4.5 sigma per pair.
+            let r = 1.0 / 256
+            let agree = exact + (1 - exact) * r
+            let sigma = (agree * (1 - agree) / 128).squareRoot() / (1 - r)
             XCTAssertLessThanOrEqual(error, max(4.5 * sigma, 0.02), "exact \(exact) estimate \(estimate)")
         }
         let meanError = totalError / Double(pairs)
