@@ -463,14 +463,22 @@ public final class IntakeRepository: Sendable {
         SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
                r.ticket_system, r.ticket_id, r.symptom_inferred
         FROM open_cases oc
-        CROSS JOIN LATERAL (
+        CROSS JOIN LATERAL \(caseReportsInWindow(around: "$2::timestamptz")) r
+        """
+
+    /// The candidate reports of case `oc`: its most recent `maxCandidatesPerCase` reports received
+    /// within $3 seconds of `time` (the subquery both candidate reads join laterally).
+    static func caseReportsInWindow(around time: String) -> String {
+        """
+        (
             SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
             FROM reports
             WHERE case_id = oc.id
-              AND (case_id, receive_time) >= (oc.id, $2::timestamptz - make_interval(secs => $3))
-              AND (case_id, receive_time) <= (oc.id, $2::timestamptz + make_interval(secs => $3))
-            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
+              AND (case_id, receive_time) >= (oc.id, \(time) - make_interval(secs => $3))
+              AND (case_id, receive_time) <= (oc.id, \(time) + make_interval(secs => $3))
+            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase))
         """
+    }
 
     /// `candidatesSQL` for several submissions at once: $1 their customers, $2 their receive
     /// times (both arrays, in entry order), $3 the window. Each row ends with the entry's 1-based
@@ -482,13 +490,7 @@ public final class IntakeRepository: Sendable {
         CROSS JOIN LATERAL (
             SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN'
             ORDER BY update_time DESC LIMIT 100) oc
-        CROSS JOIN LATERAL (
-            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
-            FROM reports
-            WHERE case_id = oc.id
-              AND (case_id, receive_time) >= (oc.id, q.t - make_interval(secs => $3))
-              AND (case_id, receive_time) <= (oc.id, q.t + make_interval(secs => $3))
-            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)) r
+        CROSS JOIN LATERAL \(caseReportsInWindow(around: "q.t")) r
         """
 
     static let ticketSQL = """
@@ -564,7 +566,7 @@ public final class IntakeRepository: Sendable {
             ranges.append(statements.count..<statements.count + reads.count)
             statements.append(contentsOf: reads)
         }
-        // Binary results: the candidates' fingerprints (528 bytes each) arrive as bytes, not hex.
+        // Binary results: the candidates' fingerprints (144 bytes each) arrive as bytes, not hex.
         let read = try c.pipeline(statements, binaryResults: Set(statements.indices))
         return staged.indices.map { i in
             let r = Array(read[ranges[i]])
