@@ -220,6 +220,18 @@ final class SimilarityTests: XCTestCase {
         let meanError = totalError / Double(pairs)
         XCTAssertLessThan(meanError, 0.035, "mean absolute error \(meanError), worst \(worst)")
     }
+
+    /// `twoDecimals` writes exactly what `String(format: "%.2f")` writes: every thousandth and
+    /// ten-thousandth in [-2, 2] (the ties printf rounds to even), and random doubles.
+    func testTwoDecimalsMatchesPrintf() {
+        var values: [Double] = [0, -0.0, 1, 0.125, 0.375, 0.005, 0.015, 0.285, 1.015, 99.995, 1e14, .nan, .infinity]
+        for k in -20_000 ... 20_000 { values.append(Double(k) / 10_000) }
+        var rng = SplitMix64(seed: 7)
+        for _ in 0 ..< 20_000 { values.append(Double(rng.next() % 1_000_000_000) / 1e9 * 3 - 1) }
+        for v in values {
+            XCTAssertEqual(twoDecimals(v), String(format: "%.2f", v), "\(v)")
+        }
+    }
 }
 
 final class TextNormalizerFastPathTests: XCTestCase {
@@ -243,17 +255,5 @@ final class TextNormalizerFastPathTests: XCTestCase {
             XCTAssertEqual(n.fold(text), n.foldUnicode(text), text)
         }
         XCTAssertEqual(n.tokens(samples[0]), ["checkout", "fail", "error", "500", "payment", "retry", "3x", "didn", "help"])
-    }
-
-    /// `twoDecimals` writes exactly what `String(format: "%.2f")` writes: every thousandth and
-    /// ten-thousandth in [-2, 2] (the ties printf rounds to even), and random doubles.
-    func testTwoDecimalsMatchesPrintf() {
-        var values: [Double] = [0, -0.0, 1, 0.125, 0.375, 0.005, 0.015, 0.285, 1.015, 99.995, 1e14, .nan, .infinity]
-        for k in -20_000 ... 20_000 { values.append(Double(k) / 10_000) }
-        var rng = SplitMix64(seed: 7)
-        for _ in 0 ..< 20_000 { values.append(Double(rng.next() % 1_000_000_000) / 1e9 * 3 - 1) }
-        for v in values {
-            XCTAssertEqual(twoDecimals(v), String(format: "%.2f", v), "\(v)")
-        }
     }
 }

@@ -260,12 +260,8 @@ public struct ReportFingerprint: Hashable, Sendable {
 
     /// Computes the fingerprint of a shingle set.
     public init(shingles: Set<String>, config: SimilarityConfig = .standard) {
-        self.shingleSize = config.shingleSize
-        self.seed = config.seed
-        self.shingleCount = shingles.count
-        self.bits = Self.storedBits
-        let mask = UInt32((1 << Self.storedBits) - 1)
-        self.minHashes = Self.minima(shingles: shingles, config: config).map { UInt32(truncatingIfNeeded: $0 >> 32) & mask }
+        self.init(shingleSize: config.shingleSize, seed: config.seed, shingleCount: shingles.count,
+                  minHashes: Self.minima(shingles: shingles, config: config).map { UInt32(truncatingIfNeeded: $0 >> 32) })
     }
 
     /// The 64-bit minimum hash per permutation.
@@ -343,15 +339,16 @@ public struct ReportFingerprint: Hashable, Sendable {
         let count = Int(reader.u32()!)
         guard n >= 1, k >= 1 else { throw .invalid("shingle size and permutations must be positive") }
         guard bytes.count == 16 + width * k else { throw .truncated }
-        if width == 1 {
-            self.init(shingleSize: n, seed: seed, shingleCount: count,
-                      minHashes: bytes[16...].map { UInt32($0) }, bits: Self.storedBits)
-            return
-        }
         var mins: [UInt32] = []
         mins.reserveCapacity(k)
-        for _ in 0 ..< k { mins.append(width == 8 ? UInt32(truncatingIfNeeded: reader.u64()! >> 32) : reader.u32()!) }
-        self.init(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins, bits: 32)
+        for _ in 0 ..< k {
+            switch width {
+            case 8: mins.append(UInt32(truncatingIfNeeded: reader.u64()! >> 32))
+            case 4: mins.append(reader.u32()!)
+            default: mins.append(UInt32(reader.u8()!))
+            }
+        }
+        self.init(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins, bits: width == 1 ? Self.storedBits : 32)
     }
 }
 
