@@ -127,8 +127,9 @@ intake_round() {
 intake_round
 
 # Sizes of what intake wrote, for the pgbench transaction.
-read -r DATA FP EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
+read -r DATA FP CAND EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
   SELECT (SELECT avg(length(data))::int FROM reports), (SELECT avg(length(fingerprint))::int FROM reports),
+         (SELECT avg(length(candidates))::int FROM cases),
          (SELECT avg(length(payload))::int FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
          (SELECT avg(length(response))::int FROM idempotency_keys WHERE scope = 'intake.SubmitReport')")
 psql -q "$ref_url" -c "INSERT INTO customers (id, display_name, account_number, account_partition, region, country,
@@ -143,8 +144,8 @@ BEGIN;
 SELECT pg_advisory_xact_lock(hashtextextended('intake.SubmitReport' || chr(31) || :rid, 7));
 SELECT response, fingerprint = repeat('ab', 32) FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = :rid;
 SELECT data, owning_agent FROM customers WHERE id = 'b' || :c FOR UPDATE;
-WITH open_cases AS MATERIALIZED (SELECT id, owner FROM cases WHERE customer_id = 'b' || :c AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred FROM open_cases oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND (case_id, receive_time) >= (oc.id, now() - make_interval(secs => 21600)) AND (case_id, receive_time) <= (oc.id, now() + make_interval(secs => 21600)) ORDER BY receive_time DESC, id DESC LIMIT 20) r;
-INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES (:cid, 'b' || :c, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now());
+SELECT id, owner, candidates FROM cases WHERE customer_id = 'b' || :c AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100;
+INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time, candidates) VALUES (:cid, 'b' || :c, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now(), decode(repeat('a5', $CAND), 'hex'));
 INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES (:cid, 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || :rpt, 'agents/a1'], '');
 INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES (:rpt, 'b' || :c, :cid, 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now());
 INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'));
@@ -174,11 +175,11 @@ SQL
   for ((k = 0; k < chunks; k++)); do
     from=$((k * size + 1)); to=$(((k + 1) * size))
     echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)], array_fill(repeat('ab', 32), ARRAY[$size])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
-    echo "SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time, r.ticket_system, r.ticket_id, r.symptom_inferred, q.i FROM unnest(ARRAY[$(list "'b' || :c@i" $from $to)], array_fill(now(), ARRAY[$size])) WITH ORDINALITY AS q(customer_id, t, i) CROSS JOIN LATERAL (SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc CROSS JOIN LATERAL (SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred FROM reports WHERE case_id = oc.id AND (case_id, receive_time) >= (oc.id, q.t - make_interval(secs => 21600)) AND (case_id, receive_time) <= (oc.id, q.t + make_interval(secs => 21600)) ORDER BY receive_time DESC, id DESC LIMIT 20) r;"
+    echo "SELECT oc.id, oc.owner, oc.candidates, q.i FROM unnest(ARRAY[$(list "'b' || :c@i" $from $to)]) WITH ORDINALITY AS q(customer_id, i) CROSS JOIN LATERAL (SELECT id, owner, candidates FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc;"
   done
   for ((k = 0; k < chunks; k++)); do
     from=$((k * size + 1)); to=$(((k + 1) * size))
-    echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now())" $from $to);"
+    echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time, candidates) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now(), decode(repeat('a5', $CAND), 'hex'))" $from $to);"
     echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')" $from $to);"
     echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())" $from $to);"
     echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'))" $from $to);"
@@ -246,5 +247,5 @@ for clients in "${CLIENT_COUNTS[@]}"; do
   printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake single, joins" "$clients" "$s" "(none)" "" "$cs" "$cp" "$cc"
   json="$json\"single_dup_c${clients}_intake\": $s, "
 done
-echo "(load generator: $LOADGEN; medians of $ROUNDS alternating rounds, joins: 1 run; PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B event=${EVENT}B response=${RESP}B)"
+echo "(load generator: $LOADGEN; medians of $ROUNDS alternating rounds, joins: 1 run; PostgreSQL defaults: fsync=on, synchronous_commit=on; build: $CONFIG; pgbench runs the SubmitReport transaction with the measured sizes data=${DATA}B fingerprint=${FP}B candidates=${CAND}B event=${EVENT}B response=${RESP}B)"
 echo "${json%, }}"

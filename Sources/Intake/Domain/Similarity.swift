@@ -324,31 +324,43 @@ public struct ReportFingerprint: Hashable, Sendable {
     /// Decodes bytes made by `encode()`, or by format 1 (64-bit minima, kept as their high 32
     /// bits) or 2 (those 32 bits).
     public init(decoding bytes: [UInt8]) throws(FingerprintDecodingError) {
+        self = try Self.decode(bytes[...])
+    }
+
+    /// `init(decoding:)` over part of a larger buffer (a case's stored candidates), without a copy.
+    public init(decoding bytes: ArraySlice<UInt8>) throws(FingerprintDecodingError) {
+        self = try Self.decode(bytes)
+    }
+
+    private static func decode(_ bytes: ArraySlice<UInt8>) throws(FingerprintDecodingError) -> ReportFingerprint {
         guard bytes.count >= 16 else { throw .truncated }
+        let b = bytes.startIndex
+        func int(_ at: Int, _ width: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for i in 0 ..< width { v = v << 8 | UInt64(bytes[b + at + i]) }
+            return v
+        }
         let width: Int
-        switch bytes[0] {
+        switch bytes[b] {
         case 1: width = 8
         case 2: width = 4
         case Self.formatVersion: width = 1
-        default: throw .unsupportedVersion(bytes[0])
+        default: throw .unsupportedVersion(bytes[b])
         }
-        var reader = ByteReader(bytes: bytes, offset: 1)
-        let n = Int(reader.u8()!)
-        let k = Int(reader.u16()!)
-        let seed = reader.u64()!
-        let count = Int(reader.u32()!)
+        let n = Int(bytes[b + 1])
+        let k = Int(int(2, 2))
+        let seed = int(4, 8)
+        let count = Int(int(12, 4))
         guard n >= 1, k >= 1 else { throw .invalid("shingle size and permutations must be positive") }
         guard bytes.count == 16 + width * k else { throw .truncated }
-        var mins: [UInt32] = []
-        mins.reserveCapacity(k)
-        for _ in 0 ..< k {
-            switch width {
-            case 8: mins.append(UInt32(truncatingIfNeeded: reader.u64()! >> 32))
-            case 4: mins.append(reader.u32()!)
-            default: mins.append(UInt32(reader.u8()!))
-            }
+        let mins: [UInt32]
+        switch width {
+        case 1: mins = bytes[(b + 16)...].map { UInt32($0) }
+        case 4: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 4 * $0, 4)) }
+        default: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 8 * $0, 8) >> 32) }
         }
-        self.init(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins, bits: width == 1 ? Self.storedBits : 32)
+        return ReportFingerprint(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins,
+                                 bits: width == 1 ? Self.storedBits : 32)
     }
 }
 

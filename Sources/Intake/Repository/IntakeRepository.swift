@@ -440,57 +440,48 @@ public final class IntakeRepository: Sendable {
         return waves
     }
 
-    /// The duplicate candidates of a new report: the customer's open cases first (materialized, so
-    /// no plan can start from the reports of the whole window), then each case's most recent
-    /// `maxCandidatesPerCase` reports in the window through `reports_case`. The work per
-    /// submission is bounded whatever the table sizes and statistics.
+    /// The duplicate candidates of a new report: the customer's open cases (the 100 most recently
+    /// updated), each with `cases.candidates`, its newest `maxCandidatesPerCase` reports as the
+    /// matcher needs them (`CaseCandidates`). One row per case and no read of `reports`: reading
+    /// each case's reports in the window through `reports_case` (an index descent and a heap fetch
+    /// per report) was 70% of PostgreSQL's time per submission; the stored list is about three
+    /// times cheaper per case. The matcher keeps the entries in the window around the new
+    /// report; when a full list may hide older reports in that window (a report received long
+    /// before a busy case's latest ones), `caseWindowSQL` reads that case's reports instead.
+    /// $1 customer, $2 receive time ($3, the window, is `caseWindowSQL`'s).
+    static let maxCandidatesPerCase = 20
+    static let candidatesSQL = """
+        SELECT id, owner, candidates FROM cases WHERE customer_id = $1 AND state = 'OPEN'
+        ORDER BY update_time DESC LIMIT 100
+        """
+
+    /// `candidatesSQL` for several submissions at once: $1 their customers (an array, in entry
+    /// order). Each row ends with the entry's 1-based position (rows are not sorted).
+    static let candidatesAllSQL = """
+        SELECT oc.id, oc.owner, oc.candidates, q.i
+        FROM unnest($1::text[]) WITH ORDINALITY AS q(customer_id, i)
+        CROSS JOIN LATERAL (
+            SELECT id, owner, candidates FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN'
+            ORDER BY update_time DESC LIMIT 100) oc
+        """
+
+    /// One case's candidate reports read from `reports` (when its stored list cannot answer): its
+    /// most recent `maxCandidatesPerCase` reports received within $3 seconds of $2; $1 the case id.
     ///
     /// The window is written as row comparisons on `(case_id, receive_time)`, which only
     /// `reports_case` can use. As a plain `receive_time BETWEEN`, `reports_receive_time` could
     /// serve the same ordered, limited scan with the case as a filter; on a small, never analyzed
     /// table both paths cost exactly the same, and a connection that cached its generic plan at
-    /// that moment kept walking the whole window of every customer's reports for each candidate
-    /// case (measured: 105 ms instead of 4 ms per 25-entry batch read, in about half the
-    /// benchmark runs). Now that index has nothing to bound its scan, and loses on cost.
-    ///
-    /// The rows come in no particular order: the matcher's choice does not depend on it (it takes
-    /// the best pair under a total order), and sorting them here by text id was a fifth of the
-    /// statement's time.
-    static let maxCandidatesPerCase = 20
-    static let candidatesSQL = """
-        WITH open_cases AS MATERIALIZED (
-            SELECT id, owner FROM cases WHERE customer_id = $1 AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100)
-        SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
-               r.ticket_system, r.ticket_id, r.symptom_inferred
-        FROM open_cases oc
-        CROSS JOIN LATERAL \(caseReportsInWindow(around: "$2::timestamptz")) r
-        """
-
-    /// The candidate reports of case `oc`: its most recent `maxCandidatesPerCase` reports received
-    /// within $3 seconds of `time` (the subquery both candidate reads join laterally).
-    static func caseReportsInWindow(around time: String) -> String {
-        """
-        (
-            SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
-            FROM reports
-            WHERE case_id = oc.id
-              AND (case_id, receive_time) >= (oc.id, \(time) - make_interval(secs => $3))
-              AND (case_id, receive_time) <= (oc.id, \(time) + make_interval(secs => $3))
-            ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase))
-        """
-    }
-
-    /// `candidatesSQL` for several submissions at once: $1 their customers, $2 their receive
-    /// times (both arrays, in entry order), $3 the window. Each row ends with the entry's 1-based
-    /// position (rows are not sorted).
-    static let candidatesAllSQL = """
-        SELECT oc.id, oc.owner, r.id, r.fingerprint, r.symptom, r.service_hint, r.receive_time,
-               r.ticket_system, r.ticket_id, r.symptom_inferred, q.i
-        FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS q(customer_id, t, i)
-        CROSS JOIN LATERAL (
-            SELECT id, owner FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN'
-            ORDER BY update_time DESC LIMIT 100) oc
-        CROSS JOIN LATERAL \(caseReportsInWindow(around: "q.t")) r
+    /// that moment kept walking the whole window of every customer's reports (measured: 105 ms
+    /// instead of 4 ms per 25-entry batch read, in about half the benchmark runs, when every
+    /// candidate read went this way). Now that index has nothing to bound its scan.
+    static let caseWindowSQL = """
+        SELECT id, fingerprint, symptom, service_hint, receive_time, ticket_system, ticket_id, symptom_inferred
+        FROM reports
+        WHERE case_id = $1
+          AND (case_id, receive_time) >= ($1, $2::timestamptz - make_interval(secs => $3))
+          AND (case_id, receive_time) <= ($1, $2::timestamptz + make_interval(secs => $3))
+        ORDER BY receive_time DESC, id DESC LIMIT \(maxCandidatesPerCase)
         """
 
     static let ticketSQL = """
@@ -549,7 +540,7 @@ public final class IntakeRepository: Sendable {
         var stored: PostgresRow?
         /// The customer's `data, owning_agent` (locked), nil if there is no such customer.
         var customer: PostgresRow?
-        /// The duplicate candidates (`candidatesSQL`'s columns), in no particular order.
+        /// The customer's open cases (`candidatesSQL`'s columns), in no particular order.
         var candidates: [PostgresRow] = []
         /// The first report with the same help-desk ticket (`ticketSQL`'s columns).
         var ticket: PostgresRow?
@@ -637,7 +628,9 @@ public final class IntakeRepository: Sendable {
         var ranges: [Int: Range<Int>] = [:]
         for (i, s) in staged.enumerated() where s.outcome == nil {
             guard let joinCase = s.joinCase else { continue }
+            // The case (locked), then its stored candidates as of that lock.
             let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
+                + [("SELECT candidates FROM cases WHERE id = $1", [joinCase] as [any PostgresBindable])]
             ranges[i] = statements.count..<statements.count + reads.count
             statements.append(contentsOf: reads)
         }
@@ -672,9 +665,7 @@ public final class IntakeRepository: Sendable {
         var statements: [StatementBatch.Statement] = [
             (Idempotency.lookupAllSQL, [submitScope, TextArray(staged.map(\.requestID)),
                                         TextArray(staged.map(\.key.fingerprint))]),
-            (candidatesAllSQL, [TextArray(staged.map(\.customerID)),
-                                TextArray(staged.map { ($0.submission.receiveTime ?? $0.now).postgresText! }),
-                                settings.duplicate.window]),
+            (candidatesAllSQL, [TextArray(staged.map(\.customerID))]),
         ]
         var ticketAt: [Int: Int] = [:]
         for (i, s) in staged.enumerated() {
@@ -691,7 +682,7 @@ public final class IntakeRepository: Sendable {
         var reads = staged.map { SubmissionReads(customer: customers[$0.customerID]) }
         // The lookup and candidate rows end with the entry's 1-based position in the arrays.
         for row in read[0].rows { reads[Int(try row.decode(Int64.self, 2)) - 1].stored = row }
-        for row in read[1].rows { reads[Int(try row.decode(Int64.self, 10)) - 1].candidates.append(row) }
+        for row in read[1].rows { reads[Int(try row.decode(Int64.self, 3)) - 1].candidates.append(row) }
         for (i, at) in ticketAt { reads[i].ticket = read[at].first }
         return reads
     }
@@ -736,7 +727,7 @@ public final class IntakeRepository: Sendable {
     static func readStatements(_ s: StagedSubmission, settings: IntakeSettings) -> [(sql: String, parameters: [any PostgresBindable])] {
         var reads = Idempotency.beginStatements(s.key)
         reads.append(("SELECT data, owning_agent FROM customers WHERE id = $1 FOR UPDATE", [s.customerID]))
-        reads.append((candidatesSQL, [s.customerID, s.submission.receiveTime ?? s.now, settings.duplicate.window]))
+        reads.append((candidatesSQL, [s.customerID]))
         if let t = s.submission.externalTicket { reads.append((ticketSQL, [s.customerID, t.system, t.id])) }
         return reads
     }
@@ -795,26 +786,10 @@ public final class IntakeRepository: Sendable {
                 ])
             if m.state == CaseState.open.protoName { joinCase = m.caseID }
         } else {
-            var cases: [String: CaseCandidate] = [:]
-            var order: [String] = []
-            for row in read.candidates {
-                let caseName = "cases/" + (try row.decode(String.self, 0))
-                let fingerprint = try? ReportFingerprint(decoding: try row.decode(ByteA.self, 3).bytes)
-                let system = try row.decode(String?.self, 7)
-                let ticketID = try row.decode(String?.self, 8)
-                let ref = CandidateReport(
-                    name: "reports/" + (try row.decode(String.self, 2)), text: nil, fingerprint: fingerprint,
-                    symptom: symptom(named: try row.decode(String.self, 4)), serviceHint: try row.decode(String.self, 5),
-                    receiveTime: try row.decode(Date.self, 6),
-                    externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } },
-                    symptomInferred: try row.decode(Bool.self, 9))
-                if cases[caseName] == nil {
-                    order.append(caseName)
-                    cases[caseName] = CaseCandidate(name: caseName, customer: submission.customer, owner: try row.decode(String.self, 1), reports: [])
-                }
-                cases[caseName]!.reports.append(ref)
+            let openCases = try read.candidates.map { row in
+                try caseCandidate(row, around: candidate.receiveTime, customer: submission.customer, c, settings: settings)
             }
-            let decision = DuplicateMatcher.match(candidate: candidate, openCases: order.map { cases[$0]! },
+            let decision = DuplicateMatcher.match(candidate: candidate, openCases: openCases,
                                                   config: settings.duplicate, candidateShingles: shingles,
                                                   candidateFingerprint: fingerprint)
             assessment = decision.assessment
@@ -844,6 +819,32 @@ public final class IntakeRepository: Sendable {
         s.report = report
     }
 
+    /// One open case of `candidatesSQL` as the matcher sees it: its reports within the window
+    /// around `time`, from the stored list, or from `reports` when the list cannot tell
+    /// (`CaseCandidates.coversWindow`).
+    static func caseCandidate(_ row: PostgresRow, around time: Date, customer: String, _ c: some SQLQuerier,
+                              settings: IntakeSettings) throws -> CaseCandidate {
+        let id = try row.decode(String.self, 0)
+        let window = settings.duplicate.window
+        let reports: [CandidateReport]
+        if let stored = try CaseCandidates.matcherReports(try row.decode(ByteA.self, 2).bytes, around: time, seconds: window) {
+            reports = stored
+        } else {
+            reports = try c.query(caseWindowSQL, [id, time, window], binaryResults: true).rows.map { r in
+                let system = try r.decode(String?.self, 5)
+                let ticketID = try r.decode(String?.self, 6)
+                return CandidateReport(
+                    name: "reports/" + (try r.decode(String.self, 0)), text: nil,
+                    fingerprint: try? ReportFingerprint(decoding: try r.decode(ByteA.self, 1).bytes),
+                    symptom: symptom(named: try r.decode(String.self, 2)), serviceHint: try r.decode(String.self, 3),
+                    receiveTime: try r.decode(Date.self, 4),
+                    externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } },
+                    symptomInferred: try r.decode(Bool.self, 7))
+            }
+        }
+        return CaseCandidate(name: "cases/" + id, customer: customer, owner: try row.decode(String.self, 1), reports: reports)
+    }
+
     /// Stage (3): the writes of one decided submission; `joined` holds the stage (2) results of
     /// the case it joins.
     static func write(_ s: StagedSubmission, joined joinedResults: [PostgresResult]?, into writes: StatementBatch,
@@ -859,24 +860,32 @@ public final class IntakeRepository: Sendable {
         let actor = s.actor
         let newOwner = s.newOwner
         var report = s.report
-        var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind])?
+        var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind], candidates: CaseCandidates)?
         if let results = joinedResults, let (current, version) = try caseFrom(results, history: false) {
-            joined = (current, version, try results[1].rows.map { symptom(named: try $0.decode(String.self, 2)) })
+            joined = (current, version, try results[1].rows.map { symptom(named: try $0.decode(String.self, 2)) },
+                      try CaseCandidates(decoding: try results[3].first!.decode(ByteA.self, 0).bytes))
         }
+        // The new report as an entry of its case's stored candidates.
+        let entry = CaseCandidates.Entry(
+            id: reportID, receiveMicros: CaseCandidates.Entry.micros(candidate.receiveTime),
+            fingerprint: s.fingerprint!.encode(), symptom: candidate.symptom.protoName, serviceHint: report.serviceHint,
+            ticketSystem: report.hasExternalTicket ? report.externalTicket.system : nil,
+            ticketID: report.hasExternalTicket ? report.externalTicket.id : nil, symptomInferred: candidate.symptomInferred)
 
         let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
         var caseCreated = false
         var caseVersion: Int64
         var record: CaseRecord
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
-        if let joinCase, let (current, version, symptoms) = joined {
+        if let joinCase, let (current, version, symptoms, candidates) = joined {
             report.case = current.name
             var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
             next.symptom = SymptomClassifier.dominant(symptoms + [candidate.symptom])
             caseVersion = version + 1
             // Case, history, report: the order of a new case's writes, so that a wave's joins and
             // new cases coalesce into one insert per table (`StatementBatch.coalesce`).
-            try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false)
+            try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false,
+                         candidates: candidates.adding(entry))
             try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
             record = next
@@ -886,7 +895,7 @@ public final class IntakeRepository: Sendable {
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
             caseVersion = 1
-            try saveCase(writes, old: nil, new: record, version: 1, moveReports: false)
+            try saveCase(writes, old: nil, new: record, version: 1, moveReports: false, candidates: CaseCandidates([entry]))
             report.case = record.name
             try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
@@ -1028,25 +1037,35 @@ public final class IntakeRepository: Sendable {
 
     /// Writes a case after a domain operation: the row (inserted, or updated to `version`), the new
     /// history entries, and the `case_id` of reports that moved into it.
-    /// `moveReports` false skips the report update when the caller writes the reports itself.
+    /// `moveReports` false skips the report update when the caller writes the reports itself; it
+    /// then passes the case's `candidates` (a report opening or joining the case), which are
+    /// written with the row. Otherwise, when the case's reports changed, PostgreSQL recomputes
+    /// its stored candidates from `reports` after the move (`intake_case_candidates`): a caller
+    /// moving reports between cases saves the case receiving them first (split), or leaves the
+    /// one giving them up empty (merge).
     static func saveCase(_ c: some SQLWriter, old: CaseRecord?, new: CaseRecord, version: Int64,
-                         moveReports: Bool = true) throws {
+                         moveReports: Bool = true, candidates: CaseCandidates? = nil) throws {
         let id = ResourceName.caseId(new.name)!
         let values: [any PostgresBindable] = [
             id, ResourceName.customerId(new.customer)!, new.title, new.state.protoName, new.owner, new.symptom.protoName,
             new.outcome.rawValue, new.outcomeNote, new.mergedInto, TextArray(new.incidents), new.customerNotifyTime,
             new.closeTime, version, new.createTime, new.updateTime,
         ]
-        if old == nil {
+        if let candidates {
+            let values = values + [ByteA(candidates.encoded())]
+            if old == nil {
+                try c.write("""
+                    INSERT INTO cases (\(caseColumns), candidates)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                    """, values)
+            } else {
+                try c.write("UPDATE cases SET \(caseUpdateAssignments), candidates = $16 WHERE id = $1", values)
+            }
+        } else if old == nil {
             try c.write("INSERT INTO cases (\(caseColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                         values)
         } else {
-            try c.write("""
-                UPDATE cases SET customer_id = $2, title = $3, state = $4, owner = $5, symptom = $6, outcome = $7,
-                    outcome_note = $8, merged_into = $9, incidents = $10, customer_notify_time = $11, close_time = $12,
-                    version = $13, create_time = $14, update_time = $15
-                WHERE id = $1
-                """, values)
+            try c.write("UPDATE cases SET \(caseUpdateAssignments) WHERE id = $1", values)
         }
         // Positions already stored; `new` carries the same offset as `old` (see historyOffset).
         let stored = old.map { $0.historyOffset + $0.history.count } ?? 0
@@ -1063,7 +1082,18 @@ public final class IntakeRepository: Sendable {
             try c.write("UPDATE reports SET case_id = $1, update_time = $2 WHERE id = ANY($3) AND case_id <> $1",
                         [id, new.updateTime, TextArray(moved)])
         }
+        if candidates == nil && oldReports != Set(new.reportNames) {
+            try c.write(new.reportNames.isEmpty
+                            ? "UPDATE cases SET candidates = '' WHERE id = $1"
+                            : "UPDATE cases SET candidates = intake_case_candidates(id) WHERE id = $1", [id])
+        }
     }
+
+    static let caseUpdateAssignments = """
+        customer_id = $2, title = $3, state = $4, owner = $5, symptom = $6, outcome = $7, outcome_note = $8,
+        merged_into = $9, incidents = $10, customer_notify_time = $11, close_time = $12, version = $13,
+        create_time = $14, update_time = $15
+        """
 
     /// Reads one case.
     func getCase(id: String) async throws -> Liaison_Intake_V1_Case? {

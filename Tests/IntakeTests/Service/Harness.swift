@@ -169,3 +169,19 @@ extension GoogleRPCStatus {
     /// The ErrorInfo reason.
     var reason: String? { details.compactMap { $0.errorInfo?.reason }.first }
 }
+
+/// Every case's stored duplicate candidates (`cases.candidates`, written by intake in Swift)
+/// equal, byte for byte, what PostgreSQL computes from its reports (`intake_case_candidates`);
+/// `cases`, when given, is how many cases there must be.
+func assertStoredCandidatesMatchReports(_ pool: PostgresPool, cases: Int? = nil,
+                                        file: StaticString = #filePath, line: UInt = #line) async throws {
+    let r = try await pool.query("""
+        SELECT count(*), count(*) FILTER (WHERE candidates <> intake_case_candidates(id)),
+               coalesce(string_agg(id, ', ') FILTER (WHERE candidates <> intake_case_candidates(id)), '')
+        FROM cases
+        """).first!
+    if let cases { XCTAssertEqual(try r.decode(Int.self, 0), cases, "cases", file: file, line: line) }
+    let differing = try r.decode(String.self, 2)
+    XCTAssertEqual(try r.decode(Int.self, 1), 0, "cases whose stored candidates differ: \(differing)", file: file, line: line)
+}
+

@@ -75,6 +75,7 @@ final class IntakeRPCTests: XCTestCase {
             let accepted = try await pool.query(
                 "SELECT count(*) FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted' AND destination = 'correlation'")
             XCTAssertEqual(try accepted.first!.decode(Int.self, 0), 7)
+            try await assertStoredCandidatesMatchReports(pool)
         }
     }
 
@@ -286,6 +287,7 @@ final class IntakeRPCTests: XCTestCase {
                        (SELECT count(*) FROM idempotency_keys WHERE scope = 'intake.SubmitReport')
                 """).first!
             XCTAssertEqual(try (0..<5).map { try counts.decode(Int.self, $0) }, [7, 5, 7, 7, 7])
+            try await assertStoredCandidatesMatchReports(pool)
             // Each stored row reads back as the response said.
             for result in r.results {
                 var get = Liaison_Intake_V1_GetReportRequest()
@@ -346,6 +348,7 @@ final class IntakeRPCTests: XCTestCase {
                 """).first!
             // Reports: 40 + 40 + 10; cases: 40 + 20 new.
             XCTAssertEqual(try (0..<4).map { try counts.decode(Int.self, $0) }, [90, 60, 90, 90])
+            try await assertStoredCandidatesMatchReports(pool)
             for result in r.results {
                 var get = Liaison_Intake_V1_GetReportRequest()
                 get.name = result.response.report.name
@@ -458,7 +461,7 @@ final class IntakeRPCTests: XCTestCase {
 
     /// Merge, split, assign, close and reopen over RPC, with etags and history.
     func testCaseLifecycleWithEtags() async throws {
-        try await withIntake { client, _ in
+        try await withIntake { client, pool in
             try await client.upsert([makeCustomer("acme"), makeCustomer("globex")])
             let a = try await client.submitReport(submitRequest(makeReport(customer: "acme", text: "Login fails with error 500")))
             let b = try await client.submitReport(submitRequest(makeReport(
@@ -477,6 +480,8 @@ final class IntakeRPCTests: XCTestCase {
             merge.etag = a.case.etag
             merge.requestID = rid()
             let merged = try await client.mergeCases(merge)
+            // The survivor's stored duplicate candidates now list both reports; the merged case's none.
+            try await assertStoredCandidatesMatchReports(pool, cases: 3)
             XCTAssertEqual(merged.reports.count, 2)
             XCTAssertNotEqual(merged.etag, a.case.etag)
             var get = Liaison_Intake_V1_GetCaseRequest()
@@ -509,6 +514,7 @@ final class IntakeRPCTests: XCTestCase {
             XCTAssertEqual(parts.originalCase.reports, [a.report.name])
             XCTAssertEqual(parts.newCase.reports, [b.report.name])
             XCTAssertEqual(parts.newCase.owner, "agents/a2")
+            try await assertStoredCandidatesMatchReports(pool, cases: 4)
             getReport.name = b.report.name
             let awaited8 = try await client.getReport(getReport).case
             XCTAssertEqual(awaited8, parts.newCase.name)

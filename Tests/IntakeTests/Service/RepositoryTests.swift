@@ -85,39 +85,84 @@ final class IntakeRepositoryTests: XCTestCase {
         XCTAssertEqual(report.case, first.case.name)
     }
 
-    /// The duplicate-candidate reads (one submission, and a batch over arrays) scan each case's
-    /// reports through `reports_case` in the generic plan a connection caches while the tables
-    /// are empty, and no other index can serve that ordered, limited scan: with `reports_case`
-    /// gone, the planner must not fall back to walking `reports_receive_time` (the time index the
-    /// old `receive_time BETWEEN` window let it use, at exactly the same estimated cost on a
-    /// small table, so some connections cached it and scanned every report in the window).
-    func testCandidateReadsCanOnlyUseTheCaseIndex() async throws {
+    /// The duplicate-candidate reads (one submission, and a batch over arrays) read one row per
+    /// open case and never touch `reports`. The per-case fallback read (`caseWindowSQL`) scans the
+    /// case's reports through `reports_case` in the generic plan a connection caches while the
+    /// tables are empty, and no other index can serve that ordered, limited scan: with
+    /// `reports_case` gone, the planner must not fall back to walking `reports_receive_time` (the
+    /// time index an old `receive_time BETWEEN` window let it use, at exactly the same estimated
+    /// cost on a small table, so some connections cached it and scanned every report in the window).
+    func testCandidateReadsStayOnTheirIndexes() async throws {
         let (_, pool) = try await makeRepository()
         let window = 86_400.0
-        let one = "EXECUTE cand_one('acme', '2026-11-29 12:00:00+00', \(window))"
-        let all = "EXECUTE cand_all('{acme,globex}', '{\"2026-11-29 12:00:00+00\",\"2026-11-29 12:00:00+00\"}', \(window))"
+        let one = "EXECUTE cand_one('acme')"
+        let all = "EXECUTE cand_all('{acme,globex}')"
+        let fallback = "EXECUTE cand_case('k1', '2026-11-29 12:00:00+00', \(window))"
         let plans: [String] = try await pool.withConnection { c in
             try c.execute(script: """
                 SET plan_cache_mode = force_generic_plan;
-                PREPARE cand_one(text, timestamptz, float8) AS \(IntakeRepository.candidatesSQL);
-                PREPARE cand_all(text[], timestamptz[], float8) AS \(IntakeRepository.candidatesAllSQL);
+                PREPARE cand_one(text) AS \(IntakeRepository.candidatesSQL);
+                PREPARE cand_all(text[]) AS \(IntakeRepository.candidatesAllSQL);
+                PREPARE cand_case(text, timestamptz, float8) AS \(IntakeRepository.caseWindowSQL);
                 """)
             func explain(_ execute: String) throws -> String {
                 try c.query("EXPLAIN (COSTS OFF) \(execute)").rows.map { try $0.decode(String.self, 0) }
                     .joined(separator: "\n")
             }
-            var plans = [try explain(one), try explain(all)]
+            var plans = [try explain(one), try explain(all), try explain(fallback)]
             try c.execute(script: "BEGIN; DROP INDEX reports_case")
-            plans += [try explain(one), try explain(all)]
-            try c.execute(script: "ROLLBACK; DEALLOCATE cand_one; DEALLOCATE cand_all; RESET plan_cache_mode")
+            plans += [try explain(fallback)]
+            try c.execute(script: "ROLLBACK; DEALLOCATE ALL; RESET plan_cache_mode")
             return plans
         }
         for plan in plans[0..<2] {
-            XCTAssertTrue(plan.contains("Index Scan Backward using reports_case on reports"), plan)
+            XCTAssertTrue(plan.contains("cases_customer_open"), plan)
+            XCTAssertFalse(plan.contains("reports"), plan)
         }
-        for plan in plans {
-            XCTAssertFalse(plan.contains("reports_receive_time"), plan)
+        XCTAssertTrue(plans[2].contains("Index Scan Backward using reports_case on reports"), plans[2])
+        XCTAssertFalse(plans[3].contains("reports_receive_time"), plans[3])
+    }
+
+    /// A report received long before a busy case's latest reports: the case's stored candidates
+    /// (its 20 newest reports, all after the window around the new report) cannot answer, so the
+    /// repository reads that case's reports in the window, and the report joins the case through
+    /// its older reports, as it did when every candidate read went to `reports`.
+    func testBackdatedReportStillFindsOlderReportsOfABusyCase() async throws {
+        let (repo, pool) = try await makeRepository()
+        try await upsert(repo, [makeCustomer("acme")])
+        let now = Date()
+        let text = "Checkout returns error 503 for every payment attempt since the deploy"
+        func submit(_ receive: Date, ticket: String? = nil) async throws -> Liaison_Intake_V1_SubmitReportResponse {
+            var r = makeReport(customer: "acme", text: text, receive: receive, ticket: ticket)
+            r.symptom = .errors
+            let request = submitRequest(r)
+            return try await repo.submit(request.report, requestID: request.requestID, requestBytes: try deterministicBytes(request))
         }
+        let first = try await submit(now.addingTimeInterval(-8 * 3600), ticket: "T-1")
+        let second = try await submit(now.addingTimeInterval(-4 * 3600))
+        XCTAssertEqual(second.case.name, first.case.name)
+        for i in 0..<21 {
+            let r = try await submit(now.addingTimeInterval(-Double(i)))
+            XCTAssertEqual(r.case.name, first.case.name)
+        }
+        // 7 hours back: the window reaches the reports at -8 h and -4 h, not the 21 recent ones.
+        let late = try await submit(now.addingTimeInterval(-7 * 3600))
+        XCTAssertTrue(late.duplicate)
+        XCTAssertEqual(late.case.name, first.case.name)
+        XCTAssertTrue([first.report.name, second.report.name].contains(late.report.duplicateAssessment.matchedReport),
+                      late.report.duplicateAssessment.matchedReport)
+        try await assertStoredCandidatesMatchReports(pool, cases: 1)
+        // The stored list holds the 20 newest, newest first; the ticket survives the round trip.
+        let stored = try await pool.query("SELECT candidates FROM cases").first!.decode(ByteA.self, 0).bytes
+        let entries = try CaseCandidates(decoding: stored).entries
+        XCTAssertEqual(entries.count, 20)
+        XCTAssertEqual(entries.map(\.receiveMicros), entries.map(\.receiveMicros).sorted(by: >))
+        let all = try CaseCandidates(decoding: try await pool.query(
+            "SELECT string_agg(intake_candidate_entry(id, receive_time, fingerprint, symptom, service_hint, ticket_system, ticket_id, symptom_inferred), ''::bytea) FROM reports WHERE ticket_id IS NOT NULL"
+        ).first!.decode(ByteA.self, 0).bytes).entries
+        XCTAssertEqual(all.map(\.ticketID), ["T-1"])
+        XCTAssertEqual(all.first?.symptom, "SYMPTOM_KIND_ERRORS")
+        XCTAssertEqual(all.first.map { Int64($0.receiveTime.timeIntervalSince1970) }, Int64(now.addingTimeInterval(-8 * 3600).timeIntervalSince1970))
     }
 
     func testPageKeySplit() {

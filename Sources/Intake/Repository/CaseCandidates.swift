@@ -1,0 +1,206 @@
+import Foundation
+
+/// What the duplicate matcher needs of a case's most recent reports, stored on the case row
+/// (`cases.candidates`, migration 0005), so that the candidate read of a new report is one row
+/// per open case instead of an index descent and a heap fetch per report.
+///
+/// The bytes are the ones the migration's `intake_case_candidates(case_id)` computes from the
+/// reports table: at most `IntakeRepository.maxCandidatesPerCase` entries, newest first
+/// (receive time, then id in byte order, both descending), each an `Entry` encoded as
+/// `intake_candidate_entry` does. The repository writes them with the case when a report opens
+/// or joins it, and has PostgreSQL recompute them when reports move between cases.
+struct CaseCandidates: Equatable {
+    /// One report, with the columns of `reports` the matcher reads.
+    struct Entry: Equatable {
+        var id: String
+        /// `receive_time` in whole microseconds since 1970-01-01 UTC (as PostgreSQL stores it).
+        var receiveMicros: Int64
+        /// `fingerprint` as stored (`ReportFingerprint.encode`).
+        var fingerprint: [UInt8]
+        var symptom: String
+        var serviceHint: String
+        var ticketSystem: String?
+        var ticketID: String?
+        var symptomInferred: Bool
+
+        /// The receive time as the Date the binary timestamptz decoder builds for it.
+        var receiveTime: Date { CaseCandidates.date(micros: receiveMicros) }
+
+        /// Microseconds as PostgreSQL stores a bound Date (rounded to nearest, as `Date.postgresText`).
+        static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+
+        /// Newest first: receive time, then id in byte order, both descending.
+        static func newerFirst(_ a: Entry, _ b: Entry) -> Bool {
+            a.receiveMicros != b.receiveMicros
+                ? a.receiveMicros > b.receiveMicros : b.id.utf8.lexicographicallyPrecedes(a.id.utf8)
+        }
+    }
+
+    /// Newest first.
+    private(set) var entries: [Entry]
+
+    init(_ entries: [Entry] = []) {
+        self.entries = entries.sorted(by: Entry.newerFirst)
+        if self.entries.count > IntakeRepository.maxCandidatesPerCase {
+            self.entries.removeLast(self.entries.count - IntakeRepository.maxCandidatesPerCase)
+        }
+    }
+
+    /// The case's candidates after `entry` joins it: the newest `maxCandidatesPerCase` of both.
+    func adding(_ entry: Entry) -> CaseCandidates { CaseCandidates(entries + [entry]) }
+
+    /// The Date the binary timestamptz decoder builds for `micros` since 1970.
+    static func date(micros: Int64) -> Date {
+        var (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        if fraction < 0 {
+            seconds -= 1
+            fraction += 1_000_000
+        }
+        return Date(timeIntervalSince1970: Double(seconds) + Double(fraction) / 1_000_000)
+    }
+
+    /// The window in microseconds, as the SQL computes it: the bound time (rounded to whole
+    /// microseconds) plus or minus `make_interval(secs => window)` (rounded likewise).
+    static func bounds(around time: Date, seconds window: Double) -> (from: Int64, to: Int64) {
+        let t = Entry.micros(time)
+        let w = Int64((window * 1_000_000).rounded())
+        return (t - w, t + w)
+    }
+
+    // MARK: - Reading for the matcher
+
+    /// The reports of stored candidates `bytes` received within `window` seconds of `time`, as
+    /// the matcher takes them, in one pass and without decoding what lies outside the window;
+    /// nil when the list cannot answer for that window: when it is full, its oldest entry lies in
+    /// or after the window and its newest after it, older reports beyond it may lie in the window
+    /// (when it is full and all inside, those are the newest there; when its oldest is before
+    /// the window, everything beyond is older still). This runs for every open case of the
+    /// customer on every submission.
+    static func matcherReports(_ bytes: [UInt8], around time: Date, seconds window: Double) throws -> [CandidateReport]? {
+        let (from, to) = bounds(around: time, seconds: window)
+        var reports: [CandidateReport] = []
+        var count = 0
+        var oldest = Int64.max
+        var allBeforeEnd = true
+        var at = 0
+        func int(_ width: Int) throws -> Int64 {
+            guard at + width <= bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
+            var v: UInt64 = 0
+            for i in 0..<width { v = v << 8 | UInt64(bytes[at + i]) }
+            at += width
+            return width == 8 ? Int64(bitPattern: v) : Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: v)))
+        }
+        /// The next field's bytes (nil for NULL).
+        func field() throws -> Range<Int>? {
+            let n = try int(4)
+            if n == -1 { return nil }
+            guard n >= 0, at + Int(n) <= bytes.count
+            else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(at - 4)") }
+            defer { at += Int(n) }
+            return at..<at + Int(n)
+        }
+        func text(_ r: Range<Int>?) -> String? { r.map { String(decoding: bytes[$0], as: UTF8.self) } }
+        while at < bytes.count {
+            let micros = try int(8)
+            let id = try field(), fingerprint = try field(), symptom = try field(), service = try field()
+            let ticketSystem = try field(), ticketID = try field()
+            guard at < bytes.count, let id, let fingerprint, let symptom, let service
+            else { throw FormatError(description: "cases.candidates: truncated or NULL field before byte \(at)") }
+            let inferred = bytes[at] != 0
+            at += 1
+            count += 1
+            oldest = micros
+            if micros > to { allBeforeEnd = false }
+            guard micros >= from && micros <= to else { continue }
+            let system = text(ticketSystem), ticket = text(ticketID)
+            reports.append(CandidateReport(
+                name: "reports/" + String(decoding: bytes[id], as: UTF8.self), text: nil,
+                fingerprint: try? ReportFingerprint(decoding: bytes[fingerprint]),
+                symptom: symptomKind(bytes[symptom]), serviceHint: String(decoding: bytes[service], as: UTF8.self),
+                receiveTime: date(micros: micros),
+                externalTicket: system.flatMap { s in ticket.map { ExternalReference(system: s, id: $0) } },
+                symptomInferred: inferred))
+        }
+        if count == IntakeRepository.maxCandidatesPerCase && oldest >= from && !allBeforeEnd { return nil }
+        return reports
+    }
+
+    /// The symptom named by stored UTF-8 bytes (`symptom(named:)` without making a String).
+    private static let symptomNames: [(name: [UInt8], kind: SymptomKind)] = SymptomKind.known.map { (Array($0.protoName.utf8), $0) }
+    private static func symptomKind(_ name: ArraySlice<UInt8>) -> SymptomKind {
+        symptomNames.first { $0.name.elementsEqual(name) }?.kind ?? .unspecified
+    }
+
+    // MARK: - Encoding
+
+    /// Decoding failures name what was wrong; the bytes come from our own column.
+    struct FormatError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    init(decoding bytes: [UInt8]) throws {
+        var entries: [Entry] = []
+        var at = 0
+        func int(_ width: Int) throws -> Int64 {
+            guard at + width <= bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
+            var v: UInt64 = 0
+            for i in 0..<width { v = v << 8 | UInt64(bytes[at + i]) }
+            at += width
+            return width == 8 ? Int64(bitPattern: v) : Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: v)))
+        }
+        func field() throws -> [UInt8]? {
+            let n = try int(4)
+            if n == -1 { return nil }
+            guard n >= 0, at + Int(n) <= bytes.count
+            else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(at - 4)") }
+            defer { at += Int(n) }
+            return Array(bytes[at..<at + Int(n)])
+        }
+        func text() throws -> String? { try field().map { String(decoding: $0, as: UTF8.self) } }
+        func required<T>(_ v: T?, _ name: String) throws -> T {
+            guard let v else { throw FormatError(description: "cases.candidates: \(name) is NULL") }
+            return v
+        }
+        while at < bytes.count {
+            let micros = try int(8)
+            let id = try required(try text(), "id")
+            let fingerprint = try required(try field(), "fingerprint")
+            let symptom = try required(try text(), "symptom")
+            let serviceHint = try required(try text(), "service_hint")
+            let ticketSystem = try text()
+            let ticketID = try text()
+            guard at < bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
+            let inferred = bytes[at] != 0
+            at += 1
+            entries.append(Entry(id: id, receiveMicros: micros, fingerprint: fingerprint, symptom: symptom,
+                                 serviceHint: serviceHint, ticketSystem: ticketSystem, ticketID: ticketID,
+                                 symptomInferred: inferred))
+        }
+        self.entries = entries
+    }
+
+    /// The column value (what `intake_case_candidates` computes).
+    func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(entries.count * 240)
+        func int(_ v: Int64, _ width: Int) {
+            for i in stride(from: width - 1, through: 0, by: -1) { out.append(UInt8(truncatingIfNeeded: v >> (8 * i))) }
+        }
+        func field<C: Collection>(_ bytes: C?) where C.Element == UInt8 {
+            guard let bytes else { return int(-1, 4) }
+            int(Int64(bytes.count), 4)
+            out.append(contentsOf: bytes)
+        }
+        for e in entries {
+            int(e.receiveMicros, 8)
+            field(e.id.utf8)
+            field(e.fingerprint)
+            field(e.symptom.utf8)
+            field(e.serviceHint.utf8)
+            field(e.ticketSystem?.utf8)
+            field(e.ticketID?.utf8)
+            out.append(e.symptomInferred ? 1 : 0)
+        }
+        return out
+    }
+}
