@@ -47,11 +47,14 @@ extension NewReport {
     /// The matcher's view of a validated submission. The symptom is the submitted one, or the one
     /// `classifier` infers from the text when unspecified (so that the symptom signal is known on
     /// both sides as often as possible; store the same resolved symptom on the report).
-    /// `receiveTime` must be set (validation guarantees it); `nil` falls back to `now`.
+    /// `receiveTime` must be set (validation guarantees it); `nil` falls back to `now`. `tokens`,
+    /// when given, are the text split by the classifier's normalizer (computed once by a caller
+    /// that also shingles them).
     public init(_ submission: ReportSubmission, customerOwningAgent: String = "",
-                classifier: SymptomClassifier = SymptomClassifier(), now: Date) {
+                classifier: SymptomClassifier = SymptomClassifier(), tokens: [String]? = nil, now: Date) {
         self.init(customer: submission.customer, agent: submission.agent, text: submission.text,
-                  symptom: classifier.resolve(submission.symptom, text: submission.text),
+                  symptom: tokens.map { classifier.resolve(submission.symptom, tokens: $0) }
+                      ?? classifier.resolve(submission.symptom, text: submission.text),
                   serviceHint: submission.serviceHint, receiveTime: submission.receiveTime ?? now,
                   externalTicket: submission.externalTicket, customerOwningAgent: customerOwningAgent,
                   symptomInferred: !submission.symptom.isSpecified)

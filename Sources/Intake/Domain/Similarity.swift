@@ -174,8 +174,10 @@ public struct SimilarityConfig: Sendable, Hashable {
     /// The shingle set of `text`: word n-grams (joined by a space) of its tokens. A text with fewer
     /// tokens than `shingleSize` yields its whole token sequence as one shingle; a text without
     /// tokens yields the empty set.
-    public func shingles(_ text: String) -> Set<String> {
-        let tokens = normalizer.tokens(text)
+    public func shingles(_ text: String) -> Set<String> { shingles(tokens: normalizer.tokens(text)) }
+
+    /// `shingles(_:)` of a text already split by `normalizer`.
+    public func shingles(tokens: [String]) -> Set<String> {
         guard !tokens.isEmpty else { return [] }
         guard tokens.count >= shingleSize else { return [tokens.joined(separator: " ")] }
         if shingleSize == 1 { return Set(tokens) }
@@ -355,7 +357,13 @@ public struct ReportFingerprint: Hashable, Sendable {
         guard bytes.count == 16 + width * k else { throw .truncated }
         let mins: [UInt32]
         switch width {
-        case 1: mins = bytes[(b + 16)...].map { UInt32($0) }
+        case 1:
+            mins = bytes[(b + 16)...].withUnsafeBufferPointer { src in
+                [UInt32](unsafeUninitializedCapacity: k) { dst, n in
+                    for i in 0 ..< k { dst[i] = UInt32(src[i]) }
+                    n = k
+                }
+            }
         case 4: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 4 * $0, 4)) }
         default: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 8 * $0, 8) >> 32) }
         }

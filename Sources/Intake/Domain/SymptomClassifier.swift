@@ -14,7 +14,8 @@ public struct SymptomInference: Hashable, Sendable {
 /// Portuguese. The symptom with most keyword hits wins; ties go to the more severe symptom
 /// (UNAVAILABLE, then ERRORS, DATA, SLOW).
 public struct SymptomClassifier: Sendable {
-    private let normalizer: TextNormalizer
+    /// How texts are split into the tokens `infer(tokens:)` expects.
+    public let normalizer: TextNormalizer
     private let keywords: [(SymptomKind, Set<String>)]
 
     /// Raw keyword lists per symptom, in tie-break order.
@@ -42,8 +43,10 @@ public struct SymptomClassifier: Sendable {
     }
 
     /// The symptom suggested by `text`.
-    public func infer(_ text: String) -> SymptomInference {
-        let tokens = normalizer.tokens(text)
+    public func infer(_ text: String) -> SymptomInference { infer(tokens: normalizer.tokens(text)) }
+
+    /// The symptom suggested by a text already split by `normalizer`.
+    public func infer(tokens: [String]) -> SymptomInference {
         var best = SymptomInference(symptom: .unspecified, matched: [])
         for (kind, words) in keywords {
             let hits = tokens.filter { words.contains($0) }
@@ -57,6 +60,11 @@ public struct SymptomClassifier: Sendable {
     /// The given symptom when specified, else the inferred one.
     public func resolve(_ given: SymptomKind, text: String) -> SymptomKind {
         given.isSpecified ? given : infer(text).symptom
+    }
+
+    /// `resolve(_:text:)` with the text already split by `normalizer`.
+    public func resolve(_ given: SymptomKind, tokens: [String]) -> SymptomKind {
+        given.isSpecified ? given : infer(tokens: tokens).symptom
     }
 
     /// The dominant symptom of a case (`Case.symptom`): the most frequent specified symptom among

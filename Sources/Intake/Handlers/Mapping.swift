@@ -19,6 +19,30 @@ func deterministicBytes(_ message: some SwiftProtobuf.Message) throws -> [UInt8]
     return try message.serializedBytes(options: options)
 }
 
+/// `deterministicBytes(message)` followed by one more embedded-message field, `number`, whose
+/// encoding is already at hand (`field`): a submission's report is encoded once and carried by its
+/// row, its ReportAccepted event and its stored response. `message` must leave that field unset.
+/// Parsers accept fields in any order (and this one is not repeated), so the bytes decode to
+/// `message` with the field set; they are not compared byte for byte anywhere.
+func deterministicBytes(_ message: some SwiftProtobuf.Message, appendingField number: Int, _ field: [UInt8]) throws
+    -> [UInt8]
+{
+    var out = try deterministicBytes(message)
+    func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+    out.reserveCapacity(out.count + field.count + 12)
+    varint(UInt64(number) << 3 | 2)  // wire type 2: length-delimited
+    varint(UInt64(field.count))
+    out.append(contentsOf: field)
+    return out
+}
+
 /// Proto <-> domain conversions. Enums convert by number, so unknown numbers reach the domain as
 /// `.unrecognized(n)` and validation rejects them with a field violation.
 enum Mapping {

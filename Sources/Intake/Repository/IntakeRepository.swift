@@ -750,10 +750,13 @@ public final class IntakeRepository: Sendable {
                 field: "report.agent",
                 description: "required: \(submission.customer) has no owning agent, so the report must name its agent")])
         }
-        let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, now: now)
+        // The text is split once when the classifier and the similarity split it alike (the default).
+        let similarity = settings.duplicate.similarity
+        let tokens = similarity.normalizer == classifier.normalizer ? similarity.normalizer.tokens(submission.text) : nil
+        let candidate = NewReport(submission, customerOwningAgent: owningAgent, classifier: classifier, tokens: tokens, now: now)
         // Shingles and fingerprint once: the matcher uses them, the report row stores the fingerprint.
-        let shingles = settings.duplicate.similarity.shingles(candidate.text)
-        let fingerprint = ReportFingerprint(shingles: shingles, config: settings.duplicate.similarity)
+        let shingles = tokens.map { similarity.shingles(tokens: $0) } ?? similarity.shingles(candidate.text)
+        let fingerprint = ReportFingerprint(shingles: shingles, config: similarity)
         let reportID = RandomUUID.make().uuidString.lowercased()
         let reportName = "reports/" + reportID
         let input = s.input
@@ -875,6 +878,7 @@ public final class IntakeRepository: Sendable {
         let ref = ReportRef(name: reportName, receiveTime: candidate.receiveTime)
         var caseCreated = false
         var caseVersion: Int64
+        let reportBytes: [UInt8]
         var record: CaseRecord
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
         if let joinCase, let (current, version, symptoms, candidates) = joined {
@@ -886,7 +890,7 @@ public final class IntakeRepository: Sendable {
             // new cases coalesce into one insert per table (`StatementBatch.coalesce`).
             try saveCase(writes, old: current, new: next, version: caseVersion, moveReports: false,
                          candidates: candidates.adding(entry))
-            try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
+            reportBytes = try insertReport(writes, id: reportID, caseID: joinCase, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
             record = next
         } else {
@@ -897,19 +901,23 @@ public final class IntakeRepository: Sendable {
             caseVersion = 1
             try saveCase(writes, old: nil, new: record, version: 1, moveReports: false, candidates: CaseCandidates([entry]))
             report.case = record.name
-            try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate, fingerprint: s.fingerprint!,
+            reportBytes = try insertReport(writes, id: reportID, caseID: caseID, report: report, candidate: candidate, fingerprint: s.fingerprint!,
                              duplicate: assessment.duplicate, settings: settings)
             caseCreated = true
         }
         let caseProto = Mapping.proto(record, version: caseVersion)
 
+        // The report is encoded once, for its row, its event and the stored response.
         var accepted = Liaison_Intake_V1_ReportAccepted()
         let (h1, id1) = header(aggregate: reportName, version: 1, requestID: requestID, at: now)
         accepted.header = h1
-        accepted.report = report
         accepted.customerSnapshot = report.customerSnapshot
         accepted.duplicate = assessment.duplicate
-        events.append((accepted, id1, settings.directoryEventDestinations))
+        if !settings.directoryEventDestinations.isEmpty {
+            try Outbox.enqueue(writes, eventID: id1, topic: Liaison_Intake_V1_ReportAccepted.protoMessageName,
+                               payload: try deterministicBytes(accepted, appendingField: 2, reportBytes),
+                               destinations: settings.directoryEventDestinations)
+        }
         if caseCreated {
             var opened = Liaison_Intake_V1_CaseOpened()
             let (h2, id2) = header(aggregate: record.name, version: caseVersion, requestID: requestID, at: now)
@@ -921,11 +929,11 @@ public final class IntakeRepository: Sendable {
         for (event, id, destinations) in events { try publish(writes, event, id, destinations) }
 
         var response = Liaison_Intake_V1_SubmitReportResponse()
-        response.report = report
         response.case = caseProto
         response.caseCreated = caseCreated
         response.duplicate = assessment.duplicate
-        try Idempotency.record(writes, s.key, response: try deterministicBytes(response))
+        try Idempotency.record(writes, s.key, response: try deterministicBytes(response, appendingField: 1, reportBytes))
+        response.report = report
         return response
     }
 
@@ -934,10 +942,13 @@ public final class IntakeRepository: Sendable {
         try open(event)
     }
 
+    /// Inserts the report row; returns the report's encoding (its `data`).
+    @discardableResult
     static func insertReport(_ c: some SQLWriter, id: String, caseID: String, report: Liaison_Intake_V1_Report,
                              candidate: NewReport, fingerprint: ReportFingerprint, duplicate: Bool,
-                             settings: IntakeSettings) throws {
+                             settings: IntakeSettings) throws -> [UInt8] {
         let snap = report.customerSnapshot
+        let data = try deterministicBytes(report)
         try c.write("""
             INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system,
                 ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier,
@@ -950,9 +961,10 @@ public final class IntakeRepository: Sendable {
                 report.serviceHint, report.hasExternalTicket ? report.externalTicket.system : nil as String?,
                 report.hasExternalTicket ? report.externalTicket.id : nil as String?, duplicate,
                 ByteA(fingerprint.encode()), snap.region, snap.country, Tier(rawValue: snap.tier.rawValue).protoName,
-                snap.accountPartition, snap.whiteGlove, ByteA(try deterministicBytes(report)), candidate.receiveTime,
+                snap.accountPartition, snap.whiteGlove, ByteA(data), candidate.receiveTime,
                 report.createTime.date, candidate.symptomInferred,
             ])
+        return data
     }
 
     // MARK: - Cases
