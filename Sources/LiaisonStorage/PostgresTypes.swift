@@ -230,14 +230,21 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
     public init(_ values: [String]) { self.values = values }
 
     public var postgresText: String? {
-        "{" + values.map { v in
-            var s = "\""
-            for ch in v.unicodeScalars {
-                if ch == "\"" || ch == "\\" { s.unicodeScalars.append("\\") }
-                s.unicodeScalars.append(ch)
+        // Every element quoted, `"` and `\` escaped; built as UTF-8 bytes (both are ASCII, so
+        // no multi-byte sequence can contain them).
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 3 })
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            for b in v.utf8 {
+                if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(b)
             }
-            return s + "\""
-        }.joined(separator: ",") + "}"
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     public init(postgresText: String) throws {

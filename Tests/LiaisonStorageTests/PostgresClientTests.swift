@@ -22,7 +22,7 @@ final class PostgresClientTests: XCTestCase {
         let row = try await pool.query(
             "SELECT $1::text, $2::bigint, $3::float8, $4::bool, $5::timestamptz, $6::uuid, $7::bytea, $8::text[], $9::text",
             ["tab\there 'quote' \"dq\" é", Int64.max, 3.25, true, date, id, ByteA([0, 1, 254, 255]),
-             TextArray(["a", "b,c", "d\"e", "", "f\\g"]), String?.none]
+             TextArray(["a", "b,c", "d\"e", "", "f\\g", "é☃ {x}"]), String?.none]
         ).first!
         XCTAssertEqual(try row.decode(String.self, 0), "tab\there 'quote' \"dq\" é")
         XCTAssertEqual(try row.decode(Int64.self, 1), Int64.max)
@@ -31,7 +31,7 @@ final class PostgresClientTests: XCTestCase {
         XCTAssertEqual(try row.decode(Date.self, 4).timeIntervalSince1970, date.timeIntervalSince1970, accuracy: 0.000001)
         XCTAssertEqual(try row.decode(UUID.self, 5), id)
         XCTAssertEqual(try row.decode(ByteA.self, 6), ByteA([0, 1, 254, 255]))
-        XCTAssertEqual(try row.decode(TextArray.self, 7).values, ["a", "b,c", "d\"e", "", "f\\g"])
+        XCTAssertEqual(try row.decode(TextArray.self, 7).values, ["a", "b,c", "d\"e", "", "f\\g", "é☃ {x}"])
         XCTAssertNil(try row.decode(String?.self, 8))
         XCTAssertTrue(row.isNull(8))
         XCTAssertThrowsError(try row.decode(String.self, 8))  // NULL into non-optional
