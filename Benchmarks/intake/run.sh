@@ -154,16 +154,16 @@ COMMIT;
 SQL
 # The batch reference: what intake's BatchSubmitReports sends for 100 new reports, in ONE
 # transaction and one pgbench pipeline, as IntakeRepository.streamWave sends them: the batch's
-# customers locked in id order, the idempotency locks in one statement over an array, then in four
-# chunks of 25 the lookups and the duplicate candidates (one statement each over arrays), then per
+# customers locked in id order, the idempotency locks in one statement over an array, then in eight
+# chunks of 13 (the last of 9) the lookups and the duplicate candidates (one statement each over arrays), then per
 # chunk one multi-row INSERT per table (cases, history, reports, outbox, idempotency keys), and
 # COMMIT. Ids derive from the transaction id, so nothing waits for a reply and no statement needs
 # more than pgbench's 255 variables. Its tx/s x 100 is the reports/s a batch could reach if
 # intake cost nothing but its SQL.
 {
   n=100
-  chunks=4
-  size=$((n / chunks))
+  chunks=8  # IntakeRepository.waveChunks; chunks of max(8, ceil(n / chunks)) entries, the last one shorter
+  size=$(((n + chunks - 1) / chunks)); [ "$size" -ge 8 ] || size=8
   list() { # template with @i for the row number, first, last -> comma-separated list
     local t=$1 from=$2 to=$3 i
     for i in $(seq "$from" "$to"); do printf '%s' "${t//@i/$i}"; [ "$i" = "$to" ] || printf ', '; done; }
@@ -172,13 +172,13 @@ SQL
   echo "BEGIN;"
   echo "SELECT data, owning_agent, id FROM customers WHERE id = ANY(ARRAY[$(list "'b' || :c@i" 1 $n)]) ORDER BY id FOR UPDATE;"
   echo "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest(ARRAY[$(list "'intake.SubmitReport' || chr(31) || md5(txid_current() || '-r@i')" 1 $n)]) AS k ORDER BY 1 OFFSET 0) locks;"
-  for ((k = 0; k < chunks; k++)); do
-    from=$((k * size + 1)); to=$(((k + 1) * size))
-    echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)], array_fill(repeat('ab', 32), ARRAY[$size])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
+  for ((k = 0; k * size < n; k++)); do
+    from=$((k * size + 1)); to=$(((k + 1) * size)); [ "$to" -le "$n" ] || to=$n
+    echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)], array_fill(repeat('ab', 32), ARRAY[$((to - from + 1))])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
     echo "SELECT oc.id, oc.owner, oc.candidates, q.i FROM unnest(ARRAY[$(list "'b' || :c@i" $from $to)]) WITH ORDINALITY AS q(customer_id, i) CROSS JOIN LATERAL (SELECT id, owner, candidates FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc;"
   done
-  for ((k = 0; k < chunks; k++)); do
-    from=$((k * size + 1)); to=$(((k + 1) * size))
+  for ((k = 0; k * size < n; k++)); do
+    from=$((k * size + 1)); to=$(((k + 1) * size)); [ "$to" -le "$n" ] || to=$n
     echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time, candidates) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now(), decode(repeat('a5', $CAND), 'hex'))" $from $to);"
     echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')" $from $to);"
     echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())" $from $to);"

@@ -567,7 +567,7 @@ public final class IntakeRepository: Sendable {
     }
 
     /// Chunks a batch wave is cut into (see `streamWave`).
-    static let waveChunks = 4
+    static let waveChunks = 8
 
     /// A wave of a batch, on the batch's stream: the same three stages as `submitWave`, cut into
     /// `waveChunks` chunks so that the database and intake work at the same time. All the
