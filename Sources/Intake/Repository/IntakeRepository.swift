@@ -824,7 +824,7 @@ public final class IntakeRepository: Sendable {
 
     /// One open case of `candidatesSQL` as the matcher sees it: its reports within the window
     /// around `time`, from the stored list, or from `reports` when the list cannot tell
-    /// (`CaseCandidates.coversWindow`).
+    /// (`CaseCandidates.matcherReports` returns nil).
     static func caseCandidate(_ row: PostgresRow, around time: Date, customer: String, _ c: some SQLQuerier,
                               settings: IntakeSettings) throws -> CaseCandidate {
         let id = try row.decode(String.self, 0)
