@@ -82,44 +82,21 @@ struct CaseCandidates: Equatable {
         var count = 0
         var oldest = Int64.max
         var allBeforeEnd = true
-        var at = 0
-        func int(_ width: Int) throws -> Int64 {
-            guard at + width <= bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
-            var v: UInt64 = 0
-            for i in 0..<width { v = v << 8 | UInt64(bytes[at + i]) }
-            at += width
-            return width == 8 ? Int64(bitPattern: v) : Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: v)))
-        }
-        /// The next field's bytes (nil for NULL).
-        func field() throws -> Range<Int>? {
-            let n = try int(4)
-            if n == -1 { return nil }
-            guard n >= 0, at + Int(n) <= bytes.count
-            else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(at - 4)") }
-            defer { at += Int(n) }
-            return at..<at + Int(n)
-        }
+        var reader = Reader(bytes: bytes)
         func text(_ r: Range<Int>?) -> String? { r.map { String(decoding: bytes[$0], as: UTF8.self) } }
-        while at < bytes.count {
-            let micros = try int(8)
-            let id = try field(), fingerprint = try field(), symptom = try field(), service = try field()
-            let ticketSystem = try field(), ticketID = try field()
-            guard at < bytes.count, let id, let fingerprint, let symptom, let service
-            else { throw FormatError(description: "cases.candidates: truncated or NULL field before byte \(at)") }
-            let inferred = bytes[at] != 0
-            at += 1
+        while let e = try reader.next() {
             count += 1
-            oldest = micros
-            if micros > to { allBeforeEnd = false }
-            guard micros >= from && micros <= to else { continue }
-            let system = text(ticketSystem), ticket = text(ticketID)
+            oldest = e.micros
+            if e.micros > to { allBeforeEnd = false }
+            guard e.micros >= from && e.micros <= to else { continue }
+            let system = text(e.ticketSystem), ticket = text(e.ticketID)
             reports.append(CandidateReport(
-                name: "reports/" + String(decoding: bytes[id], as: UTF8.self), text: nil,
-                fingerprint: try? ReportFingerprint(decoding: bytes[fingerprint]),
-                symptom: symptomKind(bytes[symptom]), serviceHint: String(decoding: bytes[service], as: UTF8.self),
-                receiveTime: date(micros: micros),
+                name: "reports/" + String(decoding: bytes[e.id], as: UTF8.self), text: nil,
+                fingerprint: try? ReportFingerprint(decoding: bytes[e.fingerprint]),
+                symptom: symptomKind(bytes[e.symptom]), serviceHint: String(decoding: bytes[e.serviceHint], as: UTF8.self),
+                receiveTime: date(micros: e.micros),
                 externalTicket: system.flatMap { s in ticket.map { ExternalReference(system: s, id: $0) } },
-                symptomInferred: inferred))
+                symptomInferred: e.symptomInferred))
         }
         if count == IntakeRepository.maxCandidatesPerCase && oldest >= from && !allBeforeEnd { return nil }
         return reports
@@ -140,43 +117,61 @@ struct CaseCandidates: Equatable {
 
     init(decoding bytes: [UInt8]) throws {
         var entries: [Entry] = []
+        var reader = Reader(bytes: bytes)
+        func text(_ r: Range<Int>) -> String { String(decoding: bytes[r], as: UTF8.self) }
+        while let e = try reader.next() {
+            entries.append(Entry(id: text(e.id), receiveMicros: e.micros, fingerprint: Array(bytes[e.fingerprint]),
+                                 symptom: text(e.symptom), serviceHint: text(e.serviceHint),
+                                 ticketSystem: e.ticketSystem.map(text), ticketID: e.ticketID.map(text),
+                                 symptomInferred: e.symptomInferred))
+        }
+        self.entries = entries
+    }
+
+    /// Walks the encoded entries, giving each one's fields as ranges of `bytes` (nothing copied).
+    private struct Reader {
+        struct RawEntry {
+            var micros: Int64
+            var id: Range<Int>, fingerprint: Range<Int>, symptom: Range<Int>, serviceHint: Range<Int>
+            var ticketSystem: Range<Int>?, ticketID: Range<Int>?
+            var symptomInferred: Bool
+        }
+
+        let bytes: [UInt8]
         var at = 0
-        func int(_ width: Int) throws -> Int64 {
+
+        /// The next entry, nil at the end; throws on truncated or malformed bytes.
+        mutating func next() throws -> RawEntry? {
+            guard at < bytes.count else { return nil }
+            let micros = try int(8)
+            let id = try field(), fingerprint = try field(), symptom = try field(), serviceHint = try field()
+            let ticketSystem = try field(), ticketID = try field()
+            guard at < bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
+            guard let id, let fingerprint, let symptom, let serviceHint
+            else { throw FormatError(description: "cases.candidates: a required field is NULL before byte \(at)") }
+            let inferred = bytes[at] != 0
+            at += 1
+            return RawEntry(micros: micros, id: id, fingerprint: fingerprint, symptom: symptom, serviceHint: serviceHint,
+                            ticketSystem: ticketSystem, ticketID: ticketID, symptomInferred: inferred)
+        }
+
+        private mutating func int(_ width: Int) throws -> Int64 {
             guard at + width <= bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
             var v: UInt64 = 0
             for i in 0..<width { v = v << 8 | UInt64(bytes[at + i]) }
             at += width
             return width == 8 ? Int64(bitPattern: v) : Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: v)))
         }
-        func field() throws -> [UInt8]? {
+
+        /// The next field's bytes (nil for NULL).
+        private mutating func field() throws -> Range<Int>? {
             let n = try int(4)
             if n == -1 { return nil }
             guard n >= 0, at + Int(n) <= bytes.count
             else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(at - 4)") }
             defer { at += Int(n) }
-            return Array(bytes[at..<at + Int(n)])
+            return at..<at + Int(n)
         }
-        func text() throws -> String? { try field().map { String(decoding: $0, as: UTF8.self) } }
-        func required<T>(_ v: T?, _ name: String) throws -> T {
-            guard let v else { throw FormatError(description: "cases.candidates: \(name) is NULL") }
-            return v
-        }
-        while at < bytes.count {
-            let micros = try int(8)
-            let id = try required(try text(), "id")
-            let fingerprint = try required(try field(), "fingerprint")
-            let symptom = try required(try text(), "symptom")
-            let serviceHint = try required(try text(), "service_hint")
-            let ticketSystem = try text()
-            let ticketID = try text()
-            guard at < bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
-            let inferred = bytes[at] != 0
-            at += 1
-            entries.append(Entry(id: id, receiveMicros: micros, fingerprint: fingerprint, symptom: symptom,
-                                 serviceHint: serviceHint, ticketSystem: ticketSystem, ticketID: ticketID,
-                                 symptomInferred: inferred))
-        }
-        self.entries = entries
     }
 
     /// The column value (what `intake_case_candidates` computes).
