@@ -282,14 +282,24 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
 extension Date: PostgresBindable, PostgresDecodable {
     /// timestamptz in binary format: microseconds since 2000-01-01 00:00 UTC.
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        var (seconds, micros) = try bigEndianInteger(fixedBinary(u, 8, "timestamptz"), "timestamptz")
-            .quotientAndRemainder(dividingBy: 1_000_000)
-        if micros < 0 {
-            seconds -= 1
-            micros += 1_000_000
-        }
-        self.init(unixSeconds: seconds + 946_684_800, micros: micros)
+        self.init(postgresMicros: try bigEndianInteger(fixedBinary(u, 8, "timestamptz"), "timestamptz")
+                  + 946_684_800 * 1_000_000)
     }
+
+    /// The Date a timestamptz of `micros` microseconds since 1970-01-01 UTC decodes to (equal to
+    /// what either result format gives for it).
+    public init(postgresMicros micros: Int64) {
+        var (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        if fraction < 0 {
+            seconds -= 1
+            fraction += 1_000_000
+        }
+        self.init(unixSeconds: seconds, micros: fraction)
+    }
+
+    /// Whole microseconds since 1970-01-01 UTC, rounded to nearest: what PostgreSQL stores for
+    /// this Date when it is bound.
+    public var postgresMicros: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
 
     /// The instant `micros` (0 ..< 1,000,000) after `unixSeconds`, built the same way for both
     /// formats so that they decode to equal Dates.
@@ -297,8 +307,7 @@ extension Date: PostgresBindable, PostgresDecodable {
         self.init(timeIntervalSince1970: Double(unixSeconds) + Double(micros) / 1_000_000)
     }
     public var postgresText: String? {
-        // Whole microseconds since the epoch, rounded to nearest.
-        let micros = Int64((timeIntervalSince1970 * 1_000_000).rounded())
+        let micros = postgresMicros
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 {

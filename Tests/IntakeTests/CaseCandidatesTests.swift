@@ -1,4 +1,5 @@
 import Foundation
+import LiaisonStorage
 import XCTest
 @testable import Intake
 
@@ -104,7 +105,7 @@ final class CaseCandidatesTests: XCTestCase {
     func testBoundsAreWholeMicrosecondsAsPostgreSQLComputesThem() {
         let time = Date(timeIntervalSince1970: 1_764_430_000.1234565)
         let (from, to) = CaseCandidates.bounds(around: time, seconds: 21_600)
-        let t = CaseCandidates.Entry.micros(time)
+        let t = time.postgresMicros
         XCTAssertEqual(to - t, 21_600_000_000)
         XCTAssertEqual(t - from, 21_600_000_000)
     }

@@ -336,36 +336,32 @@ public struct ReportFingerprint: Hashable, Sendable {
 
     private static func decode(_ bytes: ArraySlice<UInt8>) throws(FingerprintDecodingError) -> ReportFingerprint {
         guard bytes.count >= 16 else { throw .truncated }
-        let b = bytes.startIndex
-        func int(_ at: Int, _ width: Int) -> UInt64 {
-            var v: UInt64 = 0
-            for i in 0 ..< width { v = v << 8 | UInt64(bytes[b + at + i]) }
-            return v
-        }
+        var reader = ByteReader(bytes)
+        let version = reader.u8()!
         let width: Int
-        switch bytes[b] {
+        switch version {
         case 1: width = 8
         case 2: width = 4
         case Self.formatVersion: width = 1
-        default: throw .unsupportedVersion(bytes[b])
+        default: throw .unsupportedVersion(version)
         }
-        let n = Int(bytes[b + 1])
-        let k = Int(int(2, 2))
-        let seed = int(4, 8)
-        let count = Int(int(12, 4))
+        let n = Int(reader.u8()!)
+        let k = Int(reader.u16()!)
+        let seed = reader.u64()!
+        let count = Int(reader.u32()!)
         guard n >= 1, k >= 1 else { throw .invalid("shingle size and permutations must be positive") }
         guard bytes.count == 16 + width * k else { throw .truncated }
         let mins: [UInt32]
         switch width {
         case 1:
-            mins = bytes[(b + 16)...].withUnsafeBufferPointer { src in
+            mins = bytes[reader.offset...].withUnsafeBufferPointer { src in
                 [UInt32](unsafeUninitializedCapacity: k) { dst, n in
                     for i in 0 ..< k { dst[i] = UInt32(src[i]) }
                     n = k
                 }
             }
-        case 4: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 4 * $0, 4)) }
-        default: mins = (0 ..< k).map { UInt32(truncatingIfNeeded: int(16 + 8 * $0, 8) >> 32) }
+        case 4: mins = (0 ..< k).map { _ in reader.u32()! }
+        default: mins = (0 ..< k).map { _ in UInt32(truncatingIfNeeded: reader.u64()! >> 32) }
         }
         return ReportFingerprint(shingleSize: n, seed: seed, shingleCount: count, minHashes: mins,
                                  bits: width == 1 ? Self.storedBits : 32)

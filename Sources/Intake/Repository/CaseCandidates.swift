@@ -1,4 +1,6 @@
 import Foundation
+import LiaisonRuntime
+import LiaisonStorage
 
 /// What the duplicate matcher needs of a case's most recent reports, stored on the case row
 /// (`cases.candidates`, migration 0005), so that the candidate read of a new report is one row
@@ -23,11 +25,8 @@ struct CaseCandidates: Equatable {
         var ticketID: String?
         var symptomInferred: Bool
 
-        /// The receive time as the Date the binary timestamptz decoder builds for it.
-        var receiveTime: Date { CaseCandidates.date(micros: receiveMicros) }
-
-        /// Microseconds as PostgreSQL stores a bound Date (rounded to nearest, as `Date.postgresText`).
-        static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+        /// The receive time as the timestamptz decoder builds it.
+        var receiveTime: Date { Date(postgresMicros: receiveMicros) }
 
         /// Newest first: receive time, then id in byte order, both descending.
         static func newerFirst(_ a: Entry, _ b: Entry) -> Bool {
@@ -49,20 +48,10 @@ struct CaseCandidates: Equatable {
     /// The case's candidates after `entry` joins it: the newest `maxCandidatesPerCase` of both.
     func adding(_ entry: Entry) -> CaseCandidates { CaseCandidates(entries + [entry]) }
 
-    /// The Date the binary timestamptz decoder builds for `micros` since 1970.
-    static func date(micros: Int64) -> Date {
-        var (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
-        if fraction < 0 {
-            seconds -= 1
-            fraction += 1_000_000
-        }
-        return Date(timeIntervalSince1970: Double(seconds) + Double(fraction) / 1_000_000)
-    }
-
     /// The window in microseconds, as the SQL computes it: the bound time (rounded to whole
     /// microseconds) plus or minus `make_interval(secs => window)` (rounded likewise).
     static func bounds(around time: Date, seconds window: Double) -> (from: Int64, to: Int64) {
-        let t = Entry.micros(time)
+        let t = time.postgresMicros
         let w = Int64((window * 1_000_000).rounded())
         return (t - w, t + w)
     }
@@ -94,7 +83,7 @@ struct CaseCandidates: Equatable {
                 name: "reports/" + String(decoding: bytes[e.id], as: UTF8.self), text: nil,
                 fingerprint: try? ReportFingerprint(decoding: bytes[e.fingerprint]),
                 symptom: symptomKind(bytes[e.symptom]), serviceHint: String(decoding: bytes[e.serviceHint], as: UTF8.self),
-                receiveTime: date(micros: e.micros),
+                receiveTime: Date(postgresMicros: e.micros),
                 externalTicket: system.flatMap { s in ticket.map { ExternalReference(system: s, id: $0) } },
                 symptomInferred: e.symptomInferred))
         }
@@ -128,7 +117,7 @@ struct CaseCandidates: Equatable {
         self.entries = entries
     }
 
-    /// Walks the encoded entries, giving each one's fields as ranges of `bytes` (nothing copied).
+    /// Walks the encoded entries, giving each one's fields as ranges of the bytes (nothing copied).
     private struct Reader {
         struct RawEntry {
             var micros: Int64
@@ -137,40 +126,36 @@ struct CaseCandidates: Equatable {
             var symptomInferred: Bool
         }
 
-        let bytes: [UInt8]
-        var at = 0
+        private var reader: ByteReader
+
+        init(bytes: [UInt8]) { reader = ByteReader(bytes: bytes) }
 
         /// The next entry, nil at the end; throws on truncated or malformed bytes.
         mutating func next() throws -> RawEntry? {
-            guard at < bytes.count else { return nil }
-            let micros = try int(8)
+            guard reader.remaining > 0 else { return nil }
+            guard let micros = reader.u64() else { throw truncated() }
             let id = try field(), fingerprint = try field(), symptom = try field(), serviceHint = try field()
             let ticketSystem = try field(), ticketID = try field()
-            guard at < bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
+            guard let inferred = reader.u8() else { throw truncated() }
             guard let id, let fingerprint, let symptom, let serviceHint
-            else { throw FormatError(description: "cases.candidates: a required field is NULL before byte \(at)") }
-            let inferred = bytes[at] != 0
-            at += 1
-            return RawEntry(micros: micros, id: id, fingerprint: fingerprint, symptom: symptom, serviceHint: serviceHint,
-                            ticketSystem: ticketSystem, ticketID: ticketID, symptomInferred: inferred)
+            else { throw FormatError(description: "cases.candidates: a required field is NULL before byte \(reader.offset)") }
+            return RawEntry(micros: Int64(bitPattern: micros), id: id, fingerprint: fingerprint, symptom: symptom,
+                            serviceHint: serviceHint, ticketSystem: ticketSystem, ticketID: ticketID,
+                            symptomInferred: inferred != 0)
         }
 
-        private mutating func int(_ width: Int) throws -> Int64 {
-            guard at + width <= bytes.count else { throw FormatError(description: "cases.candidates: truncated at byte \(at)") }
-            var v: UInt64 = 0
-            for i in 0..<width { v = v << 8 | UInt64(bytes[at + i]) }
-            at += width
-            return width == 8 ? Int64(bitPattern: v) : Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: v)))
+        private func truncated() -> FormatError {
+            FormatError(description: "cases.candidates: truncated at byte \(reader.offset)")
         }
 
-        /// The next field's bytes (nil for NULL).
+        /// The next field's bytes: an int4 length (-1 for NULL, nil returned), then the bytes.
         private mutating func field() throws -> Range<Int>? {
-            let n = try int(4)
+            guard let length = reader.u32() else { throw truncated() }
+            let n = Int(Int32(bitPattern: length))
             if n == -1 { return nil }
-            guard n >= 0, at + Int(n) <= bytes.count
-            else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(at - 4)") }
-            defer { at += Int(n) }
-            return at..<at + Int(n)
+            guard let range = reader.range(n)
+            else { throw FormatError(description: "cases.candidates: bad field length \(n) at byte \(reader.offset - 4)") }
+            return range
         }
     }
 

@@ -628,9 +628,8 @@ public final class IntakeRepository: Sendable {
         var ranges: [Int: Range<Int>] = [:]
         for (i, s) in staged.enumerated() where s.outcome == nil {
             guard let joinCase = s.joinCase else { continue }
-            // The case (locked), then its stored candidates as of that lock.
-            let reads = loadCaseStatements(id: joinCase, lock: true, history: false)
-                + [("SELECT candidates FROM cases WHERE id = $1", [joinCase] as [any PostgresBindable])]
+            // The case (locked, with its stored candidates).
+            let reads = loadCaseStatements(id: joinCase, lock: true, history: false, candidates: true)
             ranges[i] = statements.count..<statements.count + reads.count
             statements.append(contentsOf: reads)
         }
@@ -866,11 +865,11 @@ public final class IntakeRepository: Sendable {
         var joined: (record: CaseRecord, version: Int64, symptoms: [SymptomKind], candidates: CaseCandidates)?
         if let results = joinedResults, let (current, version) = try caseFrom(results, history: false) {
             joined = (current, version, try results[1].rows.map { symptom(named: try $0.decode(String.self, 2)) },
-                      try CaseCandidates(decoding: try results[3].first!.decode(ByteA.self, 0).bytes))
+                      try CaseCandidates(decoding: try results[0].first!.decode(ByteA.self, caseColumnCount).bytes))
         }
         // The new report as an entry of its case's stored candidates.
         let entry = CaseCandidates.Entry(
-            id: reportID, receiveMicros: CaseCandidates.Entry.micros(candidate.receiveTime),
+            id: reportID, receiveMicros: candidate.receiveTime.postgresMicros,
             fingerprint: s.fingerprint!.encode(), symptom: candidate.symptom.protoName, serviceHint: report.serviceHint,
             ticketSystem: report.hasExternalTicket ? report.externalTicket.system : nil,
             ticketID: report.hasExternalTicket ? report.externalTicket.id : nil, symptomInferred: candidate.symptomInferred)
@@ -973,6 +972,8 @@ public final class IntakeRepository: Sendable {
         id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents,
         customer_notify_time, close_time, version, create_time, update_time
         """
+    /// How many columns `caseColumns` names.
+    static let caseColumnCount = caseColumns.split(separator: ",").count
 
     /// Loads a case with its reports and history (optionally locking the row).
     static func loadCase(_ c: PostgresConnection, id: String, lock: Bool) throws -> (CaseRecord, Int64)? {
@@ -981,10 +982,13 @@ public final class IntakeRepository: Sendable {
 
     /// The three reads of `loadCase` (row, reports with their symptoms, history), to send in one
     /// pipeline. Without `history`, the third read only counts the entries (an index probe), for
-    /// operations that only append to it.
-    static func loadCaseStatements(id: String, lock: Bool, history: Bool = true) -> [(sql: String, parameters: [any PostgresBindable])] {
+    /// operations that only append to it. With `candidates`, the row ends with `cases.candidates`
+    /// (column `caseColumnCount`).
+    static func loadCaseStatements(id: String, lock: Bool, history: Bool = true, candidates: Bool = false)
+        -> [(sql: String, parameters: [any PostgresBindable])] {
         [
-            ("SELECT \(caseColumns) FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""), [id]),
+            ("SELECT \(caseColumns)\(candidates ? ", candidates" : "") FROM cases WHERE id = $1" + (lock ? " FOR UPDATE" : ""),
+             [id]),
             ("SELECT id, receive_time, symptom FROM reports WHERE case_id = $1 ORDER BY receive_time, id", [id]),
             history
                 ? ("SELECT action, state, actor, time, related, note FROM case_history WHERE case_id = $1 ORDER BY seq", [id])
