@@ -138,6 +138,15 @@ public final class PostgresPool: Sendable {
     /// Connections currently open (idle or borrowed).
     public var openConnections: Int { state.withLock { $0.total } }
 
+    /// Connections a caller could borrow right now without waiting: the idle ones plus those the
+    /// pool may still open. A hint for splitting work over several connections (it may change
+    /// before the caller borrows).
+    public var availableConnections: Int {
+        state.withLock { s in
+            s.closed || !s.waiters.isEmpty ? 0 : s.idle.count + configuration.maxConnections - s.total
+        }
+    }
+
     // MARK: Borrowing
 
     private enum Acquire {

@@ -28,13 +28,20 @@ public struct IntakeSettings: Sendable {
     public var pageTokenKey: [UInt8]
     /// How long page tokens stay valid.
     public var pageTokenLifetime: TimeInterval = 24 * 3600
+    /// Most transactions, on as many connections, that one BatchSubmitReports call splits its
+    /// entries into (`LIAISON_INTAKE_BATCH_PARALLELISM`, default 2; see
+    /// `IntakeRepository.submitBatch`). 1 runs every batch as one transaction.
+    public var batchParallelism = 2
+    /// Fewest entries per transaction when a batch is split.
+    public var minBatchGroup = 16
 
     /// Settings with a page-token key.
     public init(pageTokenKey: [UInt8]) {
         self.pageTokenKey = pageTokenKey
     }
 
-    /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS` and `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
+    /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, `LIAISON_INTAKE_BATCH_PARALLELISM` and
+    /// `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
     /// key, one is derived from the database URL, so replicas sharing a database share the key.
     public static func from(_ environment: Environment, databaseURL: String) throws -> IntakeSettings {
         let key: [UInt8]
@@ -49,6 +56,7 @@ public struct IntakeSettings: Sendable {
             key = h.finalize()
         }
         var s = IntakeSettings(pageTokenKey: key)
+        s.batchParallelism = try environment.int("INTAKE_BATCH_PARALLELISM", default: s.batchParallelism, range: 1...16)
         s.caseEventDestinations = (environment.string("INTAKE_CASE_EVENT_DESTINATIONS") ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return s
@@ -334,7 +342,88 @@ public final class IntakeRepository: Sendable {
         }
     }
 
-    /// Submits several reports in ONE transaction (one commit, so one fsync for the batch). The
+    /// Submits a batch of reports: in one transaction, or split into up to
+    /// `settings.batchParallelism` transactions run at the same time on as many connections.
+    ///
+    /// The contract makes entries independent (each has its own status), and one transaction is
+    /// bound by its one PostgreSQL backend: split, a batch's database work and intake's decisions
+    /// run on several cores. Entries that share a customer or a request id always stay in the same
+    /// transaction, in request order (`parallelGroups`), so every rule sees exactly what it would
+    /// in one transaction: a later entry joins the case an earlier one opened, or replays it. The
+    /// groups lock disjoint customers and request ids, so they never wait for each other. A batch
+    /// is split only when the pool has a connection free for each part (under load every
+    /// connection is busy anyway and a split would only add statements) and each part has at
+    /// least `settings.minBatchGroup` entries. The call returns once every part has committed;
+    /// if one fails as a whole (a lost connection), the call fails, and the retry with the same
+    /// request ids replays what the other parts committed.
+    func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
+        async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
+    {
+        let settings = self.settings
+        let parallelism = min(settings.batchParallelism, entries.count / max(1, settings.minBatchGroup),
+                              pool.availableConnections)
+        let groups = parallelism < 2 ? [Array(entries.indices)]
+            : Self.parallelGroups(entries.map { (Self.customerKey($0.report), $0.requestID) }, count: parallelism)
+        if groups.count == 1 { return try await submitGroup(entries) }
+        return try await withThrowingTaskGroup(
+            of: ([Int], [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]).self
+        ) { tasks in
+            for group in groups {
+                let part = group.map { entries[$0] }
+                tasks.addTask { (group, try await self.submitGroup(part)) }
+            }
+            var results = [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>?](repeating: nil, count: entries.count)
+            for try await (group, outcomes) in tasks {
+                for (index, outcome) in zip(group, outcomes) { results[index] = outcome }
+            }
+            return results.map { $0! }
+        }
+    }
+
+    /// The customer id an entry is grouped and ordered by (the raw name if it does not parse).
+    static func customerKey(_ report: Liaison_Intake_V1_Report) -> String {
+        ResourceName.customerId(report.customer) ?? report.customer
+    }
+
+    /// Splits entries (customer, request id) into at most `count` groups for `submitBatch`:
+    /// entries linked by a shared customer or request id (transitively) stay together, and the
+    /// linked sets go, largest first, to the group with the fewest entries. Each group lists its
+    /// entries in request order; empty groups are dropped.
+    static func parallelGroups(_ keys: [(customer: String, requestID: String)], count: Int) -> [[Int]] {
+        // Union-find over entries, linked through the first entry seen with each key.
+        var parent = Array(keys.indices)
+        func root(_ i: Int) -> Int {
+            var i = i
+            while parent[i] != i {
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            }
+            return i
+        }
+        var firstWithCustomer: [String: Int] = [:]
+        var firstWithRequest: [String: Int] = [:]
+        for (i, key) in keys.enumerated() {
+            for first in [firstWithCustomer[key.customer], firstWithRequest[key.requestID]] {
+                guard let first else { continue }
+                let (a, b) = (root(first), root(i))
+                if a != b { parent[max(a, b)] = min(a, b) }
+            }
+            if firstWithCustomer[key.customer] == nil { firstWithCustomer[key.customer] = i }
+            if firstWithRequest[key.requestID] == nil { firstWithRequest[key.requestID] = i }
+        }
+        var sets: [Int: [Int]] = [:]
+        for i in keys.indices { sets[root(i), default: []].append(i) }
+        // Largest first; ties by first entry, so the split is deterministic.
+        let ordered = sets.values.sorted { $0.count != $1.count ? $0.count > $1.count : $0[0] < $1[0] }
+        var groups = [[Int]](repeating: [], count: max(1, count))
+        for set in ordered {
+            let lightest = groups.indices.min { groups[$0].count < groups[$1].count }!
+            groups[lightest].append(contentsOf: set)
+        }
+        return groups.filter { !$0.isEmpty }.map { $0.sorted() }
+    }
+
+    /// Submits several reports in ONE transaction (one commit, so one fsync for them). The
     /// batch's customers are locked first, in id order, so that concurrent batches queue instead of
     /// deadlocking. Entries go through `streamWave` in waves: an entry whose customer or request id
     /// appeared earlier in the batch waits for a later wave (it may join the case the earlier one
@@ -347,7 +436,7 @@ public final class IntakeRepository: Sendable {
     /// per entry so that only the failing entry is lost. Connection failures and serialization
     /// conflicts abort the whole batch (the transaction is retried, or the caller retries with the
     /// same ids).
-    func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
+    func submitGroup(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
         async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
     {
         let settings = self.settings
@@ -359,7 +448,7 @@ public final class IntakeRepository: Sendable {
         let lockCustomers: @Sendable (PostgresConnection) throws -> PostgresResult = { c in
             try c.query(lockCustomersStatement.sql, lockCustomersStatement.parameters, binaryResults: true)
         }
-        let waves = Self.waves(entries.map { (ResourceName.customerId($0.report.customer) ?? $0.report.customer, $0.requestID) })
+        let waves = Self.waves(entries.map { (Self.customerKey($0.report), $0.requestID) })
         let outcomes: [BatchOutcome]
         do {
             outcomes = try await pool.transaction { c -> [BatchOutcome] in

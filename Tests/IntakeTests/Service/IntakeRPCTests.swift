@@ -379,6 +379,94 @@ final class IntakeRPCTests: XCTestCase {
         }
     }
 
+    /// A batch split over two transactions (`IntakeSettings.batchParallelism`) answers exactly as
+    /// one transaction does: joins of earlier cases, new cases, later entries of a customer
+    /// joining the case an earlier entry opened, replays, and a request id reused by two customers
+    /// (which links their entries into one transaction). The split is real: the batch's new rows
+    /// carry two transaction ids, against one with parallelism 1.
+    func testSplitBatchAnswersAsOneTransaction() async throws {
+        func outage(_ k: Int) -> String { "order export \(k) fails with timeout on warehouse sync step \(k * 7)" }
+        func other(_ k: Int) -> String { "profile picture upload \(k) rejected as too large after resize \(k * 3)" }
+        let shared = rid()
+        let firstIDs = (0..<30).map { _ in rid() }
+        let secondIDs = (0..<64).map { _ in rid() }
+        /// Runs the scenario; returns each entry's answer with names replaced by the index of the
+        /// first entry (first batch 0..<30, then the second batch 30...) that got the same name,
+        /// and how many transactions wrote the second batch's reports.
+        func scenario(parallelism: Int) async throws -> (answers: [String], transactions: Int) {
+            try await withIntake(settings: { $0.batchParallelism = parallelism }) { client, pool in
+                try await client.upsert((0..<60).map { makeCustomer("c\($0)") })
+                var first = Liaison_Intake_V1_BatchSubmitReportsRequest()
+                first.requests = (0..<30).map { submitRequest(makeReport(customer: "c\($0)", text: outage($0)), id: firstIDs[$0]) }
+                let opened = try await client.batchSubmitReports(first)
+                XCTAssertEqual(Set(opened.results.map(\.status.code)), [0])
+
+                var batch = Liaison_Intake_V1_BatchSubmitReportsRequest()
+                var requests: [Liaison_Intake_V1_SubmitReportRequest] = []
+                // Even customers report the outage again (join), odd ones something new.
+                requests += (0..<30).map { k in
+                    submitRequest(makeReport(customer: "c\(k)", agent: "agents/b\(k)", text: k % 2 == 0 ? outage(k) : other(k)))
+                }
+                // Odd customers again with their new problem: joins the case opened just above.
+                requests += (0..<10).map { i in
+                    submitRequest(makeReport(customer: "c\(2 * i + 1)", agent: "agents/w2", text: other(2 * i + 1)))
+                }
+                // Replays of the first batch.
+                requests += (0..<4).map { first.requests[$0 * 7] }
+                // One request id, two customers, two contents: the second is refused.
+                requests.append(submitRequest(makeReport(customer: "c40", text: "invoices are empty"), id: shared))
+                requests.append(submitRequest(makeReport(customer: "c41", text: "search is slow"), id: shared))
+                // New customers, new problems.
+                requests += (42..<60).map { submitRequest(makeReport(customer: "c\($0)", text: other($0))) }
+                for (i, id) in secondIDs.enumerated() where requests[i].requestID != shared && !(40..<44).contains(i) {
+                    requests[i].requestID = id
+                }
+                batch.requests = requests
+                XCTAssertEqual(batch.requests.count, 64)
+                let r = try await client.batchSubmitReports(batch)
+
+                var firstIndex: [String: Int] = [:]
+                func index(_ name: String, _ i: Int) -> Int {
+                    if let known = firstIndex[name] { return known }
+                    firstIndex[name] = i
+                    return i
+                }
+                for (i, result) in opened.results.enumerated() {
+                    _ = index(result.response.case.name, i)
+                    _ = index(result.response.report.name, i)
+                }
+                let answers = r.results.enumerated().map { i, result -> String in
+                    let a = result.response
+                    guard result.status.code == 0 else { return "status \(result.status.code)" }
+                    return "dup \(a.duplicate) created \(a.caseCreated) case \(index(a.case.name, 30 + i)) "
+                        + "report \(index(a.report.name, 30 + i)) reports \(a.case.reports.count)"
+                }
+                try await assertStoredCandidatesMatchReports(pool)
+                let names = r.results.filter { $0.status.code == 0 }.map { String($0.response.report.name.dropFirst("reports/".count)) }
+                let transactions = try await pool.query(
+                    "SELECT count(DISTINCT xmin::text) FROM reports WHERE id = ANY($1::text[]) AND id <> ALL($2::text[])",
+                    [TextArray(names), TextArray(opened.results.map { String($0.response.report.name.dropFirst("reports/".count)) })]
+                ).first!.decode(Int.self, 0)
+                return (answers, transactions)
+            }
+        }
+        let one = try await scenario(parallelism: 1)
+        let two = try await scenario(parallelism: 2)
+        XCTAssertEqual(one.transactions, 1)
+        XCTAssertEqual(two.transactions, 2, "the batch was split")
+        XCTAssertEqual(two.answers, one.answers)
+        // And the answers are the expected ones.
+        for k in 0..<30 {
+            XCTAssertTrue(one.answers[k].hasPrefix(k % 2 == 0 ? "dup true created false case \(k) " : "dup false created true"), "entry \(k): \(one.answers[k])")
+        }
+        for i in 0..<10 {
+            XCTAssertTrue(one.answers[30 + i].hasPrefix("dup true created false case \(30 + 2 * i + 1) "), one.answers[30 + i])
+        }
+        for i in 0..<4 { XCTAssertTrue(one.answers[40 + i].contains("report \(i * 7) "), one.answers[40 + i]) }
+        XCTAssertTrue(one.answers[44].hasPrefix("dup false created true"))
+        XCTAssertTrue(one.answers[45].hasPrefix("status "), "the reused request id is refused: \(one.answers[45])")
+    }
+
     /// Keyset paging returns every existing row exactly once while new rows are inserted.
     func testPagingIsStableWhileRowsAreInserted() async throws {
         try await withIntake { client, pool in
