@@ -278,10 +278,8 @@ public enum DuplicateMatcher {
         var sameCustomerCases = 0
         for c in openCases where c.customer == candidate.customer && c.state == .open {
             sameCustomerCases += 1
-            guard let first = c.firstReportTime, let last = c.lastReportTime else { continue }
-            let inWindow = candidate.receiveTime.timeIntervalSince(last) <= config.window
-                && first.timeIntervalSince(candidate.receiveTime) <= config.window
-            guard inWindow else { continue }
+            guard let first = c.firstReportTime, let last = c.lastReportTime,
+                  caseInWindow(candidate: candidate, first: first, last: last, config: config) else { continue }
             for r in c.reports {
                 if r.text == nil && candidateFingerprint == nil && r.fingerprint != nil {
                     candidateFingerprint = ReportFingerprint(shingles: candidateShingles, config: config.similarity)
@@ -294,11 +292,8 @@ public enum DuplicateMatcher {
 
         let newOwner = candidate.agent.isEmpty ? candidate.customerOwningAgent : candidate.agent
         func ordered(_ a: Scored, _ b: Scored) -> Bool {
-            let ka = (a.pair.sameTicket ? 1 : 0, a.pair.vetoed ? 0 : 1, a.pair.score)
-            let kb = (b.pair.sameTicket ? 1 : 0, b.pair.vetoed ? 0 : 1, b.pair.score)
-            if ka != kb { return ka > kb }
-            if a.report.receiveTime != b.report.receiveTime { return a.report.receiveTime > b.report.receiveTime }
-            return a.report.name < b.report.name
+            ranksBefore(a.pair, receivedAt: a.report.receiveTime, b.pair, receivedAt: b.report.receiveTime)
+                ?? (a.report.name < b.report.name)
         }
         guard let best = scored.min(by: ordered) else {
             let why = sameCustomerCases == 0
@@ -368,29 +363,61 @@ public enum DuplicateMatcher {
                          signals: signals(candidate: candidate, against: r, raw, config: config), text: raw.explanation)
     }
 
+    /// Whether a case whose (given) reports span `first`...`last` is within the window of the
+    /// new report (rule 1 of `match`).
+    static func caseInWindow(candidate: NewReport, first: Date, last: Date, config: DuplicateConfig) -> Bool {
+        candidate.receiveTime.timeIntervalSince(last) <= config.window
+            && first.timeIntervalSince(candidate.receiveTime) <= config.window
+    }
+
+    /// Which of two scored pairs the matcher prefers: same ticket, then not vetoed, then the
+    /// higher score, then the newer report; nil when all of these tie (the matcher then takes
+    /// the report whose name sorts first).
+    static func ranksBefore(_ a: RawScore, receivedAt ta: Date, _ b: RawScore, receivedAt tb: Date) -> Bool? {
+        let ka = (a.sameTicket ? 1 : 0, a.vetoed ? 0 : 1, a.score)
+        let kb = (b.sameTicket ? 1 : 0, b.vetoed ? 0 : 1, b.score)
+        if ka != kb { return ka > kb }
+        if ta != tb { return ta > tb }
+        return nil
+    }
+
+    /// How a pair's texts compared (the text part of `RawScore`).
+    struct TextComparison {
+        var score: Double
+        var basis: RawScore.TextBasis
+        var explanation: SimilarityExplanation?
+
+        /// Neither text nor fingerprint on the earlier report.
+        static let none = TextComparison(score: 0, basis: .none, explanation: nil)
+    }
+
     static func rawScore(candidate: NewReport, candidateShingles: Set<String>,
                          candidateFingerprint: ReportFingerprint?, against r: CandidateReport,
+                         config: DuplicateConfig) -> RawScore {
+        let text: TextComparison
+        if let t = r.text {
+            let e = Similarity.explain(candidateShingles, config.similarity.shingles(t))
+            text = TextComparison(score: e.score, basis: .exact, explanation: e)
+        } else if let fp = r.fingerprint {
+            let mine = candidateFingerprint ?? ReportFingerprint(shingles: candidateShingles, config: config.similarity)
+            text = TextComparison(score: mine.estimatedJaccard(with: fp), basis: .fingerprint, explanation: nil)
+        } else {
+            text = .none
+        }
+        return rawScore(candidate: candidate, against: r, text: text, config: config)
+    }
+
+    /// The pair's score given how the texts compared: `r`'s ticket, symptom and service hint
+    /// are read, its text and fingerprint are not (callers that compare stored fingerprints
+    /// without decoding them pass the comparison).
+    static func rawScore(candidate: NewReport, against r: CandidateReport, text: TextComparison,
                          config: DuplicateConfig) -> RawScore {
         // Same external ticket: the help desk resubmitted the same ticket.
         var sameTicket = false
         if let t = candidate.externalTicket, let u = r.externalTicket, t.system == u.system, t.id == u.id {
             sameTicket = true
         }
-
-        // Text.
-        var textScore: Double = 0
-        var basis = RawScore.TextBasis.none
-        var explanation: SimilarityExplanation?
-        if let text = r.text {
-            let e = Similarity.explain(candidateShingles, config.similarity.shingles(text))
-            explanation = e
-            textScore = e.score
-            basis = .exact
-        } else if let fp = r.fingerprint {
-            let mine = candidateFingerprint ?? ReportFingerprint(shingles: candidateShingles, config: config.similarity)
-            textScore = mine.estimatedJaccard(with: fp)
-            basis = .fingerprint
-        }
+        let textScore = text.score, basis = text.basis, explanation = text.explanation
 
         // Symptom: a known mismatch vetoes, unless a side's symptom was only inferred.
         let symptom: RawScore.Comparison = !(candidate.symptom.isSpecified && r.symptom.isSpecified) ? .unknown

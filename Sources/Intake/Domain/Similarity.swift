@@ -310,6 +310,36 @@ public struct ReportFingerprint: Hashable, Sendable {
         return min(1, max(0, (p - r) / (1 - r)))
     }
 
+    /// `estimatedJaccard(with: ReportFingerprint(decoding: bytes))` without decoding the stored
+    /// bytes into a fingerprint (no allocation for the current format): the same value, bit for
+    /// bit; nil when the bytes do not decode. The matcher compares every open case's stored
+    /// reports on each submission, most of which decide nothing.
+    public func estimatedJaccard(withEncoded bytes: ArraySlice<UInt8>) -> Double? {
+        guard bytes.count >= 16, bytes[bytes.startIndex] == Self.formatVersion else {
+            // Older formats (or bytes that do not decode) take the general path.
+            return (try? ReportFingerprint(decoding: bytes)).map { estimatedJaccard(with: $0) }
+        }
+        var reader = ByteReader(bytes)
+        _ = reader.u8()
+        let n = Int(reader.u8()!)
+        let k = Int(reader.u16()!)
+        let otherSeed = reader.u64()!
+        let count = Int(reader.u32()!)
+        guard n >= 1, k >= 1, bytes.count == 16 + k else { return nil }
+        // As `estimatedJaccard(with:)` with the other side's 8 bits per position.
+        guard shingleSize == n, seed == otherSeed, minHashes.count == k, shingleCount > 0, count > 0 else { return 0 }
+        let width = min(bits, Self.storedBits)
+        let mask: UInt32 = width >= 32 ? .max : UInt32((1 << width) - 1)
+        var equal = 0
+        bytes.withUnsafeBufferPointer { b in
+            let start = reader.offset - bytes.startIndex
+            for i in 0 ..< k where (minHashes[i] ^ UInt32(b[start + i])) & mask == 0 { equal += 1 }
+        }
+        let p = Double(equal) / Double(k)
+        let r = 1 / Double(1 << width)
+        return min(1, max(0, (p - r) / (1 - r)))
+    }
+
     /// Bytes to store (format 3): version (1), shingle size (1), permutations (2, big-endian),
     /// seed (8), shingle count (4), then one byte per position. 144 bytes for 128 permutations.
     /// A fingerprint decoded from an older format is written narrowed to 8 bits.

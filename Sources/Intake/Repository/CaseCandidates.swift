@@ -59,41 +59,76 @@ struct CaseCandidates: Equatable {
     // MARK: - Reading for the matcher
 
     /// The reports of stored candidates `bytes` received within `window` seconds of `time`, as
-    /// the matcher takes them, in one pass and without decoding what lies outside the window;
-    /// nil when the list cannot answer for that window: when it is full, its oldest entry lies in
-    /// or after the window and its newest after it, older reports beyond it may lie in the window
-    /// (when it is full and all inside, those are the newest there; when its oldest is before
-    /// the window, everything beyond is older still). This runs for every open case of the
-    /// customer on every submission.
+    /// the matcher takes them (`inWindow`, each entry made into a `CandidateReport`); nil when
+    /// the list cannot answer for that window.
     static func matcherReports(_ bytes: [UInt8], around time: Date, seconds window: Double) throws -> [CandidateReport]? {
-        let (from, to) = bounds(around: time, seconds: window)
         var reports: [CandidateReport] = []
+        let answered = try inWindow(bytes, around: time, seconds: window) { entry in
+            reports.append(CandidateReport(
+                name: entry.reportName, text: nil, fingerprint: try? ReportFingerprint(decoding: entry.fingerprint),
+                symptom: entry.symptom, serviceHint: entry.serviceHint, receiveTime: entry.receiveTime,
+                externalTicket: entry.externalTicket, symptomInferred: entry.symptomInferred))
+        }
+        return answered ? reports : nil
+    }
+
+    /// One stored entry, its fields read from the stored bytes on demand.
+    struct StoredEntry {
+        let bytes: [UInt8]
+        let raw: Reader.RawEntry
+
+        var receiveTime: Date { Date(postgresMicros: raw.micros) }
+        /// The id's bytes (`reports/{id}` without the prefix).
+        var id: ArraySlice<UInt8> { bytes[raw.id] }
+        /// `reports/{id}`, built in one allocation.
+        var reportName: String {
+            let prefix = "reports/".utf8
+            return String(unsafeUninitializedCapacity: prefix.count + raw.id.count) { out in
+                var i = 0
+                for b in prefix { out[i] = b; i += 1 }
+                for b in bytes[raw.id] { out[i] = b; i += 1 }
+                return i
+            }
+        }
+        var fingerprint: ArraySlice<UInt8> { bytes[raw.fingerprint] }
+        var symptom: SymptomKind { CaseCandidates.symptomKind(bytes[raw.symptom]) }
+        /// The service hint (short hints stay inline in the String: no allocation).
+        var serviceHint: String { String(decoding: bytes[raw.serviceHint], as: UTF8.self) }
+        var externalTicket: ExternalReference? {
+            guard let s = raw.ticketSystem, let t = raw.ticketID else { return nil }
+            return ExternalReference(system: String(decoding: bytes[s], as: UTF8.self), id: String(decoding: bytes[t], as: UTF8.self))
+        }
+        var symptomInferred: Bool { raw.symptomInferred }
+    }
+
+    /// Calls `body` with each entry of stored candidates `bytes` received within `window`
+    /// seconds of `time`, in one pass and without decoding what lies outside the window. Returns
+    /// false when the list cannot answer for that window (the entries given to `body` are then
+    /// not all there are): when it is full, its oldest entry lies in or after the window and its
+    /// newest after it, older reports beyond it may lie in the window (when it is full and all
+    /// inside, those are the newest there; when its oldest is before the window, everything
+    /// beyond is older still). This runs for every open case of the customer on every
+    /// submission.
+    static func inWindow(_ bytes: [UInt8], around time: Date, seconds window: Double,
+                         _ body: (StoredEntry) throws -> Void) throws -> Bool {
+        let (from, to) = bounds(around: time, seconds: window)
         var count = 0
         var oldest = Int64.max
         var allBeforeEnd = true
         var reader = Reader(bytes: bytes)
-        func text(_ r: Range<Int>?) -> String? { r.map { String(decoding: bytes[$0], as: UTF8.self) } }
         while let e = try reader.next() {
             count += 1
             oldest = e.micros
             if e.micros > to { allBeforeEnd = false }
             guard e.micros >= from && e.micros <= to else { continue }
-            let system = text(e.ticketSystem), ticket = text(e.ticketID)
-            reports.append(CandidateReport(
-                name: "reports/" + String(decoding: bytes[e.id], as: UTF8.self), text: nil,
-                fingerprint: try? ReportFingerprint(decoding: bytes[e.fingerprint]),
-                symptom: symptomKind(bytes[e.symptom]), serviceHint: String(decoding: bytes[e.serviceHint], as: UTF8.self),
-                receiveTime: Date(postgresMicros: e.micros),
-                externalTicket: system.flatMap { s in ticket.map { ExternalReference(system: s, id: $0) } },
-                symptomInferred: e.symptomInferred))
+            try body(StoredEntry(bytes: bytes, raw: e))
         }
-        if count == IntakeRepository.maxCandidatesPerCase && oldest >= from && !allBeforeEnd { return nil }
-        return reports
+        return !(count == IntakeRepository.maxCandidatesPerCase && oldest >= from && !allBeforeEnd)
     }
 
     /// The symptom named by stored UTF-8 bytes (`symptom(named:)` without making a String).
     private static let symptomNames: [(name: [UInt8], kind: SymptomKind)] = SymptomKind.known.map { (Array($0.protoName.utf8), $0) }
-    private static func symptomKind(_ name: ArraySlice<UInt8>) -> SymptomKind {
+    static func symptomKind(_ name: ArraySlice<UInt8>) -> SymptomKind {
         symptomNames.first { $0.name.elementsEqual(name) }?.kind ?? .unspecified
     }
 
@@ -118,7 +153,7 @@ struct CaseCandidates: Equatable {
     }
 
     /// Walks the encoded entries, giving each one's fields as ranges of the bytes (nothing copied).
-    private struct Reader {
+    struct Reader {
         struct RawEntry {
             var micros: Int64
             var id: Range<Int>, fingerprint: Range<Int>, symptom: Range<Int>, serviceHint: Range<Int>
