@@ -147,7 +147,7 @@ public final class EventDelivery: Sendable {
         var request = Liaison_Events_V1_DeliverEventsRequest()
         request.events = messages.map { m in
             var e = Liaison_Events_V1_EventEnvelope()
-            e.eventID = m.eventID.uuidString.lowercased()
+            e.eventID = m.eventID.lowercasedString
             e.producer = producer
             e.payload = Google_Protobuf_Any()
             e.payload.typeURL = "type.googleapis.com/" + m.topic

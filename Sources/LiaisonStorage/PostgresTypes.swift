@@ -147,8 +147,32 @@ extension Bool: PostgresBindable, PostgresDecodable {
     }
 }
 
+extension UUID {
+    /// The canonical text form in lower case (`uuidString.lowercased()`, the form every resource
+    /// name and event id uses), written directly: Foundation formats `uuidString` with
+    /// `snprintf`, then `lowercased()` copies it again, which was 1.5% of intake's CPU.
+    public var lowercasedString: String {
+        let hex = Array("0123456789abcdef".utf8)
+        return withUnsafeBytes(of: uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { out in
+                var o = 0
+                for (i, b) in bytes.enumerated() {
+                    if i == 4 || i == 6 || i == 8 || i == 10 {
+                        out[o] = UInt8(ascii: "-")
+                        o += 1
+                    }
+                    out[o] = hex[Int(b >> 4)]
+                    out[o + 1] = hex[Int(b & 0xF)]
+                    o += 2
+                }
+                return o
+            }
+        }
+    }
+}
+
 extension UUID: PostgresBindable, PostgresDecodable {
-    public var postgresText: String? { uuidString.lowercased() }
+    public var postgresText: String? { lowercasedString }
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
         _ = try fixedBinary(u, 16, "UUID")
         self = UUID(uuid: (u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]))

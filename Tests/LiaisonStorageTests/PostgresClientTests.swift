@@ -16,6 +16,14 @@ final class PostgresClientTests: XCTestCase {
         await pool.close()
     }
 
+    /// `lowercasedString` is Foundation's `uuidString.lowercased()`, written directly.
+    func testUUIDLowercasedStringIsTheCanonicalForm() {
+        var uuids = [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+                     UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))]
+        uuids += (0..<1000).map { _ in UUID() }
+        for u in uuids { XCTAssertEqual(u.lowercasedString, u.uuidString.lowercased()) }
+    }
+
     func testValuesRoundTripThroughParametersAndRows() async throws {
         let date = Date(timeIntervalSince1970: 1_764_373_938.123456)
         let id = UUID()

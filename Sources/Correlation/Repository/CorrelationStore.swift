@@ -95,11 +95,11 @@ enum Store {
         return id
     }
 
-    static func incidentName(_ id: UUID) -> String { "incidents/" + id.uuidString.lowercased() }
+    static func incidentName(_ id: UUID) -> String { "incidents/" + id.lowercasedString }
     static func linkName(_ incident: UUID, _ link: UUID) -> String {
-        incidentName(incident) + "/links/" + link.uuidString.lowercased()
+        incidentName(incident) + "/links/" + link.lowercasedString
     }
-    static func issueName(_ id: UUID) -> String { "emergingIssues/" + id.uuidString.lowercased() }
+    static func issueName(_ id: UUID) -> String { "emergingIssues/" + id.lowercasedString }
 
     static func linkIDs(_ name: String, field: String = "name") throws -> (UUID, UUID) {
         let parts = name.split(separator: "/")
@@ -143,7 +143,7 @@ enum Store {
         guard !settings.destinations.isEmpty else { return }
         let id = RandomUUID.make()
         var h = Liaison_Common_V1_EventHeader()
-        h.eventID = id.uuidString.lowercased()
+        h.eventID = id.lowercasedString
         h.occurTime = Google_Protobuf_Timestamp(date: Date())
         h.aggregate = aggregate
         h.aggregateVersion = version

@@ -439,7 +439,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 scope: "intake.SplitCase", requestID: request.requestID, requestBytes: try deterministicBytes(request)
             ) { c, now in
                 let (current, version) = try IntakeRepository.lockedCase(c, name: request.name, etag: request.etag)
-                let newName = "cases/" + RandomUUID.make().uuidString.lowercased()
+                let newName = "cases/" + RandomUUID.make().lowercasedString
                 var result = try CaseRules.split(current, reports: request.reports, newCaseName: newName,
                                                  newOwner: request.newOwner, newTitle: request.newTitle,
                                                  actor: request.newOwner.isEmpty ? current.owner : request.newOwner, at: now)

@@ -89,7 +89,7 @@ public final class IntakeRepository: Sendable {
     {
         let id = RandomUUID.make()
         var h = Liaison_Common_V1_EventHeader()
-        h.eventID = id.uuidString.lowercased()
+        h.eventID = id.lowercasedString
         h.occurTime = .init(micros: time)
         h.aggregate = aggregate
         h.aggregateVersion = version
@@ -845,7 +845,7 @@ public final class IntakeRepository: Sendable {
         // Shingles and fingerprint once: the matcher uses them, the report row stores the fingerprint.
         let shingles = tokens.map { similarity.shingles(tokens: $0) } ?? similarity.shingles(candidate.text)
         let fingerprint = ReportFingerprint(shingles: shingles, config: similarity)
-        let reportID = RandomUUID.make().uuidString.lowercased()
+        let reportID = RandomUUID.make().lowercasedString
         let reportName = "reports/" + reportID
         let input = s.input
         // Duplicate detection: a known help-desk ticket first, then the matcher over the open cases.
@@ -1058,7 +1058,7 @@ public final class IntakeRepository: Sendable {
                              duplicate: assessment.duplicate, settings: settings)
             record = next
         } else {
-            let caseID = RandomUUID.make().uuidString.lowercased()
+            let caseID = RandomUUID.make().lowercasedString
             record = CaseRules.open(name: "cases/" + caseID, customer: submission.customer, firstReport: ref,
                                     firstReportText: submission.text, owner: newOwner, symptom: candidate.symptom,
                                     actor: actor, at: now)
