@@ -252,9 +252,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 let outcomes = try await repository.submitBatch(valid.map { ($0.report, $0.requestID, $0.requestBytes) })
                 for (entry, outcome) in zip(valid, outcomes) {
                     switch outcome {
-                    case .success(let r):
-                        response.results[entry.index].response = r
+                    case .success(let answer):
                         response.results[entry.index].status = Google_Rpc_Status()
+                        if let encoded = answer.encoded {
+                            // Field 2, `response`, as recorded (see `setEncodedField`).
+                            try setEncodedField(2, encoded, in: &response.results[entry.index])
+                        } else {
+                            response.results[entry.index].response = answer.response
+                        }
                     case .failure(let error):
                         response.results[entry.index].status = Self.rpcStatus(
                             Self.apiError(error, logger: logger, method: "BatchSubmitReports"))

@@ -357,7 +357,7 @@ public final class IntakeRepository: Sendable {
     /// if one fails as a whole (a lost connection), the call fails, and the retry with the same
     /// request ids replays what the other parts committed.
     func submitBatch(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
-        async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
+        async throws -> [Result<SubmitAnswer, any Error>]
     {
         let settings = self.settings
         let parallelism = min(settings.batchParallelism, entries.count / max(1, settings.minBatchGroup),
@@ -366,13 +366,13 @@ public final class IntakeRepository: Sendable {
             : Self.parallelGroups(entries.map { (Self.customerKey($0.report), $0.requestID) }, count: parallelism)
         if groups.count == 1 { return try await submitGroup(entries) }
         return try await withThrowingTaskGroup(
-            of: ([Int], [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]).self
+            of: ([Int], [Result<SubmitAnswer, any Error>]).self
         ) { tasks in
             for group in groups {
                 let part = group.map { entries[$0] }
                 tasks.addTask { (group, try await self.submitGroup(part)) }
             }
-            var results = [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>?](repeating: nil, count: entries.count)
+            var results = [Result<SubmitAnswer, any Error>?](repeating: nil, count: entries.count)
             for try await (group, outcomes) in tasks {
                 for (index, outcome) in zip(group, outcomes) { results[index] = outcome }
             }
@@ -437,7 +437,7 @@ public final class IntakeRepository: Sendable {
     /// conflicts abort the whole batch (the transaction is retried, or the caller retries with the
     /// same ids).
     func submitGroup(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
-        async throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>]
+        async throws -> [Result<SubmitAnswer, any Error>]
     {
         let settings = self.settings
         let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
@@ -489,7 +489,7 @@ public final class IntakeRepository: Sendable {
                         let response = try Self.submit(c, entry.report, requestID: entry.requestID,
                                                        requestBytes: entry.requestBytes, settings: settings)
                         try c.query("RELEASE SAVEPOINT batch_entry")
-                        outcomes.append(.accepted(response))
+                        outcomes.append(.accepted(SubmitAnswer(response: response, encoded: nil)))
                     } catch let e as PostgresError where e.kind == .connection || e.isRetryableTransactionConflict {
                         throw e
                     } catch let e as PostgresError {
@@ -591,7 +591,7 @@ public final class IntakeRepository: Sendable {
                        requestBytes: [UInt8], settings: IntakeSettings, commit: Bool = false)
         throws -> Liaison_Intake_V1_SubmitReportResponse {
         let results = try submitWave(c, [(input, requestID, requestBytes)], settings: settings, commit: commit)
-        return try results[0].get()
+        return try results[0].get().response
     }
 
     /// Independent reports (distinct customers and request ids, so none can see another's effects;
@@ -603,7 +603,7 @@ public final class IntakeRepository: Sendable {
     static func submitWave(_ c: PostgresConnection,
                            _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
                            settings: IntakeSettings, commit: Bool = false)
-        throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
+        throws -> [Result<SubmitAnswer, any Error>] {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
 
         // (1) Reads that depend only on the requests.
@@ -669,7 +669,7 @@ public final class IntakeRepository: Sendable {
     static func streamWave(_ p: PipelineStream,
                            _ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
                            settings: IntakeSettings, customers: () throws -> [String: PostgresRow])
-        throws -> [Result<Liaison_Intake_V1_SubmitReportResponse, any Error>] {
+        throws -> [Result<SubmitAnswer, any Error>] {
         let staged = entries.map { StagedSubmission(input: $0.report, requestID: $0.requestID, requestBytes: $0.requestBytes) }
         // The wave's idempotency locks in one statement, in hash order (no deadlock between
         // batches), before any lookup.
@@ -785,7 +785,7 @@ public final class IntakeRepository: Sendable {
         let submission: ReportSubmission
         let customerID: String
         /// Set when the submission is done: replayed, refused, or written.
-        var outcome: Result<Liaison_Intake_V1_SubmitReportResponse, any Error>?
+        var outcome: Result<SubmitAnswer, any Error>?
         // Decided in stage (1):
         var customer = Liaison_Intake_V1_Customer()
         var candidate: NewReport?
@@ -826,7 +826,8 @@ public final class IntakeRepository: Sendable {
         let submission = s.submission
         let now = s.now
         if let stored = try Idempotency.replay(read.stored, s.key) {
-            s.outcome = .success(try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored))
+            s.outcome = .success(SubmitAnswer(response: try Liaison_Intake_V1_SubmitReportResponse(serializedBytes: stored),
+                                              encoded: stored))
             return
         }
         guard let customerRow = read.customer
@@ -1015,7 +1016,7 @@ public final class IntakeRepository: Sendable {
     /// Stage (3): the writes of one decided submission; `joined` holds the stage (2) results of
     /// the case it joins.
     static func write(_ s: StagedSubmission, joined joinedResults: [PostgresResult]?, into writes: StatementBatch,
-                      settings: IntakeSettings) throws -> Liaison_Intake_V1_SubmitReportResponse {
+                      settings: IntakeSettings) throws -> SubmitAnswer {
         let submission = s.submission
         let now = s.now
         let requestID = s.requestID
@@ -1096,9 +1097,10 @@ public final class IntakeRepository: Sendable {
         response.case = caseProto
         response.caseCreated = caseCreated
         response.duplicate = assessment.duplicate
-        try Idempotency.record(writes, s.key, response: try deterministicBytes(response, appendingField: 1, reportBytes))
+        let encoded = try deterministicBytes(response, appendingField: 1, reportBytes)
+        try Idempotency.record(writes, s.key, response: encoded)
         response.report = report
-        return response
+        return SubmitAnswer(response: response, encoded: encoded)
     }
 
     static func publish(_ c: some SQLWriter, _ event: any SwiftProtobuf.Message, _ id: UUID, _ destinations: [String]) throws {
@@ -1400,9 +1402,18 @@ public final class IntakeRepository: Sendable {
     }
 }
 
+/// A submission's answer, with its encoding when at hand: the bytes recorded for `request_id`
+/// replays (a new report) or read back from that record (a replay). BatchSubmitReports sends
+/// them as they are (`Mapping.setEncoded`) instead of encoding every answer again.
+struct SubmitAnswer: Sendable {
+    let response: Liaison_Intake_V1_SubmitReportResponse
+    /// `response` in the protobuf wire format, or nil.
+    let encoded: [UInt8]?
+}
+
 /// One entry's outcome inside a batch transaction (Sendable so it can leave the connection thread).
 enum BatchOutcome: Sendable {
-    case accepted(Liaison_Intake_V1_SubmitReportResponse)
+    case accepted(SubmitAnswer)
     case failed(BatchEntryError)
 }
 
