@@ -231,8 +231,8 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                 result.index = Int32(i)
                 return result
             }
-            // Validate every entry first; the valid ones go to the database in one transaction
-            // (one commit for the batch; see IntakeRepository.submitBatch).
+            // Validate every entry first; the valid ones go to the database together (one
+            // transaction, or two at once on two connections; see IntakeRepository.submitBatch).
             var valid: [(index: Int, report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])] = []
             for (i, entry) in request.requests.enumerated() {
                 var violations = validate(entry.report, prefix: "requests[\(i)].report")
