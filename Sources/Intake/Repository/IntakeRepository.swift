@@ -951,7 +951,7 @@ public final class IntakeRepository: Sendable {
                 let text = fingerprint.estimatedJaccard(withEncoded: e.fingerprint)
                     .map { DuplicateMatcher.TextComparison(score: $0, basis: .fingerprint) } ?? .none
                 consider(RankedReport(pair: DuplicateMatcher.rawScore(candidate: candidate, against: earlier, text: text, config: config),
-                                time: e.receiveTime, name: { e.reportName }))
+                                      time: earlier.receiveTime, stored: e))
             }
             if !answered {
                 // The stored list cannot answer: the case's reports in the window, read from `reports`.
@@ -963,7 +963,7 @@ public final class IntakeRepository: Sendable {
                 for r in full.reports {
                     consider(RankedReport(pair: DuplicateMatcher.rawScore(candidate: candidate, candidateShingles: shingles,
                                                                     candidateFingerprint: fingerprint, against: r, config: config),
-                                    time: r.receiveTime, name: { r.name }))
+                                          time: r.receiveTime, report: r))
                 }
             }
             guard let caseBest, DuplicateMatcher.caseInWindow(candidate: candidate, first: first, last: last, config: config)
@@ -975,15 +975,17 @@ public final class IntakeRepository: Sendable {
         return [try full(best.row)]
     }
 
-    /// A report ranked by `matcherCases`: its pair score, receive time and (for exact ties only)
-    /// its name.
+    /// A report ranked by `matcherCases`: its pair score, receive time and, for exact ties only,
+    /// its name (built then from the stored entry).
     struct RankedReport {
         var pair: DuplicateMatcher.RawScore
         var time: Date
-        var name: () -> String
+        var stored: CaseCandidates.StoredEntry?
+        var report: CandidateReport?
+        var name: String { report?.name ?? stored!.reportName }
         func before(_ other: RankedReport) -> Bool {
             DuplicateMatcher.ranksBefore(pair, receivedAt: time, other.pair, receivedAt: other.time)
-                ?? (name() < other.name())
+                ?? (name < other.name)
         }
     }
 
