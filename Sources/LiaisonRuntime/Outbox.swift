@@ -55,6 +55,12 @@ public enum Outbox {
 
 /// Delivers outbox rows to their destinations, at least once.
 ///
+/// The relay's statements are planned at each execution (`queryPlanningEachTime`): the outbox
+/// swings from empty to a large backlog during a consumer outage, and a prepared statement's
+/// generic plan cached while it was small scans the whole table on every claim and every mark
+/// (measured: 15 ms per claim and 4.4 ms per mark at 50,000 rows, instead of about 1 ms and
+/// an index lookup) until an ANALYZE replaces it.
+///
 /// Replicas share the work: a relay claims due rows with `FOR UPDATE SKIP LOCKED` and marks them
 /// with a lease (owner + expiry), delivers them, then marks them delivered. If the process dies
 /// between delivery and marking, the lease expires and another relay (or this one, restarted)
@@ -165,7 +171,7 @@ public struct OutboxRelay: Service {
         let limit = settings.batchSize
         let paused = pauses.paused()
         func claim(destination condition: String, _ value: any PostgresBindable) async throws -> PostgresResult {
-            try await pool.query("""
+            try await pool.queryPlanningEachTime("""
                 UPDATE outbox SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
                                   attempts = attempts + 1
                 WHERE id IN (SELECT id FROM outbox
@@ -194,7 +200,7 @@ public struct OutboxRelay: Service {
     }
 
     func markDelivered(_ ids: [Int64]) async throws {
-        try await pool.query("""
+        try await pool.queryPlanningEachTime("""
             UPDATE outbox SET state = 'delivered', delivered_at = now(), lease_owner = NULL, lease_until = NULL,
                               last_error = NULL
             WHERE id = ANY($1::bigint[]) AND lease_owner = $2
@@ -217,7 +223,7 @@ public struct OutboxRelay: Service {
     func markFailed(_ messages: [OutboxMessage], error: String, transient: Bool) async throws {
         let delay = settings.backoff(afterFailures: messages.map(\.attempts).max() ?? 1).components
         let delaySeconds = Double(delay.seconds) + Double(delay.attoseconds) / 1e18
-        try await pool.query("""
+        try await pool.queryPlanningEachTime("""
             UPDATE outbox SET lease_owner = NULL, lease_until = NULL, last_error = left($3, 2000),
                               next_attempt_at = now() + make_interval(secs => $4),
                               state = CASE WHEN NOT $6 AND attempts >= $5 THEN 'dead' ELSE 'pending' END

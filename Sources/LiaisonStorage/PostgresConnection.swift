@@ -129,6 +129,23 @@ public final class PostgresConnection {
         return try check(result, conn: conn)
     }
 
+    /// Runs one parameterised statement planned for this execution (libpq's unnamed statement),
+    /// not through a cached prepared statement. For statements over tables whose size swings,
+    /// such as the outbox: a prepared statement's generic plan, cached while the table was small,
+    /// keeps a sequential scan after the table has grown to thousands of rows (until the next
+    /// ANALYZE invalidates it), while a fresh plan sees the table's current size. Costs a plan
+    /// per call (a fraction of a millisecond).
+    @discardableResult
+    public func queryPlanningEachTime(_ sql: String, _ parameters: [any PostgresBindable] = []) throws -> PostgresResult {
+        try ensureOpenTransaction()
+        try sendPendingBegin()
+        let conn = try live()
+        let result = withParameters(parameters) { values, lengths, formats in
+            PQexecParams(conn, sql, Int32(values.count), nil, values, lengths, formats, 0)
+        }
+        return try check(result, conn: conn)
+    }
+
     /// Runs SQL text without parameters; may contain several statements (migrations, DDL).
     public func execute(script sql: String) throws {
         try ensureOpenTransaction()

@@ -97,6 +97,12 @@ public final class PostgresPool: Sendable {
         try await withConnection { try $0.query(sql, parameters) }
     }
 
+    /// Runs one statement planned for this execution (`PostgresConnection.queryPlanningEachTime`).
+    @discardableResult
+    public func queryPlanningEachTime(_ sql: String, _ parameters: [any PostgresBindable] = []) async throws -> PostgresResult {
+        try await withConnection { try $0.queryPlanningEachTime(sql, parameters) }
+    }
+
     /// Runs `body` in a transaction. Serialization failures and deadlocks (40001, 40P01) and
     /// connection failures before BEGIN completed retry the whole closure with jittered backoff,
     /// so `body` must only touch the database (no side effects elsewhere).

@@ -57,6 +57,52 @@ final class OutboxTests: XCTestCase {
         XCTAssertEqual(pending, 0)
     }
 
+    /// The relay's claims and marks follow the outbox's growth. A prepared statement used while
+    /// the table held a few rows caches a generic plan that scans the whole table (claim and mark
+    /// alike); after 50,000 rows arrive that plan would read all of them on every call until an
+    /// ANALYZE. The relay plans each call instead: on one connection, after more than the five
+    /// executions that make PostgreSQL cache a generic plan, the second phase scans the outbox
+    /// sequentially not once, and no relay statement is prepared on the connection.
+    func testClaimsAndMarksStayOnIndexesAfterTheOutboxGrows() async throws {
+        await pool.close()
+        pool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("outbox"), maxConnections: 1))
+        try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        try await pool.query("CREATE TABLE things (id int PRIMARY KEY)")
+        var settings = OutboxRelay.Settings()
+        settings.batchSize = 2
+        settings.destinations = ["consumer"]
+        let relay = OutboxRelay(pool: pool, owner: "r1", settings: settings, logger: logger) { _, _ in }
+        _ = try await produce(16)
+        while try await relay.runOnce() > 0 {}  // 8 claims and 8 marks while the table is small
+        try await pool.query("""
+            INSERT INTO outbox (event_id, destination, topic, payload, state, delivered_at)
+            SELECT gen_random_uuid(), 'consumer', 'test.v1.Thing', '\\x00', 'delivered', now()
+            FROM generate_series(1, 50000)
+            """)
+        try await pool.query("DELETE FROM things")
+        _ = try await produce(6)
+        func sequentialScans() async throws -> Int {
+            // Flush this backend's counters, then read them in a fresh snapshot.
+            try await pool.query("SELECT pg_stat_force_next_flush()")
+            try await pool.query("SELECT pg_stat_clear_snapshot()")
+            return try await pool.query("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'outbox'")
+                .first!.decode(Int.self, 0)
+        }
+        let before = try await sequentialScans()
+        var delivered = 0
+        while true {
+            let n = try await relay.runOnce()
+            if n == 0 { break }
+            delivered += n
+        }
+        XCTAssertEqual(delivered, 6)
+        let after = try await sequentialScans()
+        XCTAssertEqual(after, before, "no claim or mark scanned the whole outbox")
+        let prepared = try await pool.query("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'UPDATE outbox%'")
+            .first!.decode(Int.self, 0)
+        XCTAssertEqual(prepared, 0)
+    }
+
     /// The relay dies after the consumer applied a batch but before marking it delivered: the
     /// lease expires, another relay delivers again, and the consumer (with its inbox) applies once.
     func testRelayKilledBetweenSendAndMarkRedeliversAndConsumerAppliesOnce() async throws {
