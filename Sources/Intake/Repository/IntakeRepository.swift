@@ -1406,7 +1406,7 @@ public final class IntakeRepository: Sendable {
 
 /// A submission's answer, with its encoding when at hand: the bytes recorded for `request_id`
 /// replays (a new report) or read back from that record (a replay). BatchSubmitReports sends
-/// them as they are (`Mapping.setEncoded`) instead of encoding every answer again.
+/// them as they are (`setEncodedField`) instead of encoding every answer again.
 struct SubmitAnswer: Sendable {
     let response: Liaison_Intake_V1_SubmitReportResponse
     /// `response` in the protobuf wire format, or nil.
