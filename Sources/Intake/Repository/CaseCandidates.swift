@@ -78,8 +78,6 @@ struct CaseCandidates: Equatable {
         let raw: Reader.RawEntry
 
         var receiveTime: Date { Date(postgresMicros: raw.micros) }
-        /// The id's bytes (`reports/{id}` without the prefix).
-        var id: ArraySlice<UInt8> { bytes[raw.id] }
         /// `reports/{id}`, built in one allocation.
         var reportName: String {
             let prefix = "reports/".utf8

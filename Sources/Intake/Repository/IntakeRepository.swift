@@ -923,9 +923,11 @@ public final class IntakeRepository: Sendable {
     static func matcherCases(_ rows: [PostgresRow], candidate: NewReport, shingles: Set<String>,
                              fingerprint: ReportFingerprint, _ c: some SQLQuerier,
                              settings: IntakeSettings) throws -> [CaseCandidate] {
-        try matcherCases(stored: rows.map { try $0.decode(ByteA.self, 2).bytes }, candidate: candidate, shingles: shingles,
-                         fingerprint: fingerprint, config: settings.duplicate) { i in
-            try caseCandidate(rows[i], around: candidate.receiveTime, customer: candidate.customer, c, settings: settings)
+        let stored = try rows.map { try $0.decode(ByteA.self, 2).bytes }
+        return try matcherCases(stored: stored, candidate: candidate, shingles: shingles,
+                                fingerprint: fingerprint, config: settings.duplicate) { i in
+            try caseCandidate(rows[i], stored: stored[i], around: candidate.receiveTime, customer: candidate.customer,
+                              c, settings: settings)
         }
     }
 
@@ -990,14 +992,14 @@ public final class IntakeRepository: Sendable {
     }
 
     /// One open case of `candidatesSQL` as the matcher sees it: its reports within the window
-    /// around `time`, from the stored list, or from `reports` when the list cannot tell
-    /// (`CaseCandidates.matcherReports` returns nil).
-    static func caseCandidate(_ row: PostgresRow, around time: Date, customer: String, _ c: some SQLQuerier,
-                              settings: IntakeSettings) throws -> CaseCandidate {
+    /// around `time`, from the stored list (`stored`, the row's `candidates`), or from `reports`
+    /// when the list cannot tell (`CaseCandidates.matcherReports` returns nil).
+    static func caseCandidate(_ row: PostgresRow, stored: [UInt8], around time: Date, customer: String,
+                              _ c: some SQLQuerier, settings: IntakeSettings) throws -> CaseCandidate {
         let id = try row.decode(String.self, 0)
         let window = settings.duplicate.window
         let reports: [CandidateReport]
-        if let stored = try CaseCandidates.matcherReports(try row.decode(ByteA.self, 2).bytes, around: time, seconds: window) {
+        if let stored = try CaseCandidates.matcherReports(stored, around: time, seconds: window) {
             reports = stored
         } else {
             reports = try c.query(caseWindowSQL, [id, time, window], binaryResults: true).rows.map { r in
