@@ -105,7 +105,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
     /// The transport's settings.
     public let config: Config
     /// Unary methods served directly (see ``UnaryMethod``), by path "/service/method".
-    let unaryMethods: [String: UnaryMethod]
+    let unaryMethods: UnaryMethodTable
     let observer: CallObserver?
     /// Health status control (`grpc.health.v1`).
     public let health = Health()
@@ -126,11 +126,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
     /// `GRPCServer`). A method listed twice keeps its first entry.
     public init(config: Config, unaryMethods: [UnaryMethod] = [], observer: CallObserver? = nil) {
         self.config = config
-        var table: [String: UnaryMethod] = [:]
-        for m in unaryMethods where table["/" + m.descriptor.fullyQualifiedMethod] == nil {
-            table["/" + m.descriptor.fullyQualifiedMethod] = m
-        }
-        self.unaryMethods = table
+        self.unaryMethods = UnaryMethodTable(unaryMethods)
         self.observer = observer
     }
 
@@ -232,7 +228,7 @@ final class ServerCore: Sendable {
     private let shutdownStarted = Atomic<Bool>(false)
     let localPeer = ""
     let handler: @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void
-    let unaryMethods: [String: UnaryMethod]
+    let unaryMethods: UnaryMethodTable
     let observer: ShimServerTransport.CallObserver?
 
     private struct Tracking {
@@ -245,7 +241,7 @@ final class ServerCore: Sendable {
     let inline: Bool
 
     init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void,
-         unaryMethods: [String: UnaryMethod],
+         unaryMethods: UnaryMethodTable,
          observer: ShimServerTransport.CallObserver?,
          inline: Bool) {
         self.handler = handler
@@ -405,9 +401,8 @@ private func shimServerOnNewCall(
     guard let serverCtx, let call, let info else { return nil }
     let core = Unmanaged<ServerCore>.fromOpaque(serverCtx).takeUnretainedValue()
     let i = info.pointee
-    let path = String(decoding: UnsafeRawBufferPointer(start: i.method, count: i.method_len), as: UTF8.self)
-    let peer = String(decoding: UnsafeRawBufferPointer(start: i.peer, count: i.peer_len), as: UTF8.self)
-    if let method = core.unaryMethods[path] {
+    let peer = PeerNames.name(UnsafeRawBufferPointer(start: i.peer, count: i.peer_len))
+    if let method = core.unaryMethods.method(at: UnsafeRawBufferPointer(start: i.method, count: i.method_len)) {
         // The direct path: no metadata conversion (unary handlers do not see it; grpc++
         // enforces the deadline by cancelling the call).
         let direct = DirectUnaryCall(call: call, method: method, peer: peer, core: core)
@@ -415,6 +410,7 @@ private func shimServerOnNewCall(
         direct.start()
         return ctx
     }
+    let path = String(decoding: UnsafeRawBufferPointer(start: i.method, count: i.method_len), as: UTF8.self)
     var metadata = MetadataBridge.fromC(i.metadata, i.metadata_count)
     if i.deadline_remaining_us >= 0 {
         metadata.replaceOrAddString(GRPCTimeout.encode(microseconds: i.deadline_remaining_us), forKey: "grpc-timeout")
@@ -431,6 +427,26 @@ private func shimServerOnNewCall(
     box.prime()
     CallbackThreadExecutor.drain { core.accept(box) }
     return ctx
+}
+
+/// The peer of a call as a `String`, made once per connection and gRPC thread: calls on one
+/// connection share the peer, so the last name made on this thread is reused when the bytes match.
+enum PeerNames {
+    private final class Last {
+        var bytes: [UInt8] = []
+        var name = ""
+    }
+    private static let last = PerThread { Last() }
+
+    static func name(_ bytes: UnsafeRawBufferPointer) -> String {
+        let cache = last.value
+        if cache.bytes.count == bytes.count, cache.bytes.withUnsafeBytes({ $0.elementsEqual(bytes) }) {
+            return cache.name
+        }
+        cache.bytes = Array(bytes)
+        cache.name = String(decoding: bytes, as: UTF8.self)
+        return cache.name
+    }
 }
 
 private func shimServerOnEvent(_ ctx: UnsafeMutableRawPointer?, _ event: UnsafePointer<lgrpc_event>?) {
