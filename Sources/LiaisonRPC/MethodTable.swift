@@ -29,8 +29,6 @@ struct UnaryMethodTable: Sendable {
         self.mask = size - 1
     }
 
-    var isEmpty: Bool { slots.allSatisfy { $0 == nil } }
-
     /// The method served at `path`, if any.
     func method(at path: UnsafeRawBufferPointer) -> UnaryMethod? {
         var i = Self.hash(path) & mask
@@ -42,12 +40,6 @@ struct UnaryMethodTable: Sendable {
             i = (i + 1) & mask
         }
         return nil
-    }
-
-    /// The method served at `path`, if any.
-    func method(at path: String) -> UnaryMethod? {
-        var p = path
-        return p.withUTF8 { method(at: UnsafeRawBufferPointer($0)) }
     }
 
     private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
