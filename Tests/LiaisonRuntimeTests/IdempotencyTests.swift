@@ -116,4 +116,36 @@ final class IdempotencyTests: XCTestCase {
         XCTAssertFalse(plan.contains("Hash Join"), plan)
         XCTAssertFalse(plan.contains("Seq Scan"), plan)
     }
+
+    /// Under the default plan_cache_mode, the batch lookup settles on its cached generic plan
+    /// (an index probe per request) instead of being planned again at every call: with
+    /// `unnest ... WITH ORDINALITY` the planner sized a known array exactly and guessed 10
+    /// elements for the parameter, so for a few ids the generic plan always looked dearer.
+    func testBatchLookupUsesItsCachedGenericPlan() async throws {
+        let scope = "CreateOrder"
+        let ids = (0..<6).map { "req-\($0)" }
+        let fingerprints = ids.map { Idempotency.Key(scope: scope, requestID: $0, request: Array($0.utf8)).fingerprint }
+        func literal(_ xs: [String]) -> String { "'{" + xs.joined(separator: ",") + "}'" }
+        let execute = "EXECUTE lookup_few('\(scope)', \(literal(ids)), \(literal(fingerprints)))"
+        let (generic, custom, plan): (Int, Int, String) = try await pool.withConnection { c in
+            try c.execute(script: """
+                RESET plan_cache_mode;
+                INSERT INTO idempotency_keys (scope, request_id, fingerprint, response)
+                SELECT '\(scope)', 'few-' || i, 'f', '\\x00'::bytea FROM generate_series(1, 2000) i;
+                ANALYZE idempotency_keys;
+                PREPARE lookup_few(text, text[], text[]) AS \(Idempotency.lookupAllSQL);
+                """)
+            for _ in 0..<10 { try c.execute(script: execute) }
+            let counts = try c.query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'lookup_few'").first!
+            let lines = try c.query("EXPLAIN (COSTS OFF) \(execute)").rows.map { try $0.decode(String.self, 0) }
+            try c.execute(script: "DEALLOCATE lookup_few")
+            return (try counts.decode(Int.self, 0), try counts.decode(Int.self, 1), lines.joined(separator: "\n"))
+        }
+        // PostgreSQL plans the first five executions for their values, then compares.
+        XCTAssertEqual(custom, 5, "planned again at every call")
+        XCTAssertGreaterThanOrEqual(generic, 5)
+        XCTAssertTrue(plan.contains("Index Scan using idempotency_keys_pkey"), plan)
+        XCTAssertFalse(plan.contains("Hash Join"), plan)
+    }
 }
