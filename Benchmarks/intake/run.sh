@@ -174,7 +174,7 @@ SQL
   echo "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 7) AS h FROM unnest(ARRAY[$(list "'intake.SubmitReport' || chr(31) || md5(txid_current() || '-r@i')" 1 $n)]) AS k ORDER BY 1 OFFSET 0) locks;"
   for ((k = 0; k * size < n; k++)); do
     from=$((k * size + 1)); to=$(((k + 1) * size)); [ "$to" -le "$n" ] || to=$n
-    echo "SELECT ik.response, ik.fingerprint = q.fingerprint, q.i FROM unnest(ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)], array_fill(repeat('ab', 32), ARRAY[$((to - from + 1))])) WITH ORDINALITY AS q(request_id, fingerprint, i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = q.request_id LIMIT 1) ik;"
+    echo "SELECT ik.response, ik.fingerprint = (a.f)[q.i], q.i::int8 FROM (SELECT ARRAY[$(list "md5(txid_current() || '-r@i')" $from $to)] AS r, array_fill(repeat('ab', 32), ARRAY[$((to - from + 1))]) AS f) a CROSS JOIN LATERAL generate_subscripts(a.r, 1) AS q(i) CROSS JOIN LATERAL (SELECT response, fingerprint FROM idempotency_keys WHERE scope = 'intake.SubmitReport' AND request_id = (a.r)[q.i] LIMIT 1) ik;"
     echo "SELECT oc.id, oc.owner, oc.candidates, q.i FROM unnest(ARRAY[$(list "'b' || :c@i" $from $to)]) WITH ORDINALITY AS q(customer_id, i) CROSS JOIN LATERAL (SELECT id, owner, candidates FROM cases WHERE customer_id = q.customer_id AND state = 'OPEN' ORDER BY update_time DESC LIMIT 100) oc;"
   done
   for ((k = 0; k * size < n; k++)); do
