@@ -87,10 +87,7 @@ final class IdempotencyTests: XCTestCase {
     /// join, that cached plan was a hash join over every key of the scope).
     func testBatchLookupCachedPlanProbesTheKeyAfterTheTableGrew() async throws {
         let scope = "CreateOrder"
-        let ids = (0..<100).map { "req-\($0)" }
-        let fingerprints = ids.map { Idempotency.Key(scope: scope, requestID: $0, request: Array($0.utf8)).fingerprint }
-        func literal(_ xs: [String]) -> String { "'{" + xs.joined(separator: ",") + "}'" }
-        let execute = "EXECUTE lookup_all('\(scope)', \(literal(ids)), \(literal(fingerprints)))"
+        let (ids, fingerprints, execute) = Self.lookupRequests(scope: scope, count: 100, statement: "lookup_all")
         let plan: String = try await pool.withConnection { c in
             // Planned and cached while the table holds 50 keys of the scope.
             try c.execute(script: """
@@ -123,10 +120,7 @@ final class IdempotencyTests: XCTestCase {
     /// elements for the parameter, so for a few ids the generic plan always looked dearer.
     func testBatchLookupUsesItsCachedGenericPlan() async throws {
         let scope = "CreateOrder"
-        let ids = (0..<6).map { "req-\($0)" }
-        let fingerprints = ids.map { Idempotency.Key(scope: scope, requestID: $0, request: Array($0.utf8)).fingerprint }
-        func literal(_ xs: [String]) -> String { "'{" + xs.joined(separator: ",") + "}'" }
-        let execute = "EXECUTE lookup_few('\(scope)', \(literal(ids)), \(literal(fingerprints)))"
+        let (_, _, execute) = Self.lookupRequests(scope: scope, count: 6, statement: "lookup_few")
         let (generic, custom, plan): (Int, Int, String) = try await pool.withConnection { c in
             try c.execute(script: """
                 RESET plan_cache_mode;
@@ -147,5 +141,15 @@ final class IdempotencyTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(generic, 5)
         XCTAssertTrue(plan.contains("Index Scan using idempotency_keys_pkey"), plan)
         XCTAssertFalse(plan.contains("Hash Join"), plan)
+    }
+
+    /// `count` request ids with their fingerprints, and an EXECUTE of the prepared batch lookup
+    /// `statement` over them (array literals).
+    static func lookupRequests(scope: String, count: Int, statement: String)
+        -> (ids: [String], fingerprints: [String], execute: String) {
+        let ids = (0..<count).map { "req-\($0)" }
+        let fingerprints = ids.map { Idempotency.Key(scope: scope, requestID: $0, request: Array($0.utf8)).fingerprint }
+        func literal(_ xs: [String]) -> String { "'{" + xs.joined(separator: ",") + "}'" }
+        return (ids, fingerprints, "EXECUTE \(statement)('\(scope)', \(literal(ids)), \(literal(fingerprints)))")
     }
 }
