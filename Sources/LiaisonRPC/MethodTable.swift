@@ -11,18 +11,16 @@ struct UnaryMethodTable: Sendable {
 
     /// A method listed twice keeps its first entry.
     init(_ methods: [UnaryMethod]) {
-        var unique: [(path: [UInt8], method: UnaryMethod)] = []
-        var seen = Set<[UInt8]>()
-        for m in methods {
-            let path = Array(("/" + m.descriptor.fullyQualifiedMethod).utf8)
-            if seen.insert(path).inserted { unique.append((path, m)) }
-        }
         var size = 8
-        while size < unique.count * 2 { size *= 2 }
+        while size < methods.count * 2 { size *= 2 }
         var slots = [Slot?](repeating: nil, count: size)
-        for (path, method) in unique {
+        next: for method in methods {
+            let path = Array(("/" + method.descriptor.fullyQualifiedMethod).utf8)
             var i = path.withUnsafeBytes { Self.hash($0) } & (size - 1)
-            while slots[i] != nil { i = (i + 1) & (size - 1) }
+            while let slot = slots[i] {
+                if slot.path == path { continue next }
+                i = (i + 1) & (size - 1)
+            }
             slots[i] = Slot(path: path, method: method)
         }
         self.slots = slots
