@@ -222,6 +222,8 @@ done
 for clients in "${CLIENT_COUNTS[@]}"; do run_intake single "$clients" dup; done
 
 ratio() { python3 -c "print(round($1 / max($2, 1), 2))"; }
+# Round by round: "a b c" over "x y z" -> "a/x b/y c/z" (each round's batch and single ran minutes apart).
+round_ratios() { python3 -c "import sys; print(' '.join(str(round(float(a) / max(float(b), 1), 2)) for a, b in zip(sys.argv[1].split(), sys.argv[2].split())))" "$1" "$2"; }
 printf '%-22s %7s %10s %12s %6s   %s\n' run clients reports/s reference ratio "CPU us/report: server / postgres / load generator"
 json="{"
 for clients in "${CLIENT_COUNTS[@]}"; do
@@ -232,16 +234,17 @@ for clients in "${CLIENT_COUNTS[@]}"; do
     if [ "$mode" = single ]; then script=submit; refname="pgbench"; else script=submit-batch; refname="pgbench-batch"; fi
     ref=$(median ${PGB[$clients,$script]}); rp=$(median ${PGP[$clients,$script]}); rc=$(median ${PGC[$clients,$script]})
     r=$(ratio "$s" "$ref")
-    printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake $mode" "$clients" "$s" "" "$r" "$cs" "$cp" "$cc"
-    printf '%-22s %7s %10s %12s %6s   %s - / %s / %s\n' "  $refname" "$clients" "" "$ref" "" "$refname" "$rp" "$rc"
+    printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s   rounds: %s\n' "intake $mode" "$clients" "$s" "" "$r" "$cs" "$cp" "$cc" "${INTAKE[$k]% }"
+    printf '%-22s %7s %10s %12s %6s   %s - / %s / %s   rounds: %s\n' "  $refname" "$clients" "" "$ref" "" "$refname" "$rp" "$rc" "${PGB[$clients,$script]% }"
     json="$json\"${mode}_c${clients}_intake\": $s, \"${mode}_c${clients}_reference\": $ref, \"${mode}_c${clients}_ratio\": $r, "
     json="$json\"${mode}_c${clients}_cpu_us\": {\"intake\": $cs, \"postgres\": $cp, \"client\": $cc, \"reference_postgres\": $rp, \"reference_client\": $rc}, "
   done
   s=$(median ${INTAKE[batch,$clients,new]}); one=$(median ${INTAKE[single,$clients,new]})
   pbatch=$(median ${PGB[$clients,submit-batch]}); pone=$(median ${PGB[$clients,submit]})
-  printf '%-22s %7s %10s %12s %6s\n' "batch / single" "$clients" "" "" "$(ratio "$s" "$one")"
+  printf '%-22s %7s %10s %12s %6s   rounds: %s\n' "batch / single" "$clients" "" "" "$(ratio "$s" "$one")" \
+    "$(round_ratios "${INTAKE[batch,$clients,new]}" "${INTAKE[single,$clients,new]}")"
   printf '%-22s %7s %10s %12s %6s\n' "  pgbench-batch/pgbench" "$clients" "" "" "$(ratio "$pbatch" "$pone")"
-  json="$json\"batch_over_single_c${clients}\": $(ratio "$s" "$one"), \"pgbench_batch_over_single_c${clients}\": $(ratio "$pbatch" "$pone"), "
+  json="$json\"batch_over_single_c${clients}\": $(ratio "$s" "$one"), \"batch_over_single_c${clients}_rounds\": [$(round_ratios "${INTAKE[batch,$clients,new]}" "${INTAKE[single,$clients,new]}" | sed 's/ /, /g')], \"pgbench_batch_over_single_c${clients}\": $(ratio "$pbatch" "$pone"), "
   k=single,$clients,dup
   s=$(median ${INTAKE[$k]}); cs=$(median ${CS[$k]}); cp=$(median ${CP[$k]}); cc=$(median ${CC[$k]})
   printf '%-22s %7s %10s %12s %6s   intake %s / %s / %s\n' "intake single, joins" "$clients" "$s" "(none)" "" "$cs" "$cp" "$cc"
