@@ -133,7 +133,9 @@ public struct OutboxRelay: Service {
         }
     }
 
-    /// Claims one batch of due rows and delivers it; returns how many rows were claimed.
+    /// Claims one batch of due rows (the earliest due first; rows never retried are due from their
+    /// transaction's start, so they go in the order they were written) and delivers it; returns
+    /// how many rows were claimed.
     @discardableResult
     public func runOnce() async throws -> Int {
         let claimed = try await claim()
@@ -177,7 +179,7 @@ public struct OutboxRelay: Service {
                 WHERE id IN (SELECT id FROM outbox
                              WHERE state = 'pending' AND \(condition) AND next_attempt_at <= now()
                                AND (lease_until IS NULL OR lease_until < now())
-                             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                             ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
                 RETURNING id, event_id, destination, topic, payload, attempts
                 """, [owner, leaseSeconds, limit, value])
         }

@@ -54,5 +54,13 @@ public enum PlatformSchema {
             -- paused destination's backlog is never scanned.
             CREATE INDEX outbox_pending_destination ON outbox (destination, id) WHERE state = 'pending';
             """),
+        Migration(version: 3, name: "outbox_claim_by_due_time", sql: """
+            -- The relay claims each destination's rows that are due, earliest first, as one range of
+            -- this index. In id order (version 2) a claim walked past every row of the destination
+            -- that was backing off before it reached a due one: after an outage, every row.
+            CREATE INDEX outbox_pending_destination_due ON outbox (destination, next_attempt_at, id)
+                WHERE state = 'pending';
+            DROP INDEX outbox_pending_destination;
+            """),
     ]
 }

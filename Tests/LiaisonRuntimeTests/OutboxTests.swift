@@ -103,6 +103,50 @@ final class OutboxTests: XCTestCase {
         XCTAssertEqual(prepared, 0)
     }
 
+    /// After an outage a destination's backlog waits for its retry times. A claim reads only the
+    /// rows that are due, earliest due first (one range of `outbox_pending_destination_due`), not
+    /// the rows that are backing off: in id order it had to walk past all of them first.
+    func testAClaimReadsOnlyDueRowsEarliestDueFirst() async throws {
+        // 3,000 rows that failed and wait an hour, written before everything below.
+        try await pool.query("""
+            INSERT INTO outbox (event_id, destination, topic, payload, attempts, next_attempt_at)
+            SELECT gen_random_uuid(), 'consumer', 'test.v1.Thing', '\\x00', 1, now() + interval '1 hour'
+            FROM generate_series(1, 3000)
+            """)
+        let fresh = try await produce(3)
+        // The last row written failed once and is due again since a minute: the earliest due.
+        try await pool.query("DELETE FROM things")
+        let retried = try await produce(1)[0]
+        try await pool.query("UPDATE outbox SET attempts = 1, next_attempt_at = now() - interval '1 minute' WHERE event_id = $1",
+                             [retried])
+        var settings = OutboxRelay.Settings()
+        settings.batchSize = 2
+        settings.destinations = ["consumer"]
+        let received = Shared<[[UUID]]>([])
+        let relay = OutboxRelay(pool: pool, owner: "r1", settings: settings, logger: logger) { _, messages in
+            received.with { $0.append(messages.map(\.eventID)) }
+        }
+        func rowsRead() async throws -> Int {
+            try await pool.query("SELECT pg_stat_force_next_flush()")
+            try await pool.query("SELECT pg_stat_clear_snapshot()")
+            return try await pool.query("""
+                SELECT coalesce(sum(i.idx_tup_read), 0)::int8 + max(t.seq_tup_read)
+                FROM pg_stat_user_tables t LEFT JOIN pg_stat_user_indexes i ON i.relid = t.relid
+                WHERE t.relname = 'outbox'
+                """).first!.decode(Int.self, 0)
+        }
+        let before = try await rowsRead()
+        while try await relay.runOnce() > 0 {}
+        let read = try await rowsRead() - before
+        XCTAssertEqual(received.current.map(Set.init), [[retried, fresh[0]], [fresh[1], fresh[2]]],
+                       "two claims of two, the earliest due first")
+        // Each delivered row is read about twice (claim, mark); the 3,000 waiting rows not at all.
+        XCTAssertLessThan(read, 50, "a claim read rows that were not due")
+        let waiting = try await pool.query("SELECT count(*) FROM outbox WHERE state = 'pending' AND attempts = 1")
+            .first!.decode(Int.self, 0)
+        XCTAssertEqual(waiting, 3000)
+    }
+
     /// The relay dies after the consumer applied a batch but before marking it delivered: the
     /// lease expires, another relay delivers again, and the consumer (with its inbox) applies once.
     func testRelayKilledBetweenSendAndMarkRedeliversAndConsumerAppliesOnce() async throws {
