@@ -222,7 +222,8 @@ done
 for clients in "${CLIENT_COUNTS[@]}"; do run_intake single "$clients" dup; done
 
 ratio() { python3 -c "print(round($1 / max($2, 1), 2))"; }
-# Round by round: "a b c" over "x y z" -> "a/x b/y c/z" (each round's batch and single ran minutes apart).
+# Round by round: "a b c" over "x y z" -> "a/x b/y c/z". A round's single and batch runs follow
+# each other on about the same database, while the open cases per customer grow from round to round.
 round_ratios() { python3 -c "import sys; print(' '.join(str(round(float(a) / max(float(b), 1), 2)) for a, b in zip(sys.argv[1].split(), sys.argv[2].split())))" "$1" "$2"; }
 printf '%-22s %7s %10s %12s %6s   %s\n' run clients reports/s reference ratio "CPU us/report: server / postgres / load generator"
 json="{"
