@@ -34,14 +34,19 @@ public struct IntakeSettings: Sendable {
     public var batchParallelism = 2
     /// Fewest entries per transaction when a batch is split.
     public var minBatchGroup = 16
+    /// Most SubmitReport transactions running at once (`LIAISON_INTAKE_SUBMIT_TRANSACTIONS`,
+    /// default 4). Calls beyond them queue and share transactions (`SubmitCoalescer`).
+    public var submitTransactions = 4
+    /// Most queued SubmitReport calls in one shared transaction.
+    public var maxSharedSubmissions = 100
 
     /// Settings with a page-token key.
     public init(pageTokenKey: [UInt8]) {
         self.pageTokenKey = pageTokenKey
     }
 
-    /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, `LIAISON_INTAKE_BATCH_PARALLELISM` and
-    /// `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
+    /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, `LIAISON_INTAKE_BATCH_PARALLELISM`,
+    /// `LIAISON_INTAKE_SUBMIT_TRANSACTIONS` and `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
     /// key, one is derived from the database URL, so replicas sharing a database share the key.
     public static func from(_ environment: Environment, databaseURL: String) throws -> IntakeSettings {
         let key: [UInt8]
@@ -57,6 +62,7 @@ public struct IntakeSettings: Sendable {
         }
         var s = IntakeSettings(pageTokenKey: key)
         s.batchParallelism = try environment.int("INTAKE_BATCH_PARALLELISM", default: s.batchParallelism, range: 1...16)
+        s.submitTransactions = try environment.int("INTAKE_SUBMIT_TRANSACTIONS", default: s.submitTransactions, range: 1...256)
         s.caseEventDestinations = (environment.string("INTAKE_CASE_EVENT_DESTINATIONS") ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return s
@@ -80,7 +86,14 @@ public final class IntakeRepository: Sendable {
     public init(pool: PostgresPool, settings: IntakeSettings) {
         self.pool = pool
         self.settings = settings
+        self.submissions = SubmitCoalescer(
+            limit: settings.submitTransactions, maxEntries: settings.maxSharedSubmissions,
+            runAlone: { try await Self.submitAlone($0, pool: pool, settings: settings) },
+            runShared: { try await Self.submitGroup($0, pool: pool, settings: settings) })
     }
+
+    /// SubmitReport's group commit (see `submit`).
+    let submissions: SubmitCoalescer
 
     // MARK: - Events
 
@@ -332,13 +345,22 @@ public final class IntakeRepository: Sendable {
     /// SubmitReport: the whole submission in one transaction (see the file comment). The customer
     /// row is locked FOR UPDATE first, so concurrent submissions for one customer are serialized
     /// and cannot open two cases for one problem.
+    ///
+    /// Concurrent calls go through `submissions` (group commit): while fewer than
+    /// `settings.submitTransactions` are running each runs alone, as above; beyond that they
+    /// queue and share transactions (see `SubmitCoalescer`).
     func submit(_ report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])
         async throws -> Liaison_Intake_V1_SubmitReportResponse
     {
-        let settings = self.settings
-        return try await pool.transaction { c in
+        try await submissions.submit((report, requestID, requestBytes)).response
+    }
+
+    /// One submission in its own transaction.
+    static func submitAlone(_ entry: (report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8]),
+                            pool: PostgresPool, settings: IntakeSettings) async throws -> SubmitAnswer {
+        try await pool.transaction { c in
             // One report: its writes and the COMMIT share the last round trip.
-            try Self.submit(c, report, requestID: requestID, requestBytes: requestBytes, settings: settings, commit: true)
+            try submitWave(c, [entry], settings: settings, commit: true)[0].get()
         }
     }
 
@@ -439,7 +461,14 @@ public final class IntakeRepository: Sendable {
     func submitGroup(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])])
         async throws -> [Result<SubmitAnswer, any Error>]
     {
-        let settings = self.settings
+        try await Self.submitGroup(entries, pool: pool, settings: settings)
+    }
+
+    /// `submitGroup` on `pool` (also what `SubmitCoalescer` runs for shared transactions).
+    static func submitGroup(_ entries: [(report: Liaison_Intake_V1_Report, requestID: String, requestBytes: [UInt8])],
+                            pool: PostgresPool, settings: IntakeSettings)
+        async throws -> [Result<SubmitAnswer, any Error>]
+    {
         let customerIDs = Set(entries.compactMap { ResourceName.customerId($0.report.customer) }).sorted()
         // Columns as `SubmissionReads.customer` (data, owning_agent), then the id.
         let lockCustomersStatement: StatementBatch.Statement = (
