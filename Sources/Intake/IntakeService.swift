@@ -31,7 +31,7 @@ public struct IntakeService: LiaisonService {
         self.relay = try EventRelayService(context: context, producer: "intake", destinations: destinations)
     }
 
-    public var rpcServices: [ServedRPCService] { [handler.served, sink.served] }
+    public var rpcServices: [ServedRPCService] { [handler.servedDirect, sink.served] }
     public var backgroundServices: [any Service] {
         [relay, IdempotencyExpiry(pool: context.pool, logger: context.logger)]
     }

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import GRPCProtobuf
 import LiaisonAPI
+import LiaisonRPC
 import LiaisonRuntime
 import LiaisonStorage
 import Logging
@@ -210,13 +211,42 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
     public func submitReport(request: Liaison_Intake_V1_SubmitReportRequest, context: ServerContext) async throws
         -> Liaison_Intake_V1_SubmitReportResponse
     {
-        try await handle("SubmitReport") {
-            var violations = validate(request.report, prefix: "report")
-            if let v = CustomerRules.requestIdViolation(request.requestID) { violations.append(v) }
-            if !violations.isEmpty { throw ValidationError(violations: violations) }
-            return try await repository.submit(request.report, requestID: request.requestID,
-                                               requestBytes: try deterministicBytes(request))
+        try await handle("SubmitReport") { try await submitAnswer(request).response }
+    }
+
+    /// SubmitReport as the direct unary path serves it (`servedDirect`): answered with the
+    /// response bytes recorded for replays, as BatchSubmitReports answers its entries, instead
+    /// of encoding the response a second time (about 5% of intake's CPU per single report).
+    func submitReportEncoded(_ bytes: [UInt8]) async throws -> [UInt8] {
+        let request: Liaison_Intake_V1_SubmitReportRequest
+        do {
+            request = try Liaison_Intake_V1_SubmitReportRequest(serializedBytes: bytes)
+        } catch {
+            // What `UnaryMethod` says for a request it cannot decode.
+            throw RPCError(code: .invalidArgument, message: "Can't deserialize to message of type \(Liaison_Intake_V1_SubmitReportRequest.self).",
+                           cause: error)
         }
+        let answer = try await handle("SubmitReport") { try await submitAnswer(request) }
+        return try answer.encoded ?? answer.response.serializedBytes()
+    }
+
+    func submitAnswer(_ request: Liaison_Intake_V1_SubmitReportRequest) async throws -> SubmitAnswer {
+        var violations = validate(request.report, prefix: "report")
+        if let v = CustomerRules.requestIdViolation(request.requestID) { violations.append(v) }
+        if !violations.isEmpty { throw ValidationError(violations: violations) }
+        return try await repository.submitAnswer(request.report, requestID: request.requestID,
+                                                 requestBytes: try deterministicBytes(request))
+    }
+
+    /// The service for the server: the generated tables (`served`), with SubmitReport's direct
+    /// path answering with recorded bytes (`submitReportEncoded`).
+    public var servedDirect: ServedRPCService {
+        let base = served
+        let submit = Liaison_Intake_V1_IntakeService.Method.SubmitReport.descriptor
+        return ServedRPCService(base.registrable, unaryMethods: base.unaryMethods.map { method in
+            guard method.descriptor == submit else { return method }
+            return UnaryMethod(submit) { bytes, _ in try await self.submitReportEncoded(bytes) }
+        })
     }
 
     public func batchSubmitReports(request: Liaison_Intake_V1_BatchSubmitReportsRequest, context: ServerContext)

@@ -48,7 +48,9 @@ func withIntakeAndSink<R: Sendable>(
     let logger = Logger(label: "intake-test")
     let handler = IntakeHandler(pool: pool, settings: s, logger: logger)
     let sink = CorrelationEvents.sink(pool: pool, settings: s, logger: logger)
-    let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
+    // As `IntakeService` serves them: unary methods on the transport's direct path.
+    let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"),
+                                        unaryMethods: handler.servedDirect.unaryMethods + sink.served.unaryMethods)
     let server = GRPCServer(transport: transport, services: [handler, sink])
     let result: R = try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.serve() }
