@@ -24,6 +24,19 @@ final class SubmitCoalescerTests: XCTestCase {
         return (repo, pool, url)
     }
 
+    /// A repository (`makeRepository`) whose only slot is taken: an acme submission (`leader`)
+    /// waits for acme's row lock, held by `lock` until released.
+    func startWithBusySlot() async throws
+        -> (IntakeRepository, PostgresPool, CustomerLock, Task<Liaison_Intake_V1_SubmitReportResponse, any Error>) {
+        let (repo, pool, url) = try await makeRepository()
+        let lock = try CustomerLock(url: url, customer: "acme")
+        let leader = Self.spawn(repo, submitRequest(makeReport(customer: "acme")))
+        try await eventually("the leader to wait for acme's lock") {
+            try await pool.query("SELECT count(*) FROM pg_locks WHERE NOT granted").first!.decode(Int.self, 0) > 0
+        }
+        return (repo, pool, lock, leader)
+    }
+
     /// Holds customer `id`'s row lock on a connection of its own until `release()`.
     final class CustomerLock: @unchecked Sendable {
         let connection: PostgresConnection
@@ -61,12 +74,7 @@ final class SubmitCoalescerTests: XCTestCase {
     /// NOT_FOUND, a retried request replays its answer, a request id reused for other content is
     /// refused, and only the accepted reports are stored, each with its event.
     func testQueuedSubmissionsShareOneTransactionAndEachGetsItsOwnAnswer() async throws {
-        let (repo, pool, url) = try await makeRepository()
-        let lock = try CustomerLock(url: url, customer: "acme")
-        let leader = Self.spawn(repo, submitRequest(makeReport(customer: "acme")))
-        try await eventually("the leader to wait for acme's lock") {
-            try await pool.query("SELECT count(*) FROM pg_locks WHERE NOT granted").first!.decode(Int.self, 0) > 0
-        }
+        let (repo, pool, lock, leader) = try await startWithBusySlot()
 
         var globex = makeReport(customer: "globex", text: "Checkout returns error 503 for every payment attempt")
         globex.symptom = .errors
@@ -137,12 +145,7 @@ final class SubmitCoalescerTests: XCTestCase {
     /// A submission cancelled while it waits in the queue leaves it with CancellationError and
     /// writes nothing; the one queued after it still runs.
     func testACancelledQueuedSubmissionWritesNothing() async throws {
-        let (repo, pool, url) = try await makeRepository()
-        let lock = try CustomerLock(url: url, customer: "acme")
-        let leader = Self.spawn(repo, submitRequest(makeReport(customer: "acme")))
-        try await eventually("the leader to wait for acme's lock") {
-            try await pool.query("SELECT count(*) FROM pg_locks WHERE NOT granted").first!.decode(Int.self, 0) > 0
-        }
+        let (repo, pool, lock, leader) = try await startWithBusySlot()
         let cancelledRequest = submitRequest(makeReport(customer: "globex"))
         let cancelled = Self.spawn(repo, cancelledRequest)
         try await eventually("the submission to queue") { repo.submissions.load.queued == 1 }
