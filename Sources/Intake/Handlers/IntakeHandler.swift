@@ -60,6 +60,9 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         case let e as PostgresError:
             logger.error("storage error", metadata: ["method": "\(method)", "error": "\(e)"])
             return APIError.from(e, domain: domain)
+        case is CancellationError:
+            // The caller went away or its deadline passed (e.g. while queued in `SubmitCoalescer`).
+            return APIError(GoogleRPCStatus(code: .cancelled, message: "cancelled", details: []))
         default:
             logger.error("unexpected error", metadata: ["method": "\(method)", "error": "\(error)"])
             return APIError(GoogleRPCStatus(code: .internalError, message: "internal error", details: []))

@@ -7,6 +7,7 @@ import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
 import LiaisonTestSupport
+import Logging
 import XCTest
 
 final class SubmitCoalescerTests: XCTestCase {
@@ -157,6 +158,9 @@ final class SubmitCoalescerTests: XCTestCase {
         guard case .failure(let error) = outcome, error is CancellationError else {
             return XCTFail("expected CancellationError, got \(outcome)")
         }
+        // The handler answers it as CANCELLED (not as an internal error).
+        XCTAssertEqual(IntakeHandler.apiError(error, logger: Logger(label: "test"), method: "SubmitReport").rpcErrorCode,
+                       .cancelled)
         XCTAssertEqual(repo.submissions.load.queued, 1)
         try lock.release()
         _ = try await leader.value
