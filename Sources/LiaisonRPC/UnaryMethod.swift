@@ -38,6 +38,22 @@ public struct UnaryMethod: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (_ request: Input, _ context: ServerContext) async throws -> Output
     ) {
+        self.init(descriptor, encodedResponse: { (request: Input, context) in
+            let response = try await handler(request, context)
+            do {
+                return try response.serializedBytes()
+            } catch {
+                throw RPCError(code: .internalError, message: "Can't serialize message of type \(Output.self).", cause: error)
+            }
+        })
+    }
+
+    /// A method over a protobuf request whose handler answers with its response already encoded
+    /// (for example the bytes recorded for replaying a request id), so it is not encoded twice.
+    public init<Input: SwiftProtobuf.Message>(
+        _ descriptor: MethodDescriptor,
+        encodedResponse handler: @escaping @Sendable (_ request: Input, _ context: ServerContext) async throws -> [UInt8]
+    ) {
         self.init(descriptor) { bytes, context in
             let request: Input
             do {
@@ -46,12 +62,7 @@ public struct UnaryMethod: Sendable {
                 // GRPCProtobuf's deserializer says the same.
                 throw RPCError(code: .invalidArgument, message: "Can't deserialize to message of type \(Input.self).", cause: error)
             }
-            let response = try await handler(request, context)
-            do {
-                return try response.serializedBytes()
-            } catch {
-                throw RPCError(code: .internalError, message: "Can't serialize message of type \(Output.self).", cause: error)
-            }
+            return try await handler(request, context)
         }
     }
 }

@@ -71,18 +71,18 @@ final class SubmitCoalescer: Sendable {
     /// Submits one report; returns once it is committed (or refused).
     func submit(_ entry: Entry) async throws -> SubmitAnswer {
         try Task.checkCancellation()
-        let leads = state.withLock { s in
-            guard s.running < limit, s.queuedCount == 0 else { return false }
-            s.running += 1
-            return true
-        }
-        if leads {
-            defer { release() }
-            return try await runAlone(entry)
-        }
-        let id = state.withLock { s in
+        // nil: run now, alone; else the id this submission queues under.
+        let queuedID: UInt64? = state.withLock { s in
+            if s.running < limit, s.queuedCount == 0 {
+                s.running += 1
+                return nil
+            }
             s.nextID += 1
             return s.nextID
+        }
+        guard let id = queuedID else {
+            defer { release() }
+            return try await runAlone(entry)
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SubmitAnswer, any Error>) in
