@@ -194,6 +194,7 @@ let package = Package(
                     .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                     .product(name: "Logging", package: "swift-log"),
+                    .product(name: "Metrics", package: "swift-metrics"),
                 ],
                 swiftSettings: swiftSettings
             )

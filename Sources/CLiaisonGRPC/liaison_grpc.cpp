@@ -40,6 +40,8 @@
 namespace {
 
 std::atomic<int64_t> g_live_calls{0};
+// Exceptions caught inside grpc++ callbacks (reported by lgrpc_exception_count).
+std::atomic<int64_t> g_callback_exceptions{0};
 
 void set_status(lgrpc_status *st, int code, const char *msg) {
   if (st == nullptr) return;
@@ -248,6 +250,11 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
       }
       emit(ev);
     } catch (...) {
+      // The message is lost (e.g. out of memory while flattening it): the read side ends, so the
+      // caller finishes the call (a unary call answers INTERNAL) instead of waiting for its
+      // deadline.
+      g_callback_exceptions.fetch_add(1);
+      failed_event(LGRPC_EVENT_READ);
     }
   }
 
@@ -261,6 +268,29 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_WRITE_DONE;
       ev.ok = ok ? 1 : 0;
+      emit(ev);
+    } catch (...) {
+      g_callback_exceptions.fetch_add(1);
+      failed_event(LGRPC_EVENT_WRITE_DONE);
+    }
+  }
+
+  // After an exception in a callback: the operation is over and failed (ok = 0), so the caller
+  // stops waiting for it. Never throws.
+  void failed_event(lgrpc_event_kind kind) noexcept {
+    try {
+      {
+        std::lock_guard<std::recursive_mutex> g(mu);
+        if (kind == LGRPC_EVENT_READ) {
+          read_pending = false;
+          read_closed = true;
+        } else {
+          write_pending = false;
+        }
+      }
+      lgrpc_event ev{};
+      ev.kind = kind;
+      ev.ok = 0;
       emit(ev);
     } catch (...) {
     }
@@ -697,6 +727,25 @@ struct lgrpc_client_call final
         drop_hold_locked();
       }
     } catch (...) {
+      // The response is lost: end the read side (the caller sees the call fail) rather than
+      // leave it waiting for a message that will never be delivered.
+      g_callback_exceptions.fetch_add(1);
+      try {
+        {
+          std::lock_guard<std::recursive_mutex> g(mu);
+          read_pending = false;
+          read_closed = true;
+          write_closed = true;
+        }
+        context.TryCancel();
+        lgrpc_event ev{};
+        ev.kind = LGRPC_EVENT_READ;
+        ev.ok = 0;
+        emit(ev);
+        std::lock_guard<std::recursive_mutex> g(mu);
+        drop_hold_locked();
+      } catch (...) {
+      }
     }
   }
 
@@ -717,6 +766,19 @@ struct lgrpc_client_call final
       ev.ok = ok ? 1 : 0;
       emit(ev);
     } catch (...) {
+      g_callback_exceptions.fetch_add(1);
+      try {
+        {
+          std::lock_guard<std::recursive_mutex> g(mu);
+          write_pending = false;
+          write_closed = true;
+        }
+        lgrpc_event ev{};
+        ev.kind = LGRPC_EVENT_WRITE_DONE;
+        ev.ok = 0;
+        emit(ev);
+      } catch (...) {
+      }
     }
   }
 
@@ -995,5 +1057,7 @@ void lgrpc_client_call_release(lgrpc_client_call *call) {
 }
 
 int64_t lgrpc_debug_live_calls(void) { return g_live_calls.load(); }
+
+int64_t lgrpc_exception_count(void) { return g_callback_exceptions.load(); }
 
 }  // extern "C"

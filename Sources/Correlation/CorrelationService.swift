@@ -16,8 +16,7 @@ public struct CorrelationService: LiaisonService {
 
     public init(context: ServiceContext) async throws {
         self.context = context
-        self.settings = try CorrelationSettings.from(
-            context.environment, replicaID: context.configuration.replicaID, databaseURL: context.configuration.databaseURL)
+        self.settings = try CorrelationSettings.from(context.environment, configuration: context.configuration, logger: context.logger)
         self.relay = settings.destinations.isEmpty ? nil
             : try EventRelayService(context: context, producer: "correlation", destinations: settings.destinations)
     }

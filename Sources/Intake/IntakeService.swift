@@ -24,7 +24,7 @@ public struct IntakeService: LiaisonService {
 
     public init(context: ServiceContext) async throws {
         self.context = context
-        let settings = try IntakeSettings.from(context.environment, databaseURL: context.configuration.databaseURL)
+        let settings = try IntakeSettings.from(context.environment, configuration: context.configuration, logger: context.logger)
         self.handler = IntakeHandler(pool: context.pool, settings: settings, logger: context.logger)
         self.sink = CorrelationEvents.sink(pool: context.pool, settings: settings, logger: context.logger)
         let destinations = Array(Set(settings.directoryEventDestinations + settings.caseEventDestinations)).sorted()
@@ -32,29 +32,5 @@ public struct IntakeService: LiaisonService {
     }
 
     public var rpcServices: [ServedRPCService] { [handler.servedDirect, sink.served] }
-    public var backgroundServices: [any Service] {
-        [relay, IdempotencyExpiry(pool: context.pool, logger: context.logger)]
-    }
-}
-
-/// Deletes request ids older than 8 days every hour (the API promises at least 7 days of replay).
-struct IdempotencyExpiry: Service {
-    let pool: PostgresPool
-    let logger: Logger
-
-    func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let deleted = try await pool.transaction { c in
-                        try Idempotency.expire(c, olderThan: .seconds(8 * 24 * 3600))
-                    }
-                    if deleted > 0 { logger.info("expired request ids", metadata: ["count": "\(deleted)"]) }
-                } catch {
-                    logger.warning("expiring request ids failed", metadata: ["error": "\(error)"])
-                }
-                try await Task.sleep(for: .seconds(3600))
-            }
-        }
-    }
+    public var backgroundServices: [any Service] { [relay] }
 }

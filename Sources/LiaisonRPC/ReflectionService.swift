@@ -12,7 +12,7 @@ import SwiftProtobuf
 /// (service, method, message, enum, field-less nested types) and answers extension queries
 /// from the extensions declared in the set.
 public struct ReflectionService: RegistrableRPCService {
-    let index: DescriptorIndex
+    var index: DescriptorIndex
 
     /// - Parameter fileDescriptorSet: the serialized bytes of a `google.protobuf.FileDescriptorSet`.
     public init(fileDescriptorSet: Data) throws {
@@ -23,6 +23,14 @@ public struct ReflectionService: RegistrableRPCService {
     /// - Parameter fileDescriptorSet: the serialized bytes of a `google.protobuf.FileDescriptorSet`.
     public init(fileDescriptorSet: [UInt8]) throws {
         try self.init(fileDescriptorSet: Data(fileDescriptorSet))
+    }
+
+    /// Describes only the services in `served` (by fully-qualified name): the other services of
+    /// the set are neither listed nor resolved as symbols, while their files (and the messages
+    /// the served services share with them) stay resolvable.
+    public init(fileDescriptorSet: [UInt8], serving served: Set<String>) throws {
+        try self.init(fileDescriptorSet: Data(fileDescriptorSet))
+        index.restrict(toServices: served)
     }
 
     /// - Parameter fileDescriptors: serialized `google.protobuf.FileDescriptorProto`s.
@@ -104,6 +112,14 @@ struct DescriptorIndex: Sendable {
             }
         }
         services.sort()
+    }
+
+    /// Drops the services not in `served`, and their methods, from the listing and the symbols.
+    mutating func restrict(toServices served: Set<String>) {
+        for name in services where !served.contains(name) {
+            symbols = symbols.filter { $0.key != name && !$0.key.hasPrefix(name + ".") }
+        }
+        services = services.filter(served.contains)
     }
 
     private static func trim(_ name: String) -> String {

@@ -405,7 +405,8 @@ private func shimServerOnNewCall(
     if let method = core.unaryMethods.method(at: UnsafeRawBufferPointer(start: i.method, count: i.method_len)) {
         // The direct path: no metadata conversion (unary handlers do not see it; grpc++
         // enforces the deadline by cancelling the call).
-        let direct = DirectUnaryCall(call: call, method: method, peer: peer, core: core)
+        let deadline = i.deadline_remaining_us >= 0 ? ContinuousClock.now + .microseconds(i.deadline_remaining_us) : nil
+        let direct = DirectUnaryCall(call: call, method: method, peer: peer, core: core, deadline: deadline)
         let ctx = Unmanaged.passRetained(direct as ServerCallBase).toOpaque()
         direct.start()
         return ctx
@@ -781,4 +782,11 @@ struct ServerOutbound: ClosableRPCWriterProtocol {
             call.finish(status: Status(code: .unknown, message: "\(error)"), trailers: [:])
         }
     }
+}
+
+/// Counters the C shim keeps.
+public enum ShimDiagnostics {
+    /// Exceptions caught inside grpc++'s callbacks since start (each ended its operation with a
+    /// failure instead of leaving a call waiting).
+    public static var callbackExceptions: Int64 { lgrpc_exception_count() }
 }

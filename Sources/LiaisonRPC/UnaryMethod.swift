@@ -20,17 +20,33 @@ import Synchronization
 /// GRPCCore: `RPCError` as is (its metadata, including `grpc-status-details-bin`, as trailers),
 /// `RPCErrorConvertible` converted, anything else UNKNOWN.
 public struct UnaryMethod: Sendable {
+    /// Checks a decoded request before its handler runs; a thrown error is the call's status.
+    public typealias RequestCheck = @Sendable (_ request: any SwiftProtobuf.Message, _ method: MethodDescriptor) throws -> Void
+
     /// The method, e.g. `liaison.intake.v1.IntakeService/SubmitReport`.
     public let descriptor: MethodDescriptor
-    let handle: @Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8]
+    private let run: @Sendable (_ request: [UInt8], _ context: ServerContext, _ check: RequestCheck?) async throws -> [UInt8]
+    private var check: RequestCheck? = nil
 
-    /// A method over serialized bytes.
+    /// A method over serialized bytes (no request check applies).
     public init(
         _ descriptor: MethodDescriptor,
         bytes handler: @escaping @Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8]
     ) {
         self.descriptor = descriptor
-        self.handle = handler
+        self.run = { request, context, _ in try await handler(request, context) }
+    }
+
+    /// The same method, whose decoded protobuf requests pass `check` before the handler sees them.
+    public func checking(_ check: RequestCheck?) -> UnaryMethod {
+        var m = self
+        m.check = check
+        return m
+    }
+
+    /// Runs the method on one serialized request.
+    func handle(_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8] {
+        try await run(request, context, check)
     }
 
     /// A method over protobuf messages (what the generated tables use).
@@ -54,7 +70,8 @@ public struct UnaryMethod: Sendable {
         _ descriptor: MethodDescriptor,
         encodedResponse handler: @escaping @Sendable (_ request: Input, _ context: ServerContext) async throws -> [UInt8]
     ) {
-        self.init(descriptor) { bytes, context in
+        self.descriptor = descriptor
+        self.run = { bytes, context, check in
             let request: Input
             do {
                 request = try Input(serializedBytes: bytes)
@@ -62,9 +79,17 @@ public struct UnaryMethod: Sendable {
                 // GRPCProtobuf's deserializer says the same.
                 throw RPCError(code: .invalidArgument, message: "Can't deserialize to message of type \(Input.self).", cause: error)
             }
+            try check?(request, descriptor)
             return try await handler(request, context)
         }
     }
+}
+
+/// The deadline of the server call the current task serves, when its client set one: set on
+/// the direct unary path (and by the runtime's interceptor for calls through `GRPCServer`), read
+/// by the storage layer so that the statements run for a call are cancelled with it.
+public enum ServerCallDeadline {
+    @TaskLocal public static var current: ContinuousClock.Instant?
 }
 
 /// A service as a server hosts it: the `RegistrableRPCService` for `GRPCServer` (streaming
@@ -79,6 +104,14 @@ public struct ServedRPCService: Sendable {
     public init(_ registrable: any RegistrableRPCService, unaryMethods: [UnaryMethod] = []) {
         self.registrable = registrable
         self.unaryMethods = unaryMethods
+    }
+
+    /// Fully-qualified names of the gRPC services that have handlers here (for health and
+    /// reflection: a service with no handler is neither SERVING nor listed).
+    public var serviceNames: Set<String> {
+        var router = RPCRouter<ShimServerTransport>()
+        registrable.registerMethods(with: &router)
+        return Set(router.methods.map(\.service.fullyQualifiedService) + unaryMethods.map(\.descriptor.service.fullyQualifiedService))
     }
 }
 
@@ -124,10 +157,13 @@ final class DirectUnaryCall: ServerCallBase, @unchecked Sendable {
     }
     private let state = Mutex(State())
 
-    init(call: OpaquePointer, method: UnaryMethod, peer: String, core: ServerCore) {
+    private let deadline: ContinuousClock.Instant?
+
+    init(call: OpaquePointer, method: UnaryMethod, peer: String, core: ServerCore, deadline: ContinuousClock.Instant? = nil) {
         self.method = method
         self.peer = peer
         self.core = core
+        self.deadline = deadline
         super.init(call: call)
     }
 
@@ -180,7 +216,9 @@ final class DirectUnaryCall: ServerCallBase, @unchecked Sendable {
                 let context = ServerContext(
                     descriptor: method.descriptor, remotePeer: peer, localPeer: core.localPeer, cancellation: handle)
                 do {
-                    let response = try await method.handle(request, context)
+                    let response = try await ServerCallDeadline.$current.withValue(deadline) {
+                        try await method.handle(request, context)
+                    }
                     return finish(message: response)
                 } catch {
                     let (status, trailers) = statusAndTrailers(for: error)

@@ -118,6 +118,13 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
                 details: [.retryInfo(delay: .milliseconds(100))]))
         case .deadlineExceeded:
             return APIError(GoogleRPCStatus(code: .deadlineExceeded, message: "deadline exceeded", details: []))
+        case .resourceExhausted:
+            return APIError(GoogleRPCStatus(
+                code: .resourceExhausted, message: "server busy; retry later with the same request_id",
+                details: [
+                    .errorInfo(reason: "OVERLOADED", domain: domain, metadata: [:]),
+                    .retryInfo(delay: .milliseconds(500)),
+                ]))
         case .cancelled:
             return APIError(GoogleRPCStatus(code: .cancelled, message: "cancelled", details: []))
         case .alreadyExists:

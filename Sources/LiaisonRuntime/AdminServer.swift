@@ -1,4 +1,5 @@
 import Foundation
+import LiaisonRPC
 import Logging
 import Prometheus
 import Synchronization
@@ -91,6 +92,8 @@ public final class AdminServer: Sendable {
         guard method == "GET" || method == "HEAD" else { return ("405 Method Not Allowed", "text/plain", Array("GET only\n".utf8)) }
         switch path.split(separator: "?").first.map(String.init) ?? path {
         case "/metrics":
+            // Counted in the C shim, read at scrape time.
+            registry.makeGauge(name: "liaison_grpc_callback_exceptions_total").set(Double(ShimDiagnostics.callbackExceptions))
             return ("200 OK", "text/plain; version=0.0.4", registry.emitToBuffer())
         case "/healthz":
             return ("200 OK", "text/plain", Array("ok\n".utf8))

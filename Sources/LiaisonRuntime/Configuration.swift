@@ -28,6 +28,15 @@ public struct Environment: Sendable {
         return v
     }
 
+    /// Event destinations from `LIAISON_<name>` (service names, comma separated): `default`
+    /// when unset, none for `none`. Each service's default routes every event it produces to
+    /// every service that has an applier for it, so a shipped deployment needs no setting.
+    public func destinations(_ name: String, default value: [String]) -> [String] {
+        guard let raw = string(name) else { return value }
+        if raw.lowercased() == "none" { return [] }
+        return raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     public func required(_ name: String) throws -> String {
         guard let v = string(name) else {
             throw ConfigurationError(variable: Self.prefix + name, problem: "is required but not set")
@@ -115,6 +124,16 @@ public struct ServiceConfiguration: Sendable {
     public var maxConnectionAgeSeconds: Int
     /// Identity of this replica in leases and logs (`LIAISON_REPLICA_ID`, default host name + pid).
     public var replicaID: String
+    /// `LIAISON_ENVIRONMENT=production` (default `development`): secrets must be configured,
+    /// nothing is derived or generated for convenience.
+    public var production: Bool
+    /// How long request ids are remembered for replays (`LIAISON_IDEMPOTENCY_RETENTION_SECONDS`,
+    /// default 8 days). A retry after that is a new request.
+    public var idempotencyRetention: Duration
+    /// How long applied event ids are remembered (`LIAISON_INBOX_RETENTION_SECONDS`, default 30
+    /// days): a redelivery after that would apply again, so keep it longer than any outage and
+    /// requeue dead letters within it.
+    public var inboxRetention: Duration
 
     /// Reads and validates the shared settings for `service` with its default ports.
     public init(service: String, defaultPort: Int, defaultAdminPort: Int, environment env: Environment = Environment()) throws {
@@ -143,5 +162,40 @@ public struct ServiceConfiguration: Sendable {
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, 255)
         replicaID = env.string("REPLICA_ID") ?? "\(String(cString: host))-\(getpid())"
+        switch env.string("ENVIRONMENT")?.lowercased() ?? "development" {
+        case "production": production = true
+        case "development": production = false
+        case let other:
+            throw ConfigurationError(variable: "LIAISON_ENVIRONMENT", problem: "must be production or development, got '\(other)'")
+        }
+        idempotencyRetention = .seconds(try env.int("IDEMPOTENCY_RETENTION_SECONDS", default: 8 * 86_400, range: 3600...366 * 86_400))
+        inboxRetention = .seconds(try env.int("INBOX_RETENTION_SECONDS", default: 30 * 86_400, range: 86_400...3660 * 86_400))
+    }
+
+    /// The key signing page tokens: `LIAISON_<variable>` (at least 16 bytes, shared by the
+    /// service's replicas). Without it, production refuses to start; development derives one
+    /// from the database URL (replicas of one database agree) and says so in the log, since such
+    /// a key is guessable when the URL carries no password.
+    public func pageTokenKey(_ variable: String, environment env: Environment, service: String, logger: Logger) throws -> [UInt8] {
+        if let k = env.string(variable) {
+            guard k.utf8.count >= 16 else {
+                throw ConfigurationError(variable: Environment.prefix + variable, problem: "must be at least 16 bytes")
+            }
+            return Array(k.utf8)
+        }
+        guard !production else {
+            throw ConfigurationError(
+                variable: Environment.prefix + variable,
+                problem: "is required with LIAISON_ENVIRONMENT=production (a secret of at least 16 bytes, the same for every replica)")
+        }
+        logger.warning("page-token key derived from the database URL (development only; set \(Environment.prefix + variable) in production)")
+        return Self.derivedPageTokenKey(service: service, databaseURL: databaseURL)
+    }
+
+    /// A page-token key derived from the database URL, so replicas sharing a database share it.
+    public static func derivedPageTokenKey(service: String, databaseURL: String) -> [UInt8] {
+        var h = SHA256()
+        h.update(Array("liaison-\(service)-page-token:\(databaseURL)".utf8))
+        return h.finalize()
     }
 }

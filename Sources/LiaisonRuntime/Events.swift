@@ -6,6 +6,8 @@ import LiaisonStorage
 import Logging
 import SwiftProtobuf
 import ServiceLifecycle
+import Metrics
+import Synchronization
 
 /// Producing events: serialize a generated event message into the outbox, inside the
 /// transaction of the change it describes.
@@ -25,6 +27,15 @@ public enum Events {
 /// The consuming side: `liaison.events.v1.EventSinkService` over a table of appliers keyed by event
 /// type. Each batch is applied in one transaction; each event's id is recorded in `inbox` in that
 /// transaction, so a redelivered event is acknowledged and changes nothing.
+///
+/// Every event gets its own outcome: APPLIED, DUPLICATE, or REJECTED with a reason (no id, no
+/// payload, a type this sink does not consume, a payload that does not decode, or an applier
+/// that refuses it for good: a decoding or validation error, a value storage cannot hold, a
+/// data or integrity error of PostgreSQL). A rejected event changes nothing and is dead-lettered
+/// alone by the producer; the rest of its batch is applied. Transient failures (the database
+/// unreachable, a conflict, cancellation) fail the whole call, and the relay retries the batch.
+/// A batch runs without savepoints; only when one of its events is refused does the transaction
+/// run again with a savepoint around each event, so clean batches pay nothing for the isolation.
 public struct EventSink: Liaison_Events_V1_EventSinkService.SimpleServiceProtocol {
     /// Applies one event inside the batch's transaction. Must touch only the database.
     public typealias Applier = @Sendable (_ c: PostgresConnection, _ payload: [UInt8], _ envelope: Liaison_Events_V1_EventEnvelope) throws -> Void
@@ -42,6 +53,27 @@ public struct EventSink: Liaison_Events_V1_EventSinkService.SimpleServiceProtoco
         self.logger = logger
     }
 
+    /// One event of a batch, checked before any database work.
+    enum Plan: Sendable {
+        case apply(UUID, Applier, Liaison_Events_V1_EventEnvelope)
+        case reject(String)
+    }
+
+    /// Whether an applier's error refuses the event for good (it would fail the same way every
+    /// time), rather than a passing failure of the database or the call.
+    public static func isRejection(_ error: any Error) -> Bool {
+        switch error {
+        case let e as PostgresError:
+            switch e.kind {
+            case .client, .decoding: return true
+            case .server: return e.sqlStateClass == "22" || e.sqlStateClass == "23"
+            case .connection, .cancelled, .deadlineExceeded, .overloaded: return false
+            }
+        case is CancellationError, is DeadlineExceeded: return false
+        default: return true  // decoding, validation, an APIError of the applier
+        }
+    }
+
     public func deliverEvents(
         request: Liaison_Events_V1_DeliverEventsRequest, context: ServerContext
     ) async throws -> Liaison_Events_V1_DeliverEventsResponse {
@@ -49,49 +81,82 @@ public struct EventSink: Liaison_Events_V1_EventSinkService.SimpleServiceProtoco
         guard (1...500).contains(request.events.count) else {
             throw APIError.invalidArgument(domain: domain, field: "events", "must hold between 1 and 500 events")
         }
-        var work: [(UUID, String, Applier, Liaison_Events_V1_EventEnvelope)] = []
-        var violations: [APIError.FieldViolation] = []
-        for (i, e) in request.events.enumerated() {
-            guard let id = UUID(uuidString: e.eventID) else {
-                violations.append(.init("events[\(i)].event_id", "must be a UUID"))
-                continue
-            }
+        let consumer = self.consumer
+        let plans: [Plan] = request.events.map { e in
+            guard let id = UUID(uuidString: e.eventID) else { return .reject("event_id '\(e.eventID.prefix(64))' is not a UUID") }
             guard e.hasPayload, let slash = e.payload.typeURL.lastIndex(of: "/") else {
-                violations.append(.init("events[\(i)].payload", "must be a packed event message"))
-                continue
+                return .reject("payload is not a packed event message")
             }
             let type = String(e.payload.typeURL[e.payload.typeURL.index(after: slash)...])
-            guard let applier = appliers[type] else {
-                throw APIError.failedPrecondition(
-                    domain: domain, type: "EVENT_TYPE", subject: type, "\(consumer) does not consume \(type)")
-            }
-            work.append((id, type, applier, e))
+            guard let applier = appliers[type] else { return .reject("\(consumer) does not consume \(type.prefix(200))") }
+            return .apply(id, applier, e)
         }
-        if !violations.isEmpty { throw APIError.invalidArgument(domain: domain, violations) }
-        let consumer = self.consumer
-        let batch = work
+        // Events refused by an applier on an earlier run of the transaction (its index, why).
+        let refused = Mutex<[Int: String]>([:])
+        struct Refused: Error {}
         do {
-            let (applied, duplicates) = try await pool.transaction { c -> (Int, Int) in
-                var applied = 0, duplicates = 0
-                for (id, _, applier, envelope) in batch {
-                    if try Inbox.claim(c, consumer: consumer, eventID: id) {
-                        try applier(c, Array(envelope.payload.value), envelope)
-                        applied += 1
-                    } else {
-                        duplicates += 1
+            var isolate = false
+            var kinds: [Liaison_Events_V1_EventOutcome.Kind] = []
+            while true {
+                let isolated = isolate
+                let known = refused.withLock { $0 }
+                do {
+                    kinds = try await pool.transaction { c -> [Liaison_Events_V1_EventOutcome.Kind] in
+                        var kinds: [Liaison_Events_V1_EventOutcome.Kind] = []
+                        kinds.reserveCapacity(plans.count)
+                        for (i, plan) in plans.enumerated() {
+                            guard case .apply(let id, let applier, let envelope) = plan, known[i] == nil else {
+                                kinds.append(.rejected)
+                                continue
+                            }
+                            if isolated { try c.execute(script: "SAVEPOINT liaison_event") }
+                            do {
+                                if try Inbox.claim(c, consumer: consumer, eventID: id) {
+                                    try applier(c, Array(envelope.payload.value), envelope)
+                                    kinds.append(.applied)
+                                } else {
+                                    kinds.append(.duplicate)
+                                }
+                                if isolated { try c.execute(script: "RELEASE SAVEPOINT liaison_event") }
+                            } catch where Self.isRejection(error) {
+                                refused.withLock { $0[i] = "\(error)" }
+                                guard isolated else { throw Refused() }
+                                try c.execute(script: "ROLLBACK TO SAVEPOINT liaison_event; RELEASE SAVEPOINT liaison_event")
+                                kinds.append(.rejected)
+                            }
+                        }
+                        return kinds
                     }
+                    break
+                } catch is Refused {
+                    isolate = true  // run again, each event behind a savepoint
                 }
-                return (applied, duplicates)
             }
             var response = Liaison_Events_V1_DeliverEventsResponse()
-            response.applied = Int32(applied)
-            response.duplicates = Int32(duplicates)
+            let reasons = refused.withLock { $0 }
+            for (i, (plan, kind)) in zip(plans, kinds).enumerated() {
+                var outcome = Liaison_Events_V1_EventOutcome()
+                outcome.eventID = request.events[i].eventID
+                outcome.kind = kind
+                if kind == .rejected {
+                    if case .reject(let why) = plan { outcome.reason = why } else { outcome.reason = reasons[i] ?? "refused" }
+                    logger.warning("event rejected", metadata: [
+                        "event_id": "\(outcome.eventID.prefix(64))", "producer": "\(request.events[i].producer.prefix(64))",
+                        "reason": "\(outcome.reason)",
+                    ])
+                }
+                response.outcomes.append(outcome)
+            }
+            response.applied = Int32(kinds.count { $0 == .applied })
+            response.duplicates = Int32(kinds.count { $0 == .duplicate })
+            response.rejected = Int32(kinds.count { $0 == .rejected })
+            if response.rejected > 0 {
+                Counter(label: "liaison_events_rejected_total", dimensions: [("consumer", consumer)]).increment(by: Int(response.rejected))
+            }
             return response
         } catch let e as PostgresError {
             logger.error("applying events failed", metadata: ["error": "\(e)"])
             throw APIError.from(e, domain: domain)
-        } catch let e as SwiftProtobuf.BinaryDecodingError {
-            throw APIError.invalidArgument(domain: domain, field: "events.payload", "cannot decode: \(e)")
         }
     }
 }
@@ -139,8 +204,9 @@ public final class EventDelivery: Sendable {
     /// Stops the clients.
     public func shutdown() { for c in clients.values { c.beginGracefulShutdown() } }
 
-    /// The relay's delivery function.
-    public func deliver(destination: String, messages: [OutboxMessage]) async throws {
+    /// The relay's delivery function: the events the destination rejected for good, with its
+    /// reasons (a sink that gives no outcomes applied them all).
+    public func deliver(destination: String, messages: [OutboxMessage]) async throws -> OutboxRelay.DeliveryReport {
         guard let client = clients[destination] else {
             throw ConfigurationError(variable: "LIAISON_\(destination.uppercased())_TARGET", problem: "no target for destination \(destination)")
         }
@@ -156,7 +222,13 @@ public final class EventDelivery: Sendable {
         }
         var options = CallOptions.defaults
         options.timeout = .seconds(8)
-        _ = try await Liaison_Events_V1_EventSinkService.Client(wrapping: client).deliverEvents(request, options: options)
+        let response = try await Liaison_Events_V1_EventSinkService.Client(wrapping: client).deliverEvents(request, options: options)
+        var report = OutboxRelay.DeliveryReport()
+        guard response.outcomes.count == messages.count else { return report }
+        for (m, o) in zip(messages, response.outcomes) where o.kind == .rejected {
+            report.rejected[m.id] = o.reason.isEmpty ? "rejected by \(destination)" : o.reason
+        }
+        return report
     }
 }
 
@@ -174,10 +246,10 @@ public struct EventRelayService: ServiceLifecycle.Service {
         var settings = settings
         if settings.destinations.isEmpty { settings.destinations = destinations }
         self.relay = OutboxRelay(
-            pool: context.pool, owner: context.configuration.replicaID, settings: settings, logger: context.logger
-        ) { destination, messages in
+            pool: context.pool, owner: context.configuration.replicaID, settings: settings, logger: context.logger,
+            deliverReporting: { destination, messages in
             try await delivery.deliver(destination: destination, messages: messages)
-        }
+        })
     }
 
     public func run() async throws {

@@ -76,8 +76,16 @@ public enum Outbox {
 /// thousands of rows costs one delivery attempt per pause, not a claim-and-fail pass over every
 /// row, and the other destinations keep flowing.
 public struct OutboxRelay: Service {
-    /// Sends a batch to one destination; returns normally only when the destination applied all.
-    public typealias Deliver = @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> Void
+    /// What a destination said of a batch it took: the messages it rejected for good (by outbox
+    /// row id, with its reason). The others are done.
+    public struct DeliveryReport: Sendable, Equatable {
+        public var rejected: [Int64: String] = [:]
+        public init(rejected: [Int64: String] = [:]) { self.rejected = rejected }
+    }
+
+    /// Sends a batch to one destination; returns normally only when the destination took every
+    /// message (applied, or rejected for good as its report says); throws to retry the batch.
+    public typealias Deliver = @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> DeliveryReport
 
     public struct Settings: Sendable {
         public var batchSize = 100
@@ -108,7 +116,9 @@ public struct OutboxRelay: Service {
     let logger: Logger
     let pauses = DestinationPauses()
 
-    public init(pool: PostgresPool, owner: String, settings: Settings = Settings(), logger: Logger, deliver: @escaping Deliver) {
+    /// A relay whose destinations report per-message rejections (`EventDelivery.deliver`).
+    @_disfavoredOverload
+    public init(pool: PostgresPool, owner: String, settings: Settings = Settings(), logger: Logger, deliverReporting deliver: @escaping Deliver) {
         self.pool = pool
         self.owner = owner
         self.settings = settings
@@ -116,11 +126,24 @@ public struct OutboxRelay: Service {
         self.logger = logger
     }
 
+    /// A relay whose destinations apply every message they take (no per-message rejections).
+    public init(
+        pool: PostgresPool, owner: String, settings: Settings = Settings(), logger: Logger,
+        deliver: @escaping @Sendable (_ destination: String, _ messages: [OutboxMessage]) async throws -> Void
+    ) {
+        self.init(pool: pool, owner: owner, settings: settings, logger: logger, deliverReporting: { destination, messages -> DeliveryReport in
+            try await deliver(destination, messages)
+            return DeliveryReport()
+        })
+    }
+
     public func run() async throws {
         var lastCleanup = ContinuousClock.now
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                let n = try await runOnce()
+                // Every pass's statements are bounded (a stuck lock or a slow disk cannot stall
+                // the relay for longer than this); deliveries have their own timeout.
+                let n = try await PostgresPool.$deadline.withValue(ContinuousClock.now + settings.lease) { try await runOnce() }
                 if n == 0 { await sleepUntilShutdown(for: settings.idlePoll) }
                 if ContinuousClock.now - lastCleanup > .seconds(600) {
                     lastCleanup = .now
@@ -148,12 +171,22 @@ public struct OutboxRelay: Service {
                 break
             }
             do {
-                try await withDeadline(settings.deliveryTimeout) {
+                let report = try await withDeadline(settings.deliveryTimeout) {
                     try await deliver(destination, messages)
                 }
-                try await markDelivered(messages.map(\.id))
+                let taken = messages.filter { report.rejected[$0.id] == nil }
+                try await markDelivered(taken.map(\.id))
+                if taken.count < messages.count {
+                    try await markDead(report.rejected)
+                    logger.warning("outbox events rejected by their destination (dead-lettered)", metadata: [
+                        "destination": "\(destination)", "events": "\(messages.count - taken.count)",
+                        "reason": "\(report.rejected.values.sorted().first ?? "")",
+                    ])
+                    Counter(label: "liaison_outbox_rejected_total", dimensions: [("destination", destination)])
+                        .increment(by: messages.count - taken.count)
+                }
                 pauses.succeeded(destination)
-                Counter(label: "liaison_outbox_delivered_total", dimensions: [("destination", destination)]).increment(by: messages.count)
+                Counter(label: "liaison_outbox_delivered_total", dimensions: [("destination", destination)]).increment(by: taken.count)
             } catch {
                 let transient = Self.isTransient(error)
                 if transient { pauses.failed(destination, settings: settings) }
@@ -207,6 +240,16 @@ public struct OutboxRelay: Service {
                               last_error = NULL
             WHERE id = ANY($1::bigint[]) AND lease_owner = $2
             """, [TextArray(ids.map(String.init)), owner])
+    }
+
+    /// Dead-letters the rows a destination rejected, each with its reason.
+    func markDead(_ rejected: [Int64: String]) async throws {
+        let rows = rejected.sorted { $0.key < $1.key }
+        try await pool.queryPlanningEachTime("""
+            UPDATE outbox o SET state = 'dead', lease_owner = NULL, lease_until = NULL, last_error = left(r.reason, 2000)
+            FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+            WHERE o.id = r.id AND o.lease_owner = $3
+            """, [TextArray(rows.map { String($0.key) }), TextArray(rows.map(\.value)), owner])
     }
 
     /// Whether a delivery error means "try again later" rather than "the destination refused".
@@ -301,7 +344,7 @@ extension OutboxRelay {
     public func runOnceWithoutMarking() async throws -> Int {
         let claimed = try await claim()
         for (destination, messages) in Dictionary(grouping: claimed, by: \.destination) {
-            try? await deliver(destination, messages)
+            _ = try? await deliver(destination, messages)
         }
         return claimed.count
     }

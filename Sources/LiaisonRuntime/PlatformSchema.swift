@@ -62,5 +62,9 @@ public enum PlatformSchema {
                 WHERE state = 'pending';
             DROP INDEX outbox_pending_destination;
             """),
+        Migration(version: 4, name: "inbox_purge_by_age", sql: """
+            -- Housekeeping deletes applied event ids past their retention through this index.
+            CREATE INDEX inbox_applied_at ON inbox (applied_at);
+            """),
     ]
 }

@@ -137,13 +137,17 @@ public enum ServiceMain {
 
         let admin = try AdminServer(address: config.adminAddress, registry: registry, logger: logger)
         let pool = PostgresPool(.init(url: config.databaseURL, maxConnections: config.databasePoolSize, applicationName: d.name,
-                                      resumeScope: ShimServerTransport.runResumedHandlers), logger: logger)
+                                      resumeScope: ShimServerTransport.runResumedHandlers,
+                                      deadlineProvider: { ServerCallDeadline.current }), logger: logger)
         if config.migrateOnStart {
             try await migrate(pool: pool, directory: config.migrationsDirectory, service: d.name, logger: logger)
         }
         let service = try await S(context: ServiceContext(configuration: config, environment: Environment(), pool: pool, logger: logger))
 
-        let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet)
+        // Health and reflection tell only of the APIs that have handlers: a service whose API
+        // is not built yet is neither SERVING nor listed for it.
+        let served = service.rpcServices.reduce(into: Set<String>()) { $0.formUnion($1.serviceNames) }
+        let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet, serving: served)
         let services = service.rpcServices + [ServedRPCService(reflection)]
         let transport = ShimServerTransport(config: .init(
             listenAddress: config.listenAddress,
@@ -153,7 +157,7 @@ public enum ServiceMain {
             maxConnectionAge: config.maxConnectionAgeSeconds > 0 ? .seconds(config.maxConnectionAgeSeconds) : nil,
             maxConnectionAgeGrace: .seconds(30),
             shutdownGracePeriod: config.shutdownGrace),
-            unaryMethods: services.flatMap(\.unaryMethods),
+            unaryMethods: ServerKit.unaryMethods(services),
             observer: { method, code, duration in
                 MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: MetricsInterceptor.label(code), elapsed: duration)
             })
@@ -161,22 +165,41 @@ public enum ServiceMain {
         let server = GRPCServer(
             transport: transport,
             services: services.map(\.registrable),
-            interceptors: [MetricsInterceptor()])
+            interceptors: ServerKit.interceptors([MetricsInterceptor()]))
 
         let grpc = GRPCServerService(
-            server: server, transport: transport, healthServices: [""] + d.grpcServices, admin: admin,
+            server: server, transport: transport, healthServices: [""] + d.grpcServices.filter(served.contains), admin: admin,
             shutdownDelay: config.shutdownDelay, logger: logger)
         // ServiceGroup shuts services down in reverse order, one after the other: gRPC (listed last)
         // stops advertising and drains first, while the background work (outbox relays that
         // deliver what those calls wrote) keeps running; then the background services stop.
         let group = ServiceGroup(configuration: .init(
-            services: service.backgroundServices.map { .init(service: $0) } + [.init(service: grpc)],
+            services: service.backgroundServices.map { .init(service: $0) }
+                + [.init(service: PlatformHousekeeping(
+                    pool: pool, idempotencyRetention: config.idempotencyRetention, inboxRetention: config.inboxRetention,
+                    logger: logger))]
+                + [.init(service: grpc)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         logger.info("starting", metadata: ["grpc": "\(config.listenAddress)", "admin": "\(config.adminAddress)"])
         try await group.run()
         await pool.close()
         logger.info("stopped")
+    }
+}
+
+/// What every server of the runtime applies to its calls, in `serve` and in test harnesses
+/// alike: ``RequestBounds`` on every request, on the direct unary path and through `GRPCServer`,
+/// and the client's deadline as ``ServerCallDeadline`` (which the services' pools read).
+public enum ServerKit {
+    /// The unary methods of `services` for the transport's direct path, with the request checks.
+    public static func unaryMethods(_ services: [ServedRPCService]) -> [UnaryMethod] {
+        services.flatMap(\.unaryMethods).map { $0.checking(RequestBounds.check) }
+    }
+
+    /// `GRPCServer`'s interceptors: `first`, then the call's deadline and the request checks.
+    public static func interceptors(_ first: [any ServerInterceptor] = []) -> [any ServerInterceptor] {
+        first + [DeadlineInterceptor(), RequestBoundsInterceptor()]
     }
 }
 

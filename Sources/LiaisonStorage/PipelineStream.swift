@@ -91,7 +91,7 @@ public final class PipelineStream: SQLQuerier {
             preparing[s.sql] = name
             slots.append(.prepare(sql: s.sql, name: name))
         }
-        let ok = withParameters(s.parameters) { values, lengths, formats in
+        let ok = try withParameters(s.parameters) { values, lengths, formats in
             PQsendQueryPrepared(conn, name, Int32(values.count), values, lengths, formats, binaryResults ? 1 : 0)
         }
         guard ok == 1 else { throw connection.failure(conn, "send pipeline statement") }

@@ -69,8 +69,11 @@ public final class PostgresConnection {
     public init(url: String, applicationName: String = "liaison") throws {
         let keys = ["dbname", "application_name", "options", "connect_timeout", "keepalives",
                     "keepalives_idle", "keepalives_interval", "keepalives_count"]
-        let values = [url, applicationName, "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c client_min_messages=warning",
-                      "5", "1", "10", "5", "3"]
+        // The URL's own `options` (e.g. `-c statement_timeout=5s`) are kept: ours follow them, so
+        // only the settings this layer depends on win.
+        let ours = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c client_min_messages=warning"
+        let options = Self.urlOptions(url).map { $0 + " " + ours } ?? ours
+        let values = [url, applicationName, options, "5", "1", "10", "5", "3"]
         let c = withCStrings(keys) { k in
             withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
         }
@@ -84,6 +87,21 @@ public final class PostgresConnection {
     }
 
     deinit { close() }
+
+    /// The `options` a libpq URL or keyword string carries, nil when none (or it does not parse).
+    static func urlOptions(_ url: String) -> String? {
+        guard let parsed = PQconninfoParse(url, nil) else { return nil }
+        defer { PQconninfoFree(parsed) }
+        var p = parsed
+        while let keyword = p.pointee.keyword {
+            if String(cString: keyword) == "options", let v = p.pointee.val {
+                let value = String(cString: v).trimmingCharacters(in: .whitespaces)
+                return value.isEmpty ? nil : value
+            }
+            p += 1
+        }
+        return nil
+    }
 
     /// Closes the connection. Idempotent.
     public func close() {
@@ -123,7 +141,7 @@ public final class PostgresConnection {
         if pendingBegin != nil { return try pipeline([(sql, parameters)], binaryResults: binaryResults ? [0] : [])[0] }
         let conn = try live()
         let name = try prepared(sql, conn: conn)
-        let result = withParameters(parameters) { values, lengths, formats in
+        let result = try withParameters(parameters) { values, lengths, formats in
             PQexecPrepared(conn, name, Int32(values.count), values, lengths, formats, binaryResults ? 1 : 0)
         }
         return try check(result, conn: conn)
@@ -140,7 +158,7 @@ public final class PostgresConnection {
         try ensureOpenTransaction()
         try sendPendingBegin()
         let conn = try live()
-        let result = withParameters(parameters) { values, lengths, formats in
+        let result = try withParameters(parameters) { values, lengths, formats in
             PQexecParams(conn, sql, Int32(values.count), nil, values, lengths, formats, 0)
         }
         return try check(result, conn: conn)
@@ -434,10 +452,12 @@ public final class PostgresConnection {
 /// Calls `body` with a C array of C strings (NULL entries for nil), valid only during the call.
 /// Statement parameters as libpq takes them: values (NULL for SQL NULL), lengths (binary values
 /// only) and formats (0 text, 1 binary). The memory lives until `body` returns.
+/// Throws, before anything is sent, when a parameter has no PostgreSQL representation.
 func withParameters<R>(
     _ parameters: [any PostgresBindable],
     _ body: (_ values: [UnsafePointer<CChar>?], _ lengths: [Int32], _ formats: [Int32]) -> R
-) -> R {
+) throws -> R {
+    for parameter in parameters { try parameter.checkPostgresRepresentable() }
     // Every value goes into one buffer (text values NUL-terminated), one allocation per
     // statement instead of one per parameter (a batch's merged insert has thousands).
     var arena: [UInt8] = []

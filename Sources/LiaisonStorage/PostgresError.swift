@@ -14,8 +14,11 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         case deadlineExceeded
         /// A value could not be decoded into the requested Swift type.
         case decoding
-        /// The client was used incorrectly (closed pool, bad URL, ...).
+        /// The client was used incorrectly (closed pool, bad URL, a value PostgreSQL cannot hold).
         case client
+        /// The pool's queue of callers waiting for a connection is full: the caller should back
+        /// off and retry (nothing was sent).
+        case overloaded
     }
 
     public var kind: Kind
@@ -100,6 +103,7 @@ public enum StatusCodeMapping {
         case .cancelled: return .cancelled
         case .deadlineExceeded: return .deadlineExceeded
         case .decoding, .client: return .internal
+        case .overloaded: return .resourceExhausted
         case .server: break
         }
         guard let state = error.sqlState else { return .internal }

@@ -23,14 +23,23 @@ public final class PostgresPool: Sendable {
         /// worker thread. The services pass `ShimServerTransport.runResumedHandlers`, so that a
         /// direct unary handler continues on this thread instead of waking another one.
         public var resumeScope: (@Sendable (() -> Void) -> Void)?
+        /// The deadline of the work the calling task does, when neither the call nor
+        /// `PostgresPool.deadline` gives one. The services pass the RPC layer's deadline of the
+        /// call being served, so a client's deadline cancels the statements run for it.
+        public var deadlineProvider: (@Sendable () -> ContinuousClock.Instant?)?
+        /// Most callers waiting for a connection at once; one more fails at once with
+        /// `.overloaded` (RESOURCE_EXHAUSTED with a retry hint) instead of growing the queue.
+        public var maxWaiters = 1024
 
         public init(url: String, maxConnections: Int = 8, applicationName: String = "liaison",
-                    maxTransactionAttempts: Int = 8, resumeScope: (@Sendable (() -> Void) -> Void)? = nil) {
+                    maxTransactionAttempts: Int = 8, resumeScope: (@Sendable (() -> Void) -> Void)? = nil,
+                    deadlineProvider: (@Sendable () -> ContinuousClock.Instant?)? = nil) {
             self.url = url
             self.maxConnections = max(1, maxConnections)
             self.applicationName = applicationName
             self.maxTransactionAttempts = max(1, maxTransactionAttempts)
             self.resumeScope = resumeScope
+            self.deadlineProvider = deadlineProvider
         }
     }
 
@@ -58,11 +67,11 @@ public final class PostgresPool: Sendable {
         deadline: ContinuousClock.Instant? = nil,
         _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
-        let deadline = deadline ?? Self.deadline
+        let deadline = deadline ?? Self.deadline ?? configuration.deadlineProvider?()
         if let deadline, deadline <= .now {
             throw PostgresError(.deadlineExceeded, message: "deadline passed before the statement was sent")
         }
-        let worker = try await acquire()
+        let worker = try await acquire(deadline: deadline)
         let op = operationCounter.add(1, ordering: .relaxed).newValue
         var timer: DispatchWorkItem?
         if let deadline {
@@ -162,7 +171,7 @@ public final class PostgresPool: Sendable {
         case closed
     }
 
-    private func acquire() async throws -> ConnectionWorker {
+    private func acquire(deadline: ContinuousClock.Instant? = nil) async throws -> ConnectionWorker {
         let decision = state.withLock { s -> Acquire in
             if s.closed { return .closed }
             if let w = s.idle.popLast() { return .worker(w) }
@@ -177,10 +186,30 @@ public final class PostgresPool: Sendable {
         case .worker(let w): return w
         case .create: return ConnectionWorker(configuration: configuration)
         case .wait:
-            let id = state.withLock { s -> UInt64 in
+            let id = state.withLock { s -> UInt64? in
+                guard s.waiters.count < configuration.maxWaiters else { return nil }
                 s.nextWaiter += 1
                 return s.nextWaiter
             }
+            guard let id else {
+                throw PostgresError(.overloaded, message: "\(configuration.maxWaiters) callers already wait for a connection")
+            }
+            // A caller whose deadline passes while it waits leaves the queue.
+            var timer: DispatchWorkItem?
+            if let deadline {
+                let item = DispatchWorkItem { [self] in
+                    let waiter = state.withLock { s -> CheckedContinuation<ConnectionWorker, any Error>? in
+                        guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                        return s.waiters.remove(at: i).continuation
+                    }
+                    waiter?.resume(throwing: PostgresError(.deadlineExceeded, message: "deadline passed while waiting for a connection"))
+                }
+                let remaining = ContinuousClock.now.duration(to: deadline)
+                let nanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanos, Int64(Int.max / 2)))), execute: item)
+                timer = item
+            }
+            defer { timer?.cancel() }
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { continuation in
                     let immediate = state.withLock { s -> Acquire in

@@ -8,10 +8,15 @@ public protocol PostgresBindable: Sendable {
     /// The binary representation, if the value is sent in binary format (`bytea`: its bytes);
     /// nil to send `postgresText` instead.
     var postgresBinary: [UInt8]? { get }
+    /// Throws when the value has no PostgreSQL representation (a Date beyond timestamptz's range).
+    /// Checked for every parameter before a statement is sent, so that such a value becomes an
+    /// error of that statement and never a trap.
+    func checkPostgresRepresentable() throws
 }
 
 extension PostgresBindable {
     public var postgresBinary: [UInt8]? { nil }
+    public func checkPostgresRepresentable() throws {}
 }
 
 /// A value that can be decoded from a column in PostgreSQL's text format.
@@ -57,6 +62,10 @@ func bigEndianInteger(_ u: UnsafeBufferPointer<UInt8>, _ type: String) throws ->
 
 extension String: PostgresBindable, PostgresDecodable {
     public var postgresText: String? { self }
+    /// PostgreSQL's text cannot hold NUL, and libpq would end the value there.
+    public func checkPostgresRepresentable() throws {
+        if utf8.contains(0) { throw PostgresError(.client, message: "text value contains a NUL character") }
+    }
     public init(postgresText: String) { self = postgresText }
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) { self = String(decoding: u, as: UTF8.self) }
 }
@@ -186,6 +195,7 @@ extension UUID: PostgresBindable, PostgresDecodable {
 extension Optional: PostgresBindable where Wrapped: PostgresBindable {
     public var postgresText: String? { self?.postgresText }
     public var postgresBinary: [UInt8]? { self?.postgresBinary }
+    public func checkPostgresRepresentable() throws { try self?.checkPostgresRepresentable() }
 }
 
 /// Binary data: sent as `bytea` in binary format (no hex encoding on either side), read from
@@ -253,6 +263,9 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
     public var values: [String]
     public init(_ values: [String]) { self.values = values }
 
+    public func checkPostgresRepresentable() throws {
+        for v in values { try v.checkPostgresRepresentable() }
+    }
     public var postgresText: String? {
         // Every element quoted, `"` and `\` escaped; built as UTF-8 bytes (both are ASCII, so
         // no multi-byte sequence can contain them).
@@ -306,8 +319,13 @@ public struct TextArray: PostgresBindable, PostgresDecodable, Equatable {
 extension Date: PostgresBindable, PostgresDecodable {
     /// timestamptz in binary format: microseconds since 2000-01-01 00:00 UTC.
     public init(postgresBinary u: UnsafeBufferPointer<UInt8>) throws {
-        self.init(postgresMicros: try bigEndianInteger(fixedBinary(u, 8, "timestamptz"), "timestamptz")
-                  + 946_684_800 * 1_000_000)
+        let since2000 = try bigEndianInteger(fixedBinary(u, 8, "timestamptz"), "timestamptz")
+        // ±infinity arrive as Int64.max / Int64.min: an error, not an overflow trap.
+        let (micros, overflow) = since2000.addingReportingOverflow(946_684_800 * 1_000_000)
+        guard !overflow, Date.postgresMicrosRange.contains(micros) else {
+            throw decodeError("timestamptz", "\(since2000) µs after 2000-01-01")
+        }
+        self.init(postgresMicros: micros)
     }
 
     /// The Date a timestamptz of `micros` microseconds since 1970-01-01 UTC decodes to (equal to
@@ -322,8 +340,35 @@ extension Date: PostgresBindable, PostgresDecodable {
     }
 
     /// Whole microseconds since 1970-01-01 UTC, rounded to nearest: what PostgreSQL stores for
-    /// this Date when it is bound.
-    public var postgresMicros: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
+    /// this Date when it is bound. Dates outside `postgresRange` (and NaN) are clamped to its
+    /// ends, never trapped on; binding one throws (`checkPostgresRepresentable`).
+    public var postgresMicros: Int64 {
+        guard let micros = exactPostgresMicros else {
+            return timeIntervalSince1970 < 0 ? Date.postgresMicrosRange.lowerBound : Date.postgresMicrosRange.upperBound
+        }
+        return micros
+    }
+
+    /// Whole microseconds since 1970-01-01 UTC, or nil when the Date is outside `postgresRange`
+    /// (or not a number).
+    public var exactPostgresMicros: Int64? {
+        guard let micros = Int64(exactly: (timeIntervalSince1970 * 1_000_000).rounded()),
+              Date.postgresMicrosRange.contains(micros) else { return nil }
+        return micros
+    }
+
+    /// The instants this layer stores: 0001-01-01T00:00:00Z up to the end of year 99999, in
+    /// microseconds since 1970 (PostgreSQL goes on to year 294276, which no longer fits 1970-based
+    /// Int64 microseconds). Years before 1 would need PostgreSQL's "BC" form, which nothing here
+    /// writes.
+    public static let postgresMicrosRange: ClosedRange<Int64> =
+        (CivilDate.days(year: 1, month: 1, day: 1) * 86_400_000_000)...(CivilDate.days(year: 100_000, month: 1, day: 1) * 86_400_000_000 - 1)
+
+    public func checkPostgresRepresentable() throws {
+        guard exactPostgresMicros != nil else {
+            throw PostgresError(.client, message: "timestamp \(timeIntervalSince1970) s since 1970 is outside the storable range (years 1 to 99999)")
+        }
+    }
 
     /// The instant `micros` (0 ..< 1,000,000) after `unixSeconds`, built the same way for both
     /// formats so that they decode to equal Dates.

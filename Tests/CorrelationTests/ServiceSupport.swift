@@ -67,7 +67,7 @@ final class CorrelationStack: @unchecked Sendable {
                 transport: transport,
                 services: [CorrelationHandler(pool: pool, settings: settings, logger: logger),
                            IntakeEvents.sink(pool: pool, settings: settings, logger: logger)],
-                interceptors: [CallCounter(counts: calls)])
+                interceptors: ServerKit.interceptors([CallCounter(counts: calls)]))
             serving.append(Task { try await server.serve() })
             let port = try await transport.listeningPort
             ports.append(port)

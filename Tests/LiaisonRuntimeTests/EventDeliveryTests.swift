@@ -67,20 +67,16 @@ final class EventDeliveryTests: XCTestCase {
         let undelivered = try await producerPool.query("SELECT count(*) FROM outbox WHERE state <> 'delivered'").first!.decode(Int.self, 0)
         XCTAssertEqual(undelivered, 0)
 
-        // An event type the sink does not consume is refused with FAILED_PRECONDITION.
+        // An event type the sink does not consume is rejected on its own, with a reason.
         try await producerPool.transaction { c in
             try Events.publish(c, Liaison_Events_V1_EventEnvelope(), eventID: UUID(), to: ["consumer"])
         }
-        do {
-            let messages = try await producerPool.query("SELECT id, event_id, topic, payload FROM outbox WHERE state = 'pending'").rows.map {
-                OutboxMessage(id: try $0.decode(Int64.self, 0), eventID: try $0.decode(UUID.self, 1), destination: "consumer",
-                              topic: try $0.decode(String.self, 2), payload: try $0.decode(ByteA.self, 3).bytes, attempts: 1)
-            }
-            try await delivery.deliver(destination: "consumer", messages: messages)
-            XCTFail("expected FAILED_PRECONDITION")
-        } catch let error as RPCError {
-            XCTAssertEqual(error.code, .failedPrecondition)
+        let messages = try await producerPool.query("SELECT id, event_id, topic, payload FROM outbox WHERE state = 'pending'").rows.map {
+            OutboxMessage(id: try $0.decode(Int64.self, 0), eventID: try $0.decode(UUID.self, 1), destination: "consumer",
+                          topic: try $0.decode(String.self, 2), payload: try $0.decode(ByteA.self, 3).bytes, attempts: 1)
         }
+        let report = try await delivery.deliver(destination: "consumer", messages: messages)
+        XCTAssertEqual(report.rejected, [messages[0].id: "consumer does not consume liaison.events.v1.EventEnvelope"])
 
         delivery.shutdown()
         _ = try? await connections.value
@@ -162,6 +158,90 @@ final class EventDeliveryTests: XCTestCase {
         _ = try? await connections.value
         for server in servers { server.beginGracefulShutdown() }
         for task in serving { _ = try? await task.value }
+        await consumerPool.close()
+    }
+
+    /// Issue 20: one poison event in a batch of 100 (a payload its applier cannot decode) is
+    /// dead-lettered alone with a readable reason; the other 99 are applied once; requeueing the
+    /// dead letter rejects it again and changes nothing; redelivering the 99 applies nothing.
+    func testAPoisonEventIsDeadLetteredAloneAndTheRestOfItsBatchApplied() async throws {
+        let logger = Logger(label: "test")
+        let producerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("producer"), maxConnections: 4))
+        let consumerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("consumer"), maxConnections: 4))
+        for pool in [producerPool, consumerPool] {
+            try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        }
+        try await consumerPool.query("CREATE TABLE seen (event_id text PRIMARY KEY, applied int)")
+        let sink = EventSink(pool: consumerPool, consumer: "consumer", appliers: [
+            Liaison_Events_V1_DeliverEventsResponse.protoMessageName: { c, payload, envelope in
+                let event = try Liaison_Events_V1_DeliverEventsResponse(serializedBytes: payload)
+                try c.query("INSERT INTO seen VALUES ($1, $2)", [envelope.eventID, Int(event.applied)])
+            },
+        ], logger: logger)
+        let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
+        let server = GRPCServer(transport: transport, services: [sink])
+        let serving = Task { try await server.serve() }
+        let port = try await transport.listeningPort
+        transport.health.setServingStatus(service: Self.sinkService, serving: true)
+
+        let poisonID = UUID()
+        try await producerPool.transaction { c in
+            for i in 0..<100 {
+                if i == 50 {
+                    // Not a DeliverEventsResponse: field 1 as a length-delimited field of 200 bytes
+                    // with 1 byte present.
+                    try Outbox.enqueue(c, eventID: poisonID, topic: Liaison_Events_V1_DeliverEventsResponse.protoMessageName,
+                                       payload: [0x0A, 0xC8, 0x01, 0x00], destinations: ["consumer"])
+                } else {
+                    var event = Liaison_Events_V1_DeliverEventsResponse()
+                    event.applied = Int32(i)
+                    try Events.publish(c, event, eventID: UUID(), to: ["consumer"])
+                }
+            }
+        }
+        let delivery = try EventDelivery(producer: "producer", destinations: ["consumer": "ipv4:127.0.0.1:\(port)"])
+        let connections = Task { try await delivery.run() }
+        let relay = OutboxRelay(pool: producerPool, owner: "p1", logger: logger, deliverReporting: { destination, messages in
+            try await delivery.deliver(destination: destination, messages: messages)
+        })
+        var claimed = try await relay.runOnce()
+        XCTAssertEqual(claimed, 100, "one batch")
+        claimed = try await relay.runOnce()
+        XCTAssertEqual(claimed, 0)
+
+        func counts() async throws -> (seen: Int, distinct: Int, inbox: Int) {
+            let row = try await consumerPool.query("SELECT count(*), count(DISTINCT event_id), (SELECT count(*) FROM inbox) FROM seen").first!
+            return (try row.decode(Int.self, 0), try row.decode(Int.self, 1), try row.decode(Int.self, 2))
+        }
+        var c = try await counts()
+        XCTAssertEqual([c.seen, c.distinct, c.inbox], [99, 99, 99], "99 applied once; the poison left no inbox row")
+        let dead = try await producerPool.query("SELECT event_id, last_error FROM outbox WHERE state = 'dead'").rows
+        XCTAssertEqual(dead.count, 1)
+        XCTAssertEqual(try dead[0].decode(UUID.self, 0), poisonID)
+        let reason = try dead[0].decode(String.self, 1)
+        XCTAssertTrue(reason.lowercased().contains("truncated") || reason.lowercased().contains("decod"), reason)
+        let delivered = try await producerPool.query("SELECT count(*) FROM outbox WHERE state = 'delivered'").first!.decode(Int.self, 0)
+        XCTAssertEqual(delivered, 99)
+
+        // Requeue: the poison is rejected again, alone; nothing else changes.
+        let requeued = try await Outbox.requeueDead(producerPool)
+        XCTAssertEqual(requeued, 1)
+        claimed = try await relay.runOnce()
+        XCTAssertEqual(claimed, 1)
+        let deadAgain = try await producerPool.query("SELECT count(*) FROM outbox WHERE state = 'dead'").first!.decode(Int.self, 0)
+        XCTAssertEqual(deadAgain, 1)
+        // Redelivering the 99 applied events is a no-op.
+        try await producerPool.query("UPDATE outbox SET state = 'pending', next_attempt_at = now() WHERE state = 'delivered'")
+        claimed = try await relay.runOnce()
+        XCTAssertEqual(claimed, 99)
+        c = try await counts()
+        XCTAssertEqual([c.seen, c.distinct, c.inbox], [99, 99, 99])
+
+        delivery.shutdown()
+        _ = try? await connections.value
+        server.beginGracefulShutdown()
+        _ = try? await serving.value
+        await producerPool.close()
         await consumerPool.close()
     }
 }

@@ -15,7 +15,7 @@ final class ServiceProcessTests: XCTestCase {
     // Each service has different background work (outbox relays, the emerging-issue detector, the
     // request-id expiry); SIGTERM must stop all of it promptly, whatever its poll interval.
     func testSLAServesHealthMetricsAndDrainsOnSIGTERMWithExitZero() async throws {
-        try await servesAndDrains("sla", grpcService: "liaison.sla.v1.SlaService")
+        try await servesAndDrains("sla", grpcService: "liaison.sla.v1.SlaService", hasHandlers: false)
     }
 
     func testIntakeDrainsOnSIGTERMWithExitZero() async throws {
@@ -31,14 +31,16 @@ final class ServiceProcessTests: XCTestCase {
     }
 
     func testCommunicationsAndFollowupDrainOnSIGTERMWithExitZero() async throws {
-        try await servesAndDrains("communications", grpcService: "liaison.communications.v1.CommunicationsService")
-        try await servesAndDrains("followup", grpcService: "liaison.followup.v1.FollowupService")
+        try await servesAndDrains("communications", grpcService: "liaison.communications.v1.CommunicationsService", hasHandlers: false)
+        try await servesAndDrains("followup", grpcService: "liaison.followup.v1.FollowupService", hasHandlers: false)
     }
 
     /// Starts `service`, waits for SERVING, checks readiness and migrations, sends SIGTERM and
     /// checks the drain: NOT_SERVING and 503 during the shutdown delay, exit 0 within a bound well
     /// under compose's 20 s stop grace period, JSON logs throughout.
-    func servesAndDrains(_ service: String, grpcService: String, environment extra: [String: String] = [:],
+    /// `hasHandlers`: whether the service registers handlers for `grpcService` (issue 20: until it
+    /// does, health must not call that API SERVING).
+    func servesAndDrains(_ service: String, grpcService: String, hasHandlers: Bool = true, environment extra: [String: String] = [:],
                          file: StaticString = #filePath, line: UInt = #line) async throws {
         let bin = try binary(service)
         let url = try TestPostgres.shared.createDatabase(service)
@@ -61,8 +63,8 @@ final class ServiceProcessTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(100))
         }
         XCTAssertTrue(serving, "\(service) never became SERVING:\n\(child.output)", file: file, line: line)
-        let named = try await HealthProbe.check(target: "127.0.0.1:\(port)", service: grpcService, timeout: .seconds(1))
-        XCTAssertTrue(named, file: file, line: line)
+        let named = try? await HealthProbe.check(target: "127.0.0.1:\(port)", service: grpcService, timeout: .seconds(1))
+        XCTAssertEqual(named == true, hasHandlers, "health of \(grpcService)", file: file, line: line)
         let (status, _) = try runCommand(["/usr/bin/curl", "-sf", "http://127.0.0.1:\(admin)/readyz"])
         XCTAssertEqual(status, 0, file: file, line: line)
 

@@ -268,6 +268,11 @@ void lgrpc_client_call_release(lgrpc_client_call *call);
 /** Number of shim call objects alive (server + client); for leak tests. */
 int64_t lgrpc_debug_live_calls(void);
 
+/** Exceptions caught inside grpc++'s callbacks since the process started. Each one ended the
+ *  operation it interrupted with ok = 0 (so no call waits for its deadline); exported as the
+ *  metric liaison_grpc_callback_exceptions_total. */
+int64_t lgrpc_exception_count(void);
+
 #ifdef __cplusplus
 }
 #endif

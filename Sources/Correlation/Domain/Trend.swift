@@ -248,6 +248,8 @@ public enum TrendAnalyzer {
 
     /// Buckets on a regular grid up to `now`.
     struct Grid {
+        /// The longest series kept (about 69 days of minutes, 1.6 MB).
+        static let maxBuckets = 100_000
         let start: Date
         let width: TimeInterval
         var totals: [Int] = []
@@ -258,8 +260,11 @@ public enum TrendAnalyzer {
         init(buckets: [TimeBucketCounts], width: TimeInterval, now: Date) {
             self.width = width
             self.buckets = buckets
-            start = buckets.map(\.start).min() ?? now
-            let count = max(0, Int((now.timeIntervalSince(start) / width).rounded(.up)))
+            // At most `maxBuckets` buckets back from now: a bucket older than that (a stored time
+            // from long ago) must not make the series allocate one entry per width since then.
+            start = max(buckets.map(\.start).min() ?? now, now.addingTimeInterval(-width * Double(Self.maxBuckets)))
+            let span = (now.timeIntervalSince(start) / width).rounded(.up)
+            let count = span.isFinite ? Int(min(max(span, 0), Double(Self.maxBuckets))) : 0
             totals = [Int](repeating: 0, count: count)
             exposures = (0..<count).map { i in
                 let s = Double(i) * width

@@ -2,13 +2,15 @@ import Foundation
 import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
+import Logging
 import SwiftProtobuf
 import Synchronization
 
 /// Settings of the correlation service (environment variables `LIAISON_CORRELATION_*`).
 public struct CorrelationSettings: Sendable {
-    /// Destinations of the service's events (`LIAISON_CORRELATION_EVENT_DESTINATIONS`, comma separated).
-    public var destinations: [String] = []
+    /// Destinations of the service's events (`LIAISON_CORRELATION_EVENT_DESTINATIONS`, comma
+    /// separated, `none` for none). Default: intake, which applies links and incident changes.
+    public var destinations: [String] = ["intake"]
     /// Score at or above which an automatic link is CONFIRMED.
     public var autoLinkThreshold: Double = 0.6
     /// Score at or above which an automatic link is SUGGESTED.
@@ -26,8 +28,8 @@ public struct CorrelationSettings: Sendable {
     /// The quiet period in effect.
     public var emergingQuietPeriod: TimeInterval { emergingExpireAfter ?? 2 * emergingWindow }
     /// Key signing page tokens (`LIAISON_CORRELATION_PAGE_TOKEN_KEY`, at least 16 bytes); all
-    /// replicas must share it. Without the variable it is derived from the database URL.
-    public var pageTokenKey: [UInt8] = CorrelationSettings.derivedPageTokenKey("")
+    /// replicas must share it. Required in production; see `ServiceConfiguration.pageTokenKey`.
+    public var pageTokenKey: [UInt8] = ServiceConfiguration.derivedPageTokenKey(service: "correlation", databaseURL: "")
     /// How long a page token is accepted.
     public var pageTokenLifetime: TimeInterval = 24 * 3600
     /// WatchIncident poll of the incident's change counter.
@@ -37,19 +39,11 @@ public struct CorrelationSettings: Sendable {
 
     public init() {}
 
-    public static func from(_ env: Environment, replicaID: String, databaseURL: String = "") throws -> CorrelationSettings {
+    public static func from(_ env: Environment, configuration: ServiceConfiguration, logger: Logger) throws -> CorrelationSettings {
         var s = CorrelationSettings()
-        s.replicaID = replicaID
-        if let k = env.string("CORRELATION_PAGE_TOKEN_KEY") {
-            guard k.utf8.count >= 16 else {
-                throw ConfigurationError(variable: "LIAISON_CORRELATION_PAGE_TOKEN_KEY", problem: "must be at least 16 bytes")
-            }
-            s.pageTokenKey = Array(k.utf8)
-        } else {
-            s.pageTokenKey = derivedPageTokenKey(databaseURL)
-        }
-        s.destinations = (env.string("CORRELATION_EVENT_DESTINATIONS") ?? "")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        s.replicaID = configuration.replicaID
+        s.pageTokenKey = try configuration.pageTokenKey("CORRELATION_PAGE_TOKEN_KEY", environment: env, service: "correlation", logger: logger)
+        s.destinations = env.destinations("CORRELATION_EVENT_DESTINATIONS", default: s.destinations)
         s.autoLinkThreshold = try env.double("CORRELATION_AUTO_LINK_THRESHOLD", default: 0.6, range: 0...1)
         s.suggestThreshold = try env.double("CORRELATION_SUGGEST_THRESHOLD", default: 0.3, range: 0...1)
         s.neighbours = parseNeighbours(env.string("REGION_NEIGHBOURS") ?? "")
@@ -62,12 +56,6 @@ public struct CorrelationSettings: Sendable {
         return s
     }
 
-    /// A page-token key derived from the database URL, so replicas sharing a database share it.
-    public static func derivedPageTokenKey(_ databaseURL: String) -> [UInt8] {
-        var h = SHA256()
-        h.update(Array("liaison-correlation-page-token:\(databaseURL)".utf8))
-        return h.finalize()
-    }
 
     /// `"a:b|c,b:a"` -> `["a": ["b", "c"], "b": ["a"]]`.
     public static func parseNeighbours(_ text: String) -> [String: [String]] {

@@ -267,7 +267,9 @@ public struct EmergingIssueDetectorService: ServiceLifecycle.Service {
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                if let n = try await runOnce(), n > 0 { logger.info("emerging issues raised", metadata: ["count": "\(n)"]) }
+                // A pass's statements are bounded: a stuck lock cannot stall the detector.
+                let n = try await PostgresPool.$deadline.withValue(ContinuousClock.now + .seconds(60)) { try await runOnce() }
+                if let n, n > 0 { logger.info("emerging issues raised", metadata: ["count": "\(n)"]) }
             } catch {
                 logger.warning("emerging-issue detector pass failed", metadata: ["error": "\(error)"])
             }

@@ -1,14 +1,20 @@
 // Mapping between the generated protobuf messages and the domain's plain value types.
 import Foundation
 import LiaisonAPI
+import LiaisonStorage
 import SwiftProtobuf
 
 extension Google_Protobuf_Timestamp {
-    /// The timestamp of `date`, rounded to the microsecond (PostgreSQL precision).
+    /// The timestamp of `date`, rounded to the microsecond (PostgreSQL precision); dates beyond
+    /// what storage holds are clamped to its range rather than trapped on.
     init(micros date: Date) {
-        let us = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        let seconds = (us / 1_000_000).rounded(.down)
-        self.init(seconds: Int64(seconds), nanos: Int32((us - seconds * 1_000_000) * 1000))
+        let us = date.postgresMicros
+        var (seconds, fraction) = us.quotientAndRemainder(dividingBy: 1_000_000)
+        if fraction < 0 {
+            seconds -= 1
+            fraction += 1_000_000
+        }
+        self.init(seconds: seconds, nanos: Int32(fraction * 1000))
     }
 }
 

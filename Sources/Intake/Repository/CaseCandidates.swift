@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Metrics
 import LiaisonRuntime
 import LiaisonStorage
 
@@ -58,6 +60,19 @@ struct CaseCandidates: Equatable {
 
     // MARK: - Reading for the matcher
 
+    /// A stored report's fingerprint; nil when its bytes do not decode, which is logged and
+    /// counted (`liaison_intake_corrupt_fingerprints_total`): the report then takes part in
+    /// duplicate matching by its other signals only.
+    static func storedFingerprint<Bytes: Collection<UInt8>>(_ bytes: Bytes, report: String) -> ReportFingerprint? {
+        do {
+            return try ReportFingerprint(decoding: ArraySlice(bytes))
+        } catch {
+            Counter(label: "liaison_intake_corrupt_fingerprints_total").increment()
+            Logger(label: "intake").error("stored fingerprint does not decode", metadata: ["report": "\(report)", "error": "\(error)"])
+            return nil
+        }
+    }
+
     /// The reports of stored candidates `bytes` received within `window` seconds of `time`, as
     /// the matcher takes them (`inWindow`, each entry made into a `CandidateReport`); nil when
     /// the list cannot answer for that window.
@@ -65,7 +80,7 @@ struct CaseCandidates: Equatable {
         var reports: [CandidateReport] = []
         let answered = try inWindow(bytes, around: time, seconds: window) { entry in
             reports.append(CandidateReport(
-                name: entry.reportName, text: nil, fingerprint: try? ReportFingerprint(decoding: entry.fingerprint),
+                name: entry.reportName, text: nil, fingerprint: storedFingerprint(entry.fingerprint, report: entry.reportName),
                 symptom: entry.symptom, serviceHint: entry.serviceHint, receiveTime: entry.receiveTime,
                 externalTicket: entry.externalTicket, symptomInferred: entry.symptomInferred))
         }

@@ -23,7 +23,7 @@ struct EventVersion: Sendable, Equatable {
 
     init(version: Int64, updateTime: Date?) {
         self.version = max(version, 0)
-        self.updateMicros = updateTime.map { Int64(($0.timeIntervalSince1970 * 1_000_000).rounded()) } ?? 0
+        self.updateMicros = updateTime.map(\.postgresMicros) ?? 0
     }
 
     /// The stored time of a version (0 micros is stored as the epoch).

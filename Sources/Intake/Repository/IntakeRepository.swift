@@ -7,14 +7,17 @@ import Foundation
 import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
+import Logging
 import SwiftProtobuf
 
 /// Settings of the intake service.
 public struct IntakeSettings: Sendable {
     /// Destinations of ReportAccepted and CustomerUpserted.
     public var directoryEventDestinations: [String] = ["correlation"]
-    /// Destinations of the case events (`LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, comma separated).
-    public var caseEventDestinations: [String] = []
+    /// Destinations of the case events (`LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, comma separated,
+    /// `none` for none). Default: correlation, whose CasesMerged applier moves links to the
+    /// surviving case.
+    public var caseEventDestinations: [String] = ["correlation"]
     /// Duplicate detection tuning.
     public var duplicate = DuplicateConfig()
     /// Report validation; `requireAgent` is false: the case owner falls back to the customer's
@@ -48,25 +51,14 @@ public struct IntakeSettings: Sendable {
     }
 
     /// Reads `LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, `LIAISON_INTAKE_BATCH_PARALLELISM`,
-    /// `LIAISON_INTAKE_SUBMIT_TRANSACTIONS` and `LIAISON_INTAKE_PAGE_TOKEN_KEY`. Without a
-    /// key, one is derived from the database URL, so replicas sharing a database share the key.
-    public static func from(_ environment: Environment, databaseURL: String) throws -> IntakeSettings {
-        let key: [UInt8]
-        if let k = environment.string("INTAKE_PAGE_TOKEN_KEY") {
-            guard k.utf8.count >= 16 else {
-                throw ConfigurationError(variable: "LIAISON_INTAKE_PAGE_TOKEN_KEY", problem: "must be at least 16 bytes")
-            }
-            key = Array(k.utf8)
-        } else {
-            var h = SHA256()
-            h.update(Array("liaison-intake-page-token:\(databaseURL)".utf8))
-            key = h.finalize()
-        }
+    /// `LIAISON_INTAKE_SUBMIT_TRANSACTIONS` and `LIAISON_INTAKE_PAGE_TOKEN_KEY` (required in
+    /// production; see `ServiceConfiguration.pageTokenKey`).
+    public static func from(_ environment: Environment, configuration: ServiceConfiguration, logger: Logger) throws -> IntakeSettings {
+        let key = try configuration.pageTokenKey("INTAKE_PAGE_TOKEN_KEY", environment: environment, service: "intake", logger: logger)
         var s = IntakeSettings(pageTokenKey: key)
         s.batchParallelism = try environment.int("INTAKE_BATCH_PARALLELISM", default: s.batchParallelism, range: 1...16)
         s.submitTransactions = try environment.int("INTAKE_SUBMIT_TRANSACTIONS", default: s.submitTransactions, range: 1...256)
-        s.caseEventDestinations = (environment.string("INTAKE_CASE_EVENT_DESTINATIONS") ?? "")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        s.caseEventDestinations = environment.destinations("INTAKE_CASE_EVENT_DESTINATIONS", default: s.caseEventDestinations)
         return s
     }
 }
@@ -1044,7 +1036,7 @@ public final class IntakeRepository: Sendable {
                 let ticketID = try r.decode(String?.self, 6)
                 return CandidateReport(
                     name: "reports/" + (try r.decode(String.self, 0)), text: nil,
-                    fingerprint: try? ReportFingerprint(decoding: try r.decode(ByteA.self, 1).bytes),
+                    fingerprint: CaseCandidates.storedFingerprint(try r.decode(ByteA.self, 1).bytes, report: try r.decode(String.self, 0)),
                     symptom: symptom(named: try r.decode(String.self, 2)), serviceHint: try r.decode(String.self, 3),
                     receiveTime: try r.decode(Date.self, 4),
                     externalTicket: system.flatMap { s in ticketID.map { ExternalReference(system: s, id: $0) } },

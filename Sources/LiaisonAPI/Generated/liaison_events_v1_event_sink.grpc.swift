@@ -80,15 +80,17 @@ extension Liaison_Events_V1_EventSinkService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Applies a batch of events, in order.
+        /// > Applies a batch of events, in order, each with its own outcome.
         /// > 
-        /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-        /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-        /// > error nothing after the failed event is applied and the relay retries the batch later.
+        /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+        /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+        /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+        /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+        /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+        /// > the relay dead-letters each REJECTED one with its reason.
         /// > 
-        /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-        /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-        /// > UNAVAILABLE (database unavailable: retried).
+        /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+        /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Liaison_Events_V1_DeliverEventsRequest` messages.
@@ -119,15 +121,17 @@ extension Liaison_Events_V1_EventSinkService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Applies a batch of events, in order.
+        /// > Applies a batch of events, in order, each with its own outcome.
         /// > 
-        /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-        /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-        /// > error nothing after the failed event is applied and the relay retries the batch later.
+        /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+        /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+        /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+        /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+        /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+        /// > the relay dead-letters each REJECTED one with its reason.
         /// > 
-        /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-        /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-        /// > UNAVAILABLE (database unavailable: retried).
+        /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+        /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Events_V1_DeliverEventsRequest` message.
@@ -156,15 +160,17 @@ extension Liaison_Events_V1_EventSinkService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Applies a batch of events, in order.
+        /// > Applies a batch of events, in order, each with its own outcome.
         /// > 
-        /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-        /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-        /// > error nothing after the failed event is applied and the relay retries the batch later.
+        /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+        /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+        /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+        /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+        /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+        /// > the relay dead-letters each REJECTED one with its reason.
         /// > 
-        /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-        /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-        /// > UNAVAILABLE (database unavailable: retried).
+        /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+        /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
         ///
         /// - Parameters:
         ///   - request: A `Liaison_Events_V1_DeliverEventsRequest` message.
@@ -247,15 +253,17 @@ extension Liaison_Events_V1_EventSinkService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Applies a batch of events, in order.
+        /// > Applies a batch of events, in order, each with its own outcome.
         /// > 
-        /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-        /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-        /// > error nothing after the failed event is applied and the relay retries the batch later.
+        /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+        /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+        /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+        /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+        /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+        /// > the relay dead-letters each REJECTED one with its reason.
         /// > 
-        /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-        /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-        /// > UNAVAILABLE (database unavailable: retried).
+        /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+        /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Events_V1_DeliverEventsRequest` message.
@@ -299,15 +307,17 @@ extension Liaison_Events_V1_EventSinkService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Applies a batch of events, in order.
+        /// > Applies a batch of events, in order, each with its own outcome.
         /// > 
-        /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-        /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-        /// > error nothing after the failed event is applied and the relay retries the batch later.
+        /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+        /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+        /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+        /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+        /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+        /// > the relay dead-letters each REJECTED one with its reason.
         /// > 
-        /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-        /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-        /// > UNAVAILABLE (database unavailable: retried).
+        /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+        /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Liaison_Events_V1_DeliverEventsRequest` message.
@@ -346,15 +356,17 @@ extension Liaison_Events_V1_EventSinkService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Applies a batch of events, in order.
+    /// > Applies a batch of events, in order, each with its own outcome.
     /// > 
-    /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-    /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-    /// > error nothing after the failed event is applied and the relay retries the batch later.
+    /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+    /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+    /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+    /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+    /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+    /// > the relay dead-letters each REJECTED one with its reason.
     /// > 
-    /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-    /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-    /// > UNAVAILABLE (database unavailable: retried).
+    /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+    /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Liaison_Events_V1_DeliverEventsRequest` message.
@@ -387,15 +399,17 @@ extension Liaison_Events_V1_EventSinkService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Applies a batch of events, in order.
+    /// > Applies a batch of events, in order, each with its own outcome.
     /// > 
-    /// > Idempotent: an event whose id was already applied is acknowledged again and changes nothing.
-    /// > Returns OK only when every event in the batch is durably applied (or was already); on any
-    /// > error nothing after the failed event is applied and the relay retries the batch later.
+    /// > Idempotent: an event whose id was already applied is acknowledged again (DUPLICATE) and
+    /// > changes nothing. An event this sink cannot apply (no id, no payload, an unknown type, a
+    /// > payload that does not decode, or one its applier refuses) is REJECTED on its own, with a
+    /// > reason, and changes nothing; the other events of the batch are applied. Returns OK when
+    /// > every event has its outcome durably recorded: APPLIED and DUPLICATE events are done, and
+    /// > the relay dead-letters each REJECTED one with its reason.
     /// > 
-    /// > Errors: INVALID_ARGUMENT (an envelope without id or payload, an unparsable payload);
-    /// > FAILED_PRECONDITION (an event type this sink does not consume: the relay dead-letters it);
-    /// > UNAVAILABLE (database unavailable: retried).
+    /// > Errors (the whole batch is retried later): INVALID_ARGUMENT (no events, or more than
+    /// > 500); UNAVAILABLE (database unavailable), ABORTED, DEADLINE_EXCEEDED.
     ///
     /// - Parameters:
     ///   - message: request message to send.

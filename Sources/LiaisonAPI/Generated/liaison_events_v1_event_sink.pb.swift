@@ -86,7 +86,86 @@ public nonisolated struct Liaison_Events_V1_DeliverEventsResponse: Sendable {
   /// Events that had been applied before (redeliveries) and were skipped.
   public var duplicates: Int32 = 0
 
+  /// One outcome per event of the request, in the request's order.
+  public var outcomes: [Liaison_Events_V1_EventOutcome] = []
+
+  /// Events rejected by this call (their outcomes say why).
+  public var rejected: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a sink did with one event.
+public nonisolated struct Liaison_Events_V1_EventOutcome: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The event's id, as in the request (may be empty or malformed when that is why it was
+  /// rejected).
+  public var eventID: String = String()
+
+  /// What happened.
+  public var kind: Liaison_Events_V1_EventOutcome.Kind = .unspecified
+
+  /// For REJECTED: why, readable by an operator (e.g. "intake does not consume
+  /// liaison.sla.v1.CreditIssued").
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// The outcome's kind.
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// Not used.
+    case unspecified // = 0
+
+    /// Applied by this call.
+    case applied // = 1
+
+    /// Applied before; nothing changed.
+    case duplicate // = 2
+
+    /// Not applied, and never will be as sent: the producer dead-letters it with the reason.
+    case rejected // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .applied
+      case 2: self = .duplicate
+      case 3: self = .rejected
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .applied: return 1
+      case .duplicate: return 2
+      case .rejected: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Liaison_Events_V1_EventOutcome.Kind] = [
+      .unspecified,
+      .applied,
+      .duplicate,
+      .rejected,
+    ]
+
+  }
 
   public init() {}
 }
@@ -171,7 +250,7 @@ nonisolated extension Liaison_Events_V1_DeliverEventsRequest: SwiftProtobuf.Mess
 
 nonisolated extension Liaison_Events_V1_DeliverEventsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliverEventsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0\u{1}duplicates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0\u{1}duplicates\0\u{1}outcomes\0\u{1}rejected\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -181,6 +260,8 @@ nonisolated extension Liaison_Events_V1_DeliverEventsResponse: SwiftProtobuf.Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.applied) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.duplicates) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.outcomes) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.rejected) }()
       default: break
       }
     }
@@ -193,13 +274,65 @@ nonisolated extension Liaison_Events_V1_DeliverEventsResponse: SwiftProtobuf.Mes
     if self.duplicates != 0 {
       try visitor.visitSingularInt32Field(value: self.duplicates, fieldNumber: 2)
     }
+    if !self.outcomes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.outcomes, fieldNumber: 3)
+    }
+    if self.rejected != 0 {
+      try visitor.visitSingularInt32Field(value: self.rejected, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Events_V1_DeliverEventsResponse, rhs: Liaison_Events_V1_DeliverEventsResponse) -> Bool {
     if lhs.applied != rhs.applied {return false}
     if lhs.duplicates != rhs.duplicates {return false}
+    if lhs.outcomes != rhs.outcomes {return false}
+    if lhs.rejected != rhs.rejected {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Liaison_Events_V1_EventOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventOutcome"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_id\0\u{1}kind\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.eventID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.eventID.isEmpty {
+      try visitor.visitSingularStringField(value: self.eventID, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Events_V1_EventOutcome, rhs: Liaison_Events_V1_EventOutcome) -> Bool {
+    if lhs.eventID != rhs.eventID {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Events_V1_EventOutcome.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}APPLIED\0\u{1}DUPLICATE\0\u{1}REJECTED\0")
 }

@@ -432,10 +432,16 @@ final class CorrelationEventsTests: XCTestCase {
             let (applied, _) = try await sink.deliver([try F.envelope(upserted), try F.envelope(blast), try F.envelope(raised)])
             XCTAssertEqual(applied, 3)
             try await assertEqual(await count(pool, "inbox"), 3)
-            // A type intake has no applier for is refused as the EventSink does for any consumer.
+            // A type intake has no applier for is rejected on its own, with its reason, as the
+            // EventSink does for any consumer (the producer dead-letters it), and changes nothing.
             var customer = Liaison_Intake_V1_CustomerUpserted()
             customer.header = F.header(aggregate: "customers/acme", version: 1)
-            _ = await expectStatus(.failedPrecondition) { try await sink.deliver([try F.envelope(customer)]) }
+            var request = Liaison_Events_V1_DeliverEventsRequest()
+            request.events = [try F.envelope(customer)]
+            let response = try await sink.deliverEvents(request)
+            XCTAssertEqual(response.outcomes.map(\.kind), [.rejected])
+            XCTAssertEqual(response.outcomes.first?.reason, "intake does not consume liaison.intake.v1.CustomerUpserted")
+            try await assertEqual(await count(pool, "inbox"), 3)
         }
     }
 }

@@ -50,8 +50,8 @@ func withIntakeAndSink<R: Sendable>(
     let sink = CorrelationEvents.sink(pool: pool, settings: s, logger: logger)
     // As `IntakeService` serves them: unary methods on the transport's direct path.
     let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"),
-                                        unaryMethods: handler.servedDirect.unaryMethods + sink.served.unaryMethods)
-    let server = GRPCServer(transport: transport, services: [handler, sink])
+                                        unaryMethods: ServerKit.unaryMethods([handler.servedDirect, sink.served]))
+    let server = GRPCServer(transport: transport, services: [handler, sink], interceptors: ServerKit.interceptors())
     let result: R = try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.serve() }
         let port = try await transport.listeningPort

@@ -106,7 +106,7 @@ final class IntakeRPCTests: XCTestCase {
             let awaited2 = try await count(pool, "reports")
             XCTAssertEqual(awaited2, 1)
             let awaited3 = try await count(pool, "outbox")
-            XCTAssertEqual(awaited3, 2)  // CustomerUpserted + ReportAccepted
+            XCTAssertEqual(awaited3, 3)  // CustomerUpserted + ReportAccepted + CaseOpened (case events go to correlation)
 
             var other = report
             other.text = "Something else entirely"
