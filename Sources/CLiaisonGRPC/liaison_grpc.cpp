@@ -19,6 +19,7 @@
 #include "liaison_grpc.h"
 
 #include <grpc/support/time.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -410,6 +411,13 @@ lgrpc_server *lgrpc_server_create(const lgrpc_server_config *config, lgrpc_statu
     if (config->max_connection_age_grace_ms > 0)
       builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                                  (int)config->max_connection_age_grace_ms);
+    if (config->max_concurrent_streams > 0)
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config->max_concurrent_streams);
+    if (config->memory_quota_bytes > 0) {
+      grpc::ResourceQuota quota("liaison-server");
+      quota.Resize(static_cast<size_t>(config->memory_quota_bytes));
+      builder.SetResourceQuota(quota);
+    }
     builder.RegisterCallbackGenericService(srv->service.get());
     srv->server = builder.BuildAndStart();
     grpc::EnableDefaultHealthCheckService(false);

@@ -13,17 +13,19 @@ public struct CorrelationService: LiaisonService {
     let context: ServiceContext
     let settings: CorrelationSettings
     let relay: EventRelayService?
+    let handler: CorrelationHandler
 
     public init(context: ServiceContext) async throws {
         self.context = context
         self.settings = try CorrelationSettings.from(context.environment, configuration: context.configuration, logger: context.logger)
         self.relay = settings.destinations.isEmpty ? nil
             : try EventRelayService(context: context, producer: "correlation", destinations: settings.destinations)
+        self.handler = CorrelationHandler(pool: context.pool, settings: settings, logger: context.logger)
     }
 
     public var rpcServices: [ServedRPCService] {
         [
-            CorrelationHandler(pool: context.pool, settings: settings, logger: context.logger).served,
+            handler.served,
             IntakeEvents.sink(pool: context.pool, settings: settings, logger: context.logger).served,
         ]
     }

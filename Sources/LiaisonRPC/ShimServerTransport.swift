@@ -1,6 +1,7 @@
 internal import CLiaisonGRPC
 public import GRPCCore
 import Foundation
+import GRPCProtobuf
 import Synchronization
 
 /// A `GRPCCore.ServerTransport` over grpc++ (through the `CLiaisonGRPC` shim).
@@ -35,6 +36,14 @@ public final class ShimServerTransport: ServerTransport, Sendable {
         public var enableHealthService: Bool
         /// TLS / mTLS; `nil` is plaintext.
         public var tls: ShimTLS?
+        /// Most calls served at once (all connections); one more is answered at once with
+        /// RESOURCE_EXHAUSTED and a RetryInfo, before any of its work (health checks, served by
+        /// grpc++ itself, still answer). `nil`: no bound.
+        public var maxActiveCalls: Int?
+        /// Most concurrent streams one connection may open (HTTP/2 setting); `nil`: grpc's default.
+        public var maxConcurrentStreamsPerConnection: Int?
+        /// Memory grpc++ may use for the server's connections and calls; `nil`: unlimited.
+        public var memoryQuotaBytes: Int?
         /// Where handlers run between suspension points: on the gRPC thread that delivered the
         /// event (`true`, the default: no thread hop per event, as grpc++ callback handlers
         /// run) or always on Swift's cooperative pool. Either way nothing blocks a gRPC thread:
@@ -143,7 +152,7 @@ public final class ShimServerTransport: ServerTransport, Sendable {
     ) async throws {
         let core = ServerCore(
             handler: streamHandler, unaryMethods: unaryMethods, observer: observer,
-            inline: config.runHandlersOnCallbackThreads)
+            inline: config.runHandlersOnCallbackThreads, maxActiveCalls: config.maxActiveCalls)
         let proceed: Bool = lifecycle.withLock { st in
             guard case .idle = st else { return false }
             st = .running(core)
@@ -230,6 +239,10 @@ final class ServerCore: Sendable {
     let handler: @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void
     let unaryMethods: UnaryMethodTable
     let observer: ShimServerTransport.CallObserver?
+    let maxActiveCalls: Int?
+
+    /// Calls being served now.
+    var activeCalls: Int { tracking.withLock { $0.active } }
 
     private struct Tracking {
         var active = 0
@@ -243,11 +256,13 @@ final class ServerCore: Sendable {
     init(handler: @escaping @Sendable (RPCStream<ShimServerTransport.Inbound, ShimServerTransport.Outbound>, ServerContext) async -> Void,
          unaryMethods: UnaryMethodTable,
          observer: ShimServerTransport.CallObserver?,
-         inline: Bool) {
+         inline: Bool,
+         maxActiveCalls: Int? = nil) {
         self.handler = handler
         self.unaryMethods = unaryMethods
         self.observer = observer
         self.inline = inline
+        self.maxActiveCalls = maxActiveCalls
     }
 
     /// Runs one call in its own task (so a cancelled call can cancel the handler's task).
@@ -305,6 +320,8 @@ final class ServerCore: Sendable {
         c.max_connection_age_ms = config.maxConnectionAge?.milliseconds ?? 0
         c.max_connection_age_grace_ms = config.maxConnectionAgeGrace?.milliseconds ?? 0
         c.enable_health = config.enableHealthService ? 1 : 0
+        c.max_concurrent_streams = Int32(clamping: config.maxConcurrentStreamsPerConnection ?? 0)
+        c.memory_quota_bytes = Int64(config.memoryQuotaBytes ?? 0)
         c.on_new_call = shimServerOnNewCall
         c.on_event = shimServerOnEvent
         c.server_ctx = Unmanaged.passUnretained(self).toOpaque()
@@ -401,6 +418,19 @@ private func shimServerOnNewCall(
     guard let serverCtx, let call, let info else { return nil }
     let core = Unmanaged<ServerCore>.fromOpaque(serverCtx).takeUnretainedValue()
     let i = info.pointee
+    if let limit = core.maxActiveCalls, core.activeCalls >= limit {
+        // Admission control: refused before any of its work, so overload cannot grow the
+        // process; the client backs off as RetryInfo says.
+        let refused = ServerCallBase(call: call)
+        let ctx = Unmanaged.passRetained(refused).toOpaque()
+        let (status, trailers) = statusAndTrailers(for: GoogleRPCStatus(
+            code: .resourceExhausted, message: "server busy (\(limit) calls in flight); retry after the delay given",
+            details: [.retryInfo(delay: .milliseconds(250))]))
+        ServerStatusSender.send(call, status, trailers: trailers)
+        let path = String(decoding: UnsafeRawBufferPointer(start: i.method, count: i.method_len), as: UTF8.self)
+        core.observer?(MethodDescriptor(path: path), .resourceExhausted, .zero)
+        return ctx
+    }
     let peer = PeerNames.name(UnsafeRawBufferPointer(start: i.peer, count: i.peer_len))
     if let method = core.unaryMethods.method(at: UnsafeRawBufferPointer(start: i.method, count: i.method_len)) {
         // The direct path: no metadata conversion (unary handlers do not see it; grpc++

@@ -106,6 +106,16 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
             ]))
     }
 
+    /// RESOURCE_EXHAUSTED: a bounded queue or pool is full; retry after `retryAfter`.
+    public static func overloaded(domain: String, _ message: String, retryAfter: Duration = .milliseconds(500)) -> APIError {
+        APIError(GoogleRPCStatus(
+            code: .resourceExhausted, message: message,
+            details: [
+                .errorInfo(reason: "OVERLOADED", domain: domain, metadata: [:]),
+                .retryInfo(delay: retryAfter),
+            ]))
+    }
+
     /// Maps a storage error; internal details stay in the log, not in the reply.
     public static func from(_ error: PostgresError, domain: String) -> APIError {
         let code = StatusCodeMapping.code(for: error)
@@ -119,12 +129,7 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
         case .deadlineExceeded:
             return APIError(GoogleRPCStatus(code: .deadlineExceeded, message: "deadline exceeded", details: []))
         case .resourceExhausted:
-            return APIError(GoogleRPCStatus(
-                code: .resourceExhausted, message: "server busy; retry later with the same request_id",
-                details: [
-                    .errorInfo(reason: "OVERLOADED", domain: domain, metadata: [:]),
-                    .retryInfo(delay: .milliseconds(500)),
-                ]))
+            return overloaded(domain: domain, "server busy; retry later with the same request_id")
         case .cancelled:
             return APIError(GoogleRPCStatus(code: .cancelled, message: "cancelled", details: []))
         case .alreadyExists:

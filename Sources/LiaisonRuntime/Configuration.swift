@@ -124,6 +124,18 @@ public struct ServiceConfiguration: Sendable {
     public var maxConnectionAgeSeconds: Int
     /// Identity of this replica in leases and logs (`LIAISON_REPLICA_ID`, default host name + pid).
     public var replicaID: String
+    /// Most calls served at once (`LIAISON_MAX_ACTIVE_CALLS`, default 2048); one more is
+    /// refused with RESOURCE_EXHAUSTED and a retry hint before any work.
+    public var maxActiveCalls: Int
+    /// Most concurrent streams per client connection (`LIAISON_MAX_STREAMS_PER_CONNECTION`,
+    /// default 256).
+    public var maxStreamsPerConnection: Int
+    /// Memory grpc++ may use for connections and calls (`LIAISON_GRPC_MEMORY_BYTES`, default
+    /// 512 MiB).
+    public var grpcMemoryBytes: Int
+    /// Most callers waiting for a database connection (`LIAISON_DATABASE_MAX_WAITERS`, default
+    /// 1024); one more is RESOURCE_EXHAUSTED.
+    public var databaseMaxWaiters: Int
     /// `LIAISON_ENVIRONMENT=production` (default `development`): secrets must be configured,
     /// nothing is derived or generated for convenience.
     public var production: Bool
@@ -168,6 +180,10 @@ public struct ServiceConfiguration: Sendable {
         case let other:
             throw ConfigurationError(variable: "LIAISON_ENVIRONMENT", problem: "must be production or development, got '\(other)'")
         }
+        maxActiveCalls = try env.int("MAX_ACTIVE_CALLS", default: 2048, range: 1...1_000_000)
+        maxStreamsPerConnection = try env.int("MAX_STREAMS_PER_CONNECTION", default: 256, range: 1...100_000)
+        grpcMemoryBytes = try env.int("GRPC_MEMORY_BYTES", default: 512 << 20, range: (16 << 20)...(64 << 30))
+        databaseMaxWaiters = try env.int("DATABASE_MAX_WAITERS", default: 1024, range: 1...1_000_000)
         idempotencyRetention = .seconds(try env.int("IDEMPOTENCY_RETENTION_SECONDS", default: 8 * 86_400, range: 3600...366 * 86_400))
         inboxRetention = .seconds(try env.int("INBOX_RETENTION_SECONDS", default: 30 * 86_400, range: 86_400...3660 * 86_400))
     }

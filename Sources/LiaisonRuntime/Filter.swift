@@ -188,9 +188,19 @@ public struct FilterParser: Sendable {
         return (f, key)
     }
 
-    /// The SQL for `filter`; parameter placeholders start at `$\(firstParameter)`.
+    /// Longest filter accepted, in bytes.
+    public static let maxLength = 4096
+    /// Most comparisons in one filter.
+    public static let maxComparisons = 32
+
+    /// The SQL for `filter`; parameter placeholders start at `$\(firstParameter)`. A filter longer
+    /// than `maxLength` bytes or with more than `maxComparisons` comparisons is refused before
+    /// any work (INVALID_ARGUMENT on `filter`), so a hostile filter cannot cost more than a small
+    /// one.
     public func parse(_ filter: String, firstParameter: Int) throws(APIError) -> SQLFilter {
+        guard filter.utf8.count <= Self.maxLength else { throw fail("at most \(Self.maxLength) bytes") }
         let tokens = try tokenize(filter)
+        guard tokens.count <= Self.maxComparisons * 4 else { throw fail("at most \(Self.maxComparisons) comparisons") }
         var result = SQLFilter()
         var i = 0
         let known = fields.map { if case .map = $0.value.kind { "\($0.key).<key>" } else { $0.key } }.sorted().joined(separator: ", ")

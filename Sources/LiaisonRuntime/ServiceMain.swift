@@ -136,9 +136,11 @@ public enum ServiceMain {
         logger[metadataKey: "replica"] = "\(config.replicaID)"
 
         let admin = try AdminServer(address: config.adminAddress, registry: registry, logger: logger)
-        let pool = PostgresPool(.init(url: config.databaseURL, maxConnections: config.databasePoolSize, applicationName: d.name,
-                                      resumeScope: ShimServerTransport.runResumedHandlers,
-                                      deadlineProvider: { ServerCallDeadline.current }), logger: logger)
+        var poolConfig = PostgresPool.Configuration(
+            url: config.databaseURL, maxConnections: config.databasePoolSize, applicationName: d.name,
+            resumeScope: ShimServerTransport.runResumedHandlers, deadlineProvider: { ServerCallDeadline.current })
+        poolConfig.maxWaiters = config.databaseMaxWaiters
+        let pool = PostgresPool(poolConfig, logger: logger)
         if config.migrateOnStart {
             try await migrate(pool: pool, directory: config.migrationsDirectory, service: d.name, logger: logger)
         }
@@ -149,14 +151,18 @@ public enum ServiceMain {
         let served = service.rpcServices.reduce(into: Set<String>()) { $0.formUnion($1.serviceNames) }
         let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet, serving: served)
         let services = service.rpcServices + [ServedRPCService(reflection)]
-        let transport = ShimServerTransport(config: .init(
+        var transportConfig = ShimServerTransport.Config(
             listenAddress: config.listenAddress,
             maxReceiveMessageBytes: config.maxMessageBytes,
             keepaliveTime: .seconds(30),
             keepaliveTimeout: .seconds(10),
             maxConnectionAge: config.maxConnectionAgeSeconds > 0 ? .seconds(config.maxConnectionAgeSeconds) : nil,
             maxConnectionAgeGrace: .seconds(30),
-            shutdownGracePeriod: config.shutdownGrace),
+            shutdownGracePeriod: config.shutdownGrace)
+        transportConfig.maxActiveCalls = config.maxActiveCalls
+        transportConfig.maxConcurrentStreamsPerConnection = config.maxStreamsPerConnection
+        transportConfig.memoryQuotaBytes = config.grpcMemoryBytes
+        let transport = ShimServerTransport(config: transportConfig,
             unaryMethods: ServerKit.unaryMethods(services),
             observer: { method, code, duration in
                 MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: MetricsInterceptor.label(code), elapsed: duration)

@@ -1,6 +1,7 @@
 import Correlation
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
@@ -93,5 +94,65 @@ final class HardeningTests: XCTestCase {
         let again = try await stack.sink.deliverEvents(request)
         XCTAssertEqual([again.applied, again.duplicates, again.rejected], [0, 11, 1])
         await stack.shutdown()
+    }
+
+    /// Issue 20: WatchIncident streams share one revision feed per replica and are bounded:
+    /// past `maxWatchers` a stream is refused with RESOURCE_EXHAUSTED; every open stream still
+    /// gets its update when the incident changes.
+    func testWatchersShareOneFeedAndAreBounded() async throws {
+        let stack = try await CorrelationStack { $0.maxWatchers = 2 }
+        _ = try await stack.createService("checkout")
+        try await stack.seedCustomers(60)
+        let incident = try await stack.declare("Checkout down", services: ["services/checkout"])
+        let api = stack.correlation
+        var request = Liaison_Correlation_V1_WatchIncidentRequest()
+        request.incident = incident.name
+        request.minInterval = Google_Protobuf_Duration(seconds: 1, nanos: 0)
+        let watch = request
+        let initial = Probe()
+        let watchers = (0..<2).map { _ in
+            Task { () -> [Int64] in
+                try await api.watchIncident(watch) { response in
+                    var sequences: [Int64] = []
+                    for try await snapshot in response.messages {
+                        sequences.append(snapshot.sequence)
+                        initial.bump()
+                        if snapshot.incident.linkedReportCount > 0 { break }
+                    }
+                    return sequences
+                }
+            }
+        }
+        try await initial.wait(atLeast: 2)
+        let refused = await XCTAssertRPCError(.resourceExhausted, try await api.watchIncident(watch) { response in
+            for try await _ in response.messages { break }
+        })
+        XCTAssertNotNil(try refused?.unpackGoogleRPCStatus()?.details.compactMap(\.retryInfo).first)
+        try await stack.deliver([try CorrelationStack.reportEvent("w1", customer: "c0", CorrelationStack.attributes(0))])
+        var link = Liaison_Correlation_V1_LinkReportsRequest()
+        link.incident = incident.name
+        link.reports = ["reports/w1"]
+        link.agent = "agents/a1"
+        link.requestID = UUID().uuidString
+        _ = try await api.linkReports(link)
+        for w in watchers {
+            let sequences = try await w.value
+            XCTAssertEqual(sequences.count, 2, "the initial snapshot and the one after the link: \(sequences)")
+            XCTAssertLessThan(sequences[0], sequences[1])
+        }
+        await stack.shutdown()
+    }
+}
+
+/// Counts events from concurrent tasks.
+final class Probe: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.lock(); n += 1; lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return n }
+    func wait(atLeast value: Int, seconds: Double = 20) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while count < value, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        XCTAssertGreaterThanOrEqual(count, value)
     }
 }

@@ -298,8 +298,65 @@ final class DirectUnaryTests: XCTestCase {
             }
         }
     }
+
+    /// Issue 20: admission control. With `maxActiveCalls` calls in flight, one more is refused at
+    /// once with RESOURCE_EXHAUSTED and a RetryInfo (counted by the observer), the health service
+    /// still answers, and once a slot frees calls are served again.
+    func testCallsBeyondTheActiveLimitAreRefusedWithRetryInfo() async throws {
+        let probe = Probe()
+        let seen = Seen()
+        var config = ShimServerTransport.Config(listenAddress: "127.0.0.1:0", shutdownGracePeriod: .seconds(5))
+        config.maxActiveCalls = 2
+        config.maxConcurrentStreamsPerConnection = 8
+        config.memoryQuotaBytes = 64 << 20
+        try await withServerAndClient(
+            services: [], unaryMethods: Self.methods(probe: probe), observer: { method, code, _ in seen.add(method, code) },
+            serverConfig: config
+        ) { client, transport, port in
+            transport.health.setServingStatus(service: "", serving: true)
+            let hanging = (0..<2).map { _ in Task { try await client.get([1], method: Direct.hang).message } }
+            let started = await probe.wait("hang.started", atLeast: 2)
+            XCTAssertTrue(started)
+            do {
+                _ = try await client.get([7], method: Direct.echo).message
+                XCTFail("a call beyond the limit was served")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .resourceExhausted)
+                let status = try error.unpackGoogleRPCStatus()
+                XCTAssertNotNil(status?.details.compactMap(\.retryInfo).first, "no RetryInfo: \(error)")
+            }
+            // Health is grpc++'s own service: it answers while the calls are full.
+            let healthy = try await HealthCheck.serving(port: port)
+            XCTAssertTrue(healthy)
+            for t in hanging { t.cancel() }
+            _ = await probe.wait("hang.cancelled", atLeast: 2)
+            var served = false
+            for _ in 0..<100 where !served {
+                served = (try? await client.get([7], method: Direct.echo).message) == [7]
+                if !served { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            XCTAssertTrue(served, "calls are served again once slots free")
+        }
+        let reports = await seen.settled(4)
+        XCTAssertTrue(reports.contains("Echo:resourceExhausted"), "\(reports)")
+    }
 }
 
 /// The Foundation name of the calling thread (a plain function: `Thread.current` is not
 /// available in async code).
 func currentThreadName() -> String { Thread.current.name ?? "" }
+
+/// grpc.health.v1 Check over raw bytes (SERVING is `08 01`).
+enum HealthCheck {
+    static func serving(port: Int) async throws -> Bool {
+        let transport = try ShimClientTransport(target: "ipv4:127.0.0.1:\(port)")
+        return try await withGRPCClient(transport: transport) { client in
+            let answer = try await client.unary(
+                request: ClientRequest(message: [UInt8]()),
+                descriptor: MethodDescriptor(fullyQualifiedService: "grpc.health.v1.Health", method: "Check"),
+                serializer: BytesSerializer(), deserializer: BytesDeserializer(), options: .defaults
+            ) { try $0.message }
+            return answer == [0x08, 0x01]
+        }
+    }
+}

@@ -65,6 +65,17 @@ final class FilterTests: XCTestCase {
         }
     }
 
+    /// Issue 20: a hostile filter is refused before it costs anything: too long, or too many
+    /// comparisons (32 are fine).
+    func testFiltersAreBoundedInLengthAndComparisons() throws {
+        let one = "agent = \"a\""
+        let many = Array(repeating: one, count: FilterParser.maxComparisons).joined(separator: " AND ")
+        XCTAssertEqual(try reports.parse(many, firstParameter: 1).parameters.count, FilterParser.maxComparisons)
+        XCTAssertEqual(violations(reports, many + " AND " + one), ["filter"])
+        XCTAssertEqual(violations(reports, "agent = \"" + String(repeating: "x", count: 5000) + "\""), ["filter"])
+        XCTAssertEqual(violations(reports, String(repeating: "(", count: 1000)), ["filter"])
+    }
+
     func testMessagesNameTheProblem() {
         func message(_ filter: String) -> String {
             do {

@@ -162,6 +162,8 @@ typedef struct lgrpc_server_config {
   lgrpc_new_call_fn on_new_call;
   lgrpc_event_fn on_event;
   void *server_ctx;               /* passed to on_new_call; must outlive the server */
+  int max_concurrent_streams;     /* per connection (HTTP/2 SETTINGS); <= 0: grpc default */
+  int64_t memory_quota_bytes;     /* grpc++ ResourceQuota for the server; <= 0: unlimited */
 } lgrpc_server_config;
 
 /** Builds and starts a server. Returns NULL on failure (status says why). The server is

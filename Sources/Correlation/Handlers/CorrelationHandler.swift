@@ -13,12 +13,15 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
     let settings: CorrelationSettings
     let logger: Logger
     let codec: PageTokenCodec
+    /// The replica's one feed of incident revisions for WatchIncident.
+    let feed: IncidentRevisionFeed
 
     public init(pool: PostgresPool, settings: CorrelationSettings, logger: Logger) {
         self.pool = pool
         self.settings = settings
         self.logger = logger
         self.codec = PageTokenCodec(key: settings.pageTokenKey)
+        self.feed = IncidentRevisionFeed(pool: pool, interval: settings.watchPoll, maxWatchers: settings.maxWatchers, logger: logger)
     }
 
     // MARK: Plumbing
@@ -631,59 +634,78 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         var lastSent: ContinuousClock.Instant? = nil
         var previous: Liaison_Correlation_V1_WatchIncidentResponse? = nil
         let bw = width
-        while !Task.isCancelled {
-            let revision = try await read { c in try Store.incident(c, id).revision }
-            let due = lastSent.map { ContinuousClock.now - $0 >= minInterval } ?? true
-            if revision != lastSequence && due {
-                let snap = try await run {
-                    try await pool.transaction { c -> Liaison_Correlation_V1_WatchIncidentResponse in
-                        let incident = try Store.incident(c, id)
-                        var s = Liaison_Correlation_V1_WatchIncidentResponse()
-                        s.sequence = incident.revision
-                        s.incident = incident.incident
-                        s.snapshotTime = Convert.timestamp(try Store.now(c))
-                        if incident.incident.linkedReportCount > 0 {
-                            s.blastRadius = try Analytics.blastRadius(c, incident: incident, options: options, settings: settings, requireData: false)
+        // The first look reads the incident (NOT_FOUND for an unknown one); after it, the
+        // replica's shared feed wakes this stream when the revision moves.
+        _ = try await read { c in try Store.incident(c, id) }
+        do {
+            try await feed.watching(id) {
+                var first = true
+                while true {
+                    try Task.checkCancellation()
+                    let revision: Int64
+                    if first {
+                        revision = try await read { c in try Store.incident(c, id).revision }
+                        first = false
+                    } else {
+                        revision = try await feed.revision(of: id, after: lastSequence)
+                        if revision == Int64.min { _ = try await read { c in try Store.incident(c, id) } }  // deleted: NOT_FOUND
+                    }
+                    if revision <= lastSequence {
+                        // Resumed with nothing new: the client already has this snapshot.
+                        let state = try await read { c in try Store.incident(c, id).incident.state }
+                        if state == .resolved { return }
+                        continue
+                    }
+                    if let lastSent, ContinuousClock.now - lastSent < minInterval {
+                        try await Task.sleep(until: lastSent + minInterval, clock: .continuous)
+                    }
+                    let snap = try await run {
+                        try await pool.transaction { c -> Liaison_Correlation_V1_WatchIncidentResponse in
+                            let incident = try Store.incident(c, id)
+                            var s = Liaison_Correlation_V1_WatchIncidentResponse()
+                            s.sequence = incident.revision
+                            s.incident = incident.incident
+                            s.snapshotTime = Convert.timestamp(try Store.now(c))
+                            if incident.incident.linkedReportCount > 0 {
+                                s.blastRadius = try Analytics.blastRadius(c, incident: incident, options: options, settings: settings, requireData: false)
+                            }
+                            let timeline = try Analytics.timeline(c, incident: incident, width: bw, window: nil, breakdown: .region, settings: settings)
+                            s.trend = timeline.trend
+                            return s
                         }
-                        let timeline = try Analytics.timeline(c, incident: incident, width: bw, window: nil, breakdown: .region, settings: settings)
-                        s.trend = timeline.trend
-                        return s
                     }
-                }
-                var s = snap
-                if let p = previous {
-                    let oldAffected = Set(p.blastRadius.affected.map { try! $0.segment.serializedBytes() as [UInt8] })
-                    let newAffected = s.blastRadius.affected.filter { !oldAffected.contains(try! $0.segment.serializedBytes() as [UInt8]) }
-                    if p.incident.state != s.incident.state || p.incident.severity != s.incident.severity || p.incident.etag != s.incident.etag {
-                        s.changes.append(.incident)
-                    }
-                    if p.blastRadius.affected != s.blastRadius.affected || p.blastRadius.reportingCustomers != s.blastRadius.reportingCustomers {
-                        s.changes.append(.blastRadius)
-                    }
-                    if p.trend.verdict != s.trend.verdict { s.changes.append(.trend) }
-                    if !newAffected.isEmpty {
-                        s.changes.append(.spread)
-                        s.newSpread = newAffected.map { e in
-                            var x = Liaison_Correlation_V1_SegmentSpread()
-                            x.segment = e.segment
-                            x.affectedTime = s.snapshotTime
-                            return x
+                    var s = snap
+                    if let p = previous {
+                        let oldAffected = Set(p.blastRadius.affected.map { try! $0.segment.serializedBytes() as [UInt8] })
+                        let newAffected = s.blastRadius.affected.filter { !oldAffected.contains(try! $0.segment.serializedBytes() as [UInt8]) }
+                        if p.incident.state != s.incident.state || p.incident.severity != s.incident.severity || p.incident.etag != s.incident.etag {
+                            s.changes.append(.incident)
                         }
+                        if p.blastRadius.affected != s.blastRadius.affected || p.blastRadius.reportingCustomers != s.blastRadius.reportingCustomers {
+                            s.changes.append(.blastRadius)
+                        }
+                        if p.trend.verdict != s.trend.verdict { s.changes.append(.trend) }
+                        if !newAffected.isEmpty {
+                            s.changes.append(.spread)
+                            s.newSpread = newAffected.map { e in
+                                var x = Liaison_Correlation_V1_SegmentSpread()
+                                x.segment = e.segment
+                                x.affectedTime = s.snapshotTime
+                                return x
+                            }
+                        }
+                    } else {
+                        s.changes = [.initial]
                     }
-                } else {
-                    s.changes = [.initial]
+                    try await response.write(s)
+                    previous = s
+                    lastSequence = s.sequence
+                    lastSent = .now
+                    if s.incident.state == .resolved { return }
                 }
-                try await response.write(s)
-                previous = s
-                lastSequence = s.sequence
-                lastSent = .now
-                if s.incident.state == .resolved { return }
-            } else if previous == nil, revision == lastSequence {
-                // Resumed with nothing new: the client already has this snapshot.
-                let state = try await read { c in try Store.incident(c, id).incident.state }
-                if state == .resolved { return }
             }
-            try await Task.sleep(for: settings.watchPoll)
+        } catch is IncidentRevisionFeed.Full {
+            throw APIError.overloaded(domain: domain, "too many WatchIncident streams on this replica; retry later", retryAfter: .seconds(5))
         }
     }
 

@@ -32,8 +32,11 @@ public struct CorrelationSettings: Sendable {
     public var pageTokenKey: [UInt8] = ServiceConfiguration.derivedPageTokenKey(service: "correlation", databaseURL: "")
     /// How long a page token is accepted.
     public var pageTokenLifetime: TimeInterval = 24 * 3600
-    /// WatchIncident poll of the incident's change counter.
+    /// How often the replica's one revision feed reads the watched incidents' change counters.
     public var watchPoll: Duration = .milliseconds(500)
+    /// Most WatchIncident streams one replica serves at once
+    /// (`LIAISON_CORRELATION_MAX_WATCHERS`, default 1000); one more is RESOURCE_EXHAUSTED.
+    public var maxWatchers = 1000
     /// Replica identity (lease owner).
     public var replicaID: String = RandomUUID.make().uuidString
 
@@ -44,6 +47,7 @@ public struct CorrelationSettings: Sendable {
         s.replicaID = configuration.replicaID
         s.pageTokenKey = try configuration.pageTokenKey("CORRELATION_PAGE_TOKEN_KEY", environment: env, service: "correlation", logger: logger)
         s.destinations = env.destinations("CORRELATION_EVENT_DESTINATIONS", default: s.destinations)
+        s.maxWatchers = try env.int("CORRELATION_MAX_WATCHERS", default: s.maxWatchers, range: 1...100_000)
         s.autoLinkThreshold = try env.double("CORRELATION_AUTO_LINK_THRESHOLD", default: 0.6, range: 0...1)
         s.suggestThreshold = try env.double("CORRELATION_SUGGEST_THRESHOLD", default: 0.3, range: 0...1)
         s.neighbours = parseNeighbours(env.string("REGION_NEIGHBOURS") ?? "")

@@ -561,14 +561,13 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
             let id = try Self.name(request.name, collection: "cases")
             let size = try Self.pageSize(request.pageSize)
             let query = QueryFingerprint(collection: "case_history", parent: request.name, filter: "", orderBy: "")
-            let start = try token(request.pageToken, query).map { Int($0.lastTimeMicros) + 1 } ?? 0
-            guard let history = try await repository.caseHistory(id: id) else {
+            let start = try token(request.pageToken, query).map { Int(clamping: $0.lastTimeMicros) &+ 1 } ?? 0
+            guard let page = try await repository.caseHistoryPage(id: id, from: max(start, 0), limit: size) else {
                 throw RepositoryError.notFound(type: "liaison.intake.v1.Case", name: request.name)
             }
             var response = Liaison_Intake_V1_ListCaseHistoryResponse()
-            let end = min(history.count, start + size)
-            if start < end { response.entries = history[start..<end].map(Mapping.proto) }
-            if end < history.count { response.nextPageToken = nextToken((Int64(end - 1), ""), query) }
+            response.entries = page.entries.map { Mapping.proto($0.1) }
+            if page.more, let last = page.entries.last { response.nextPageToken = nextToken((Int64(last.0), ""), query) }
             return response
         }
     }

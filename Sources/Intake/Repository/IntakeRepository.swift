@@ -44,6 +44,9 @@ public struct IntakeSettings: Sendable {
     public var submitTransactions = 2
     /// Most queued SubmitReport calls in one shared transaction.
     public var maxSharedSubmissions = 100
+    /// Most SubmitReport calls waiting for a transaction (`LIAISON_INTAKE_MAX_QUEUED_SUBMISSIONS`,
+    /// default 2000); beyond it a call is refused with RESOURCE_EXHAUSTED and a retry hint.
+    public var maxQueuedSubmissions = 2000
 
     /// Settings with a page-token key.
     public init(pageTokenKey: [UInt8]) {
@@ -58,6 +61,7 @@ public struct IntakeSettings: Sendable {
         var s = IntakeSettings(pageTokenKey: key)
         s.batchParallelism = try environment.int("INTAKE_BATCH_PARALLELISM", default: s.batchParallelism, range: 1...16)
         s.submitTransactions = try environment.int("INTAKE_SUBMIT_TRANSACTIONS", default: s.submitTransactions, range: 1...256)
+        s.maxQueuedSubmissions = try environment.int("INTAKE_MAX_QUEUED_SUBMISSIONS", default: s.maxQueuedSubmissions, range: 1...1_000_000)
         s.caseEventDestinations = environment.destinations("INTAKE_CASE_EVENT_DESTINATIONS", default: s.caseEventDestinations)
         return s
     }
@@ -81,7 +85,7 @@ public final class IntakeRepository: Sendable {
         self.pool = pool
         self.settings = settings
         self.submissions = SubmitCoalescer(
-            limit: settings.submitTransactions, maxEntries: settings.maxSharedSubmissions,
+            limit: settings.submitTransactions, maxEntries: settings.maxSharedSubmissions, maxQueued: settings.maxQueuedSubmissions,
             runAlone: { try await Self.submitAlone($0, pool: pool, settings: settings) },
             runShared: { try await Self.submitGroup($0, pool: pool, settings: settings) })
     }
@@ -1207,12 +1211,7 @@ public final class IntakeRepository: Sendable {
             record.historyOffset = try results[2].first!.decode(Int.self, 0)
             return (record, try row.decode(Int64.self, 12))
         }
-        let history = try results[2].rows.map { h in
-            CaseHistoryEntry(action: CaseHistoryAction(rawValue: try h.decode(Int.self, 0)),
-                             state: CaseState(rawValue: try h.decode(Int.self, 1)), actor: try h.decode(String.self, 2),
-                             time: try h.decode(Date.self, 3), related: try h.decode(TextArray.self, 4).values,
-                             note: try h.decode(String.self, 5))
-        }
+        let history = try results[2].rows.map { try historyEntry($0) }
         let record = try caseRecord(row, reports: reports, history: history)
         return (record, try row.decode(Int64.self, 12))
     }
@@ -1321,6 +1320,32 @@ public final class IntakeRepository: Sendable {
     /// Reads a case's history.
     func caseHistory(id: String) async throws -> [CaseHistoryEntry]? {
         try await pool.withConnection { c in try Self.loadCase(c, id: id, lock: false)?.0.history }
+    }
+
+    /// One page of a case's history: the entries from position `from` on, at most `limit`, and
+    /// whether more follow; nil when the case does not exist. Reads only the page (an index range
+    /// of `case_history`), however long the history is.
+    func caseHistoryPage(id: String, from: Int, limit: Int) async throws -> (entries: [(Int, CaseHistoryEntry)], more: Bool)? {
+        try await pool.transaction(.repeatableRead) { c in
+            guard try c.query("SELECT 1 FROM cases WHERE id = $1", [id]).first != nil else { return nil }
+            let rows = try c.query("""
+                SELECT seq, action, state, actor, time, related, note FROM case_history
+                WHERE case_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3
+                """, [id, from, limit + 1]).rows
+            let entries = try rows.prefix(limit).map { r in
+                (try r.decode(Int.self, 0), try Self.historyEntry(r, offset: 1))
+            }
+            return (entries, rows.count > limit)
+        }
+    }
+
+    /// A `case_history` entry from its columns action, state, actor, time, related, note
+    /// (starting at column `offset`).
+    static func historyEntry(_ h: PostgresRow, offset o: Int = 0) throws -> CaseHistoryEntry {
+        CaseHistoryEntry(action: CaseHistoryAction(rawValue: try h.decode(Int.self, o)),
+                         state: CaseState(rawValue: try h.decode(Int.self, o + 1)), actor: try h.decode(String.self, o + 2),
+                         time: try h.decode(Date.self, o + 3), related: try h.decode(TextArray.self, o + 4).values,
+                         note: try h.decode(String.self, o + 5))
     }
 
     /// Loads and locks a case for a mutation, checking its etag.

@@ -1,6 +1,7 @@
 // Group commit for SubmitReport: concurrent single-report calls share transactions when more
 // arrive than `IntakeSettings.submitTransactions` transactions are running.
 import LiaisonAPI
+import LiaisonStorage
 import Synchronization
 
 /// Runs concurrent SubmitReport calls as shared transactions once enough are in flight.
@@ -42,18 +43,23 @@ final class SubmitCoalescer: Sendable {
     private let state = Mutex(State())
     private let limit: Int
     private let maxEntries: Int
+    /// Most submissions waiting at once; one more is refused at once (RESOURCE_EXHAUSTED with a
+    /// retry hint) rather than growing the queue without bound under overload.
+    private let maxQueued: Int
     private let runAlone: @Sendable (Entry) async throws -> SubmitAnswer
     private let runShared: @Sendable ([Entry]) async throws -> [Result<SubmitAnswer, any Error>]
     /// Transactions that carried more than one submission, and the submissions they carried.
     private let shared = Atomic<Int>(0)
     private let sharedEntries = Atomic<Int>(0)
 
-    /// `limit` transactions at most run at once; a shared one takes at most `maxEntries`.
-    init(limit: Int, maxEntries: Int,
+    /// `limit` transactions at most run at once; a shared one takes at most `maxEntries`; at
+    /// most `maxQueued` submissions wait.
+    init(limit: Int, maxEntries: Int, maxQueued: Int = 2000,
          runAlone: @escaping @Sendable (Entry) async throws -> SubmitAnswer,
          runShared: @escaping @Sendable ([Entry]) async throws -> [Result<SubmitAnswer, any Error>]) {
         self.limit = max(1, limit)
         self.maxEntries = max(1, maxEntries)
+        self.maxQueued = max(1, maxQueued)
         self.runAlone = runAlone
         self.runShared = runShared
     }
@@ -72,13 +78,17 @@ final class SubmitCoalescer: Sendable {
     func submit(_ entry: Entry) async throws -> SubmitAnswer {
         try Task.checkCancellation()
         // nil: run now, alone; else the id this submission queues under.
-        let queuedID: UInt64? = state.withLock { s in
+        let queuedID: UInt64?? = state.withLock { s in
             if s.running < limit, s.queuedCount == 0 {
                 s.running += 1
-                return nil
+                return .some(nil)
             }
+            guard s.queuedCount < maxQueued else { return nil }
             s.nextID += 1
             return s.nextID
+        }
+        guard let queuedID else {
+            throw PostgresError(.overloaded, message: "\(maxQueued) submissions already wait for a transaction")
         }
         guard let id = queuedID else {
             defer { release() }

@@ -2,6 +2,7 @@
 // running one share a transaction and each gets exactly its own answer (joins, replays, refusals
 // included), and a queued submission that is cancelled writes nothing.
 import Foundation
+import GRPCProtobuf
 @testable import Intake
 import LiaisonAPI
 import LiaisonRuntime
@@ -13,10 +14,11 @@ import XCTest
 final class SubmitCoalescerTests: XCTestCase {
     /// A repository whose SubmitReport runs one transaction at a time, over a fresh database with
     /// customers acme, globex and initech.
-    func makeRepository() async throws -> (IntakeRepository, PostgresPool, String) {
+    func makeRepository(maxQueued: Int = 2000) async throws -> (IntakeRepository, PostgresPool, String) {
         let (url, pool) = try await makeIntakeDatabase()
         var settings = IntakeSettings(pageTokenKey: Array("test-page-token-key-0123456789".utf8))
         settings.submitTransactions = 1
+        settings.maxQueuedSubmissions = maxQueued
         let repo = IntakeRepository(pool: pool, settings: settings)
         _ = try await repo.batchUpsert(
             entries: ["acme", "globex", "initech"].enumerated().map {
@@ -27,9 +29,9 @@ final class SubmitCoalescerTests: XCTestCase {
 
     /// A repository (`makeRepository`) whose only slot is taken: an acme submission (`leader`)
     /// waits for acme's row lock, held by `lock` until released.
-    func startWithBusySlot() async throws
+    func startWithBusySlot(maxQueued: Int = 2000) async throws
         -> (IntakeRepository, PostgresPool, CustomerLock, Task<Liaison_Intake_V1_SubmitReportResponse, any Error>) {
-        let (repo, pool, url) = try await makeRepository()
+        let (repo, pool, url) = try await makeRepository(maxQueued: maxQueued)
         let lock = try CustomerLock(url: url, customer: "acme")
         let leader = Self.spawn(repo, submitRequest(makeReport(customer: "acme")))
         try await eventually("the leader to wait for acme's lock") {
@@ -174,6 +176,33 @@ final class SubmitCoalescerTests: XCTestCase {
         let late = try await Self.submit(repo, cancelledRequest)
         XCTAssertTrue(late.caseCreated)
         XCTAssertEqual(repo.submissions.load.running, 0)
+        await pool.close()
+    }
+
+    /// Issue 20: the queue is bounded. Past `maxQueuedSubmissions` a submission is refused at
+    /// once with RESOURCE_EXHAUSTED and a retry hint, writes nothing, and the queued ones still
+    /// commit.
+    func testAFullQueueRefusesWithResourceExhaustedAndWritesNothing() async throws {
+        let (repo, pool, lock, leader) = try await startWithBusySlot(maxQueued: 2)
+        let queued = [Self.spawn(repo, submitRequest(makeReport(customer: "globex"))),
+                      Self.spawn(repo, submitRequest(makeReport(customer: "initech")))]
+        try await eventually("two submissions to queue") { repo.submissions.load.queued == 2 }
+        let refusedRequest = submitRequest(makeReport(customer: "globex", text: "another problem entirely"))
+        do {
+            _ = try await Self.submit(repo, refusedRequest)
+            XCTFail("a third queued submission was accepted")
+        } catch {
+            let status = IntakeHandler.apiError(error, logger: Logger(label: "test"), method: "SubmitReport")
+            XCTAssertEqual(status.rpcErrorCode, .resourceExhausted)
+            XCTAssertTrue(status.status.details.contains { $0.retryInfo != nil }, "\(status)")
+        }
+        try lock.release()
+        _ = try await leader.value
+        for q in queued { _ = try await q.value }
+        let stored = try await pool.query("SELECT count(*) FROM reports").first!.decode(Int.self, 0)
+        XCTAssertEqual(stored, 3, "the leader and the two queued; the refused one wrote nothing")
+        let late = try await Self.submit(repo, refusedRequest)
+        XCTAssertEqual(late.report.customer, "customers/globex")
         await pool.close()
     }
 }
