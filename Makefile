@@ -2,7 +2,7 @@
 #   make run    install what is missing, build (release), start PostgreSQL and all five services, run the demo
 #   make stop   stop the services and PostgreSQL
 #   make test   install what is missing and run every test on a throwaway PostgreSQL
-.PHONY: run stop status test deps build interop bench-storage bench-transport bench-intake generate check-generated lint
+.PHONY: run stop status test deps build interop fuzz overload bench-storage bench-transport bench-intake generate check-generated lint
 
 run: deps
 	swift build -c release
@@ -25,6 +25,15 @@ build:
 
 interop: deps
 	Tests/interop/run.sh
+
+# Long versions of what make test runs briefly (FUZZ_SECONDS / OVERLOAD_SECONDS to change).
+fuzz: deps
+	swift build
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} Tests/fuzz/run.sh
+
+overload: deps
+	swift build
+	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} Tests/overload/run.sh
 
 bench-storage: deps
 	Benchmarks/storage/run.sh

@@ -27,6 +27,8 @@ step "swift test" timeout --kill-after=30 1500 swift test --skip-build
 step "shim under AddressSanitizer" make -s -C Tests/shim asan
 step "shim under ThreadSanitizer" make -s -C Tests/shim tsan
 step "interop: grpcio client against the Swift server" Tests/interop/run.sh
+step "fuzz: hostile requests to every RPC of every service with handlers (60 s; make fuzz: 300 s)" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" Tests/fuzz/run.sh
+step "overload: 10x the benchmark's concurrency for 15 s (make overload: 60 s)" env OVERLOAD_SECONDS="${OVERLOAD_SECONDS:-15}" Tests/overload/run.sh
 step "compose stack on a real Docker engine (private network namespace)" Tests/compose/run.sh
 
 echo
