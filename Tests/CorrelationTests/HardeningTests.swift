@@ -129,12 +129,7 @@ final class HardeningTests: XCTestCase {
         })
         XCTAssertNotNil(try refused?.unpackGoogleRPCStatus()?.details.compactMap(\.retryInfo).first)
         try await stack.deliver([try CorrelationStack.reportEvent("w1", customer: "c0", CorrelationStack.attributes(0))])
-        var link = Liaison_Correlation_V1_LinkReportsRequest()
-        link.incident = incident.name
-        link.reports = ["reports/w1"]
-        link.agent = "agents/a1"
-        link.requestID = UUID().uuidString
-        _ = try await api.linkReports(link)
+        try await stack.link(incident.name, ["w1"])
         for w in watchers {
             let sequences = try await w.value
             XCTAssertEqual(sequences.count, 2, "the initial snapshot and the one after the link: \(sequences)")

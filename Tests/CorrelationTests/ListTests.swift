@@ -220,12 +220,7 @@ final class ListTests: XCTestCase {
         // A manual link of r19 (no hint, no mention) and a rejected suggestion.
         try await stack.deliver([try CorrelationStack.reportEvent("r19", customer: "c19", CorrelationStack.attributes(19), text: "hm",
                                                                   at: now.addingTimeInterval(-30 * 60))])
-        var link = Liaison_Correlation_V1_LinkReportsRequest()
-        link.incident = checkout.name
-        link.reports = ["reports/r19"]
-        link.agent = "agents/a1"
-        link.requestID = UUID().uuidString
-        _ = try await api.linkReports(link)
+        try await stack.link(checkout.name, ["r19"])
 
         func list(_ parent: String, _ filter: String = "", _ orderBy: String = "", pageSize: Int32 = 0,
                   between: () async throws -> Void = {}) async throws -> [Liaison_Correlation_V1_Link] {

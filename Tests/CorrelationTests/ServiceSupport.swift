@@ -221,6 +221,17 @@ final class CorrelationStack: @unchecked Sendable {
         return try await correlation.declareIncident(r)
     }
 
+    /// Links `reports` (ids) to `incident` by hand, as agent a1.
+    @discardableResult
+    func link(_ incident: String, _ reports: [String]) async throws -> Liaison_Correlation_V1_LinkReportsResponse {
+        var link = Liaison_Correlation_V1_LinkReportsRequest()
+        link.incident = incident
+        link.reports = reports.map { "reports/\($0)" }
+        link.agent = "agents/a1"
+        link.requestID = UUID().uuidString
+        return try await correlation.linkReports(link)
+    }
+
     func blastRadius(_ incident: String) async throws -> Liaison_Correlation_V1_BlastRadius {
         var r = Liaison_Correlation_V1_GetBlastRadiusRequest()
         r.incident = incident

@@ -13,28 +13,44 @@ import XCTest
 final class EventDeliveryTests: XCTestCase {
     static let sinkService = "liaison.events.v1.EventSinkService"
 
-    func testEventsCrossServicesOverGRPCAndApplyOnceWhenRedelivered() async throws {
-        let logger = Logger(label: "test")
+    /// A producer and a consumer database (platform tables migrated; the consumer also gets
+    /// `table`), and the consumer's EventSink with `applier` for DeliverEventsResponse payloads,
+    /// served over the shim transport and SERVING, as a service does once it is ready.
+    struct Pair {
+        let producer: PostgresPool
+        let consumer: PostgresPool
+        let server: GRPCServer<ShimServerTransport>
+        let serving: Task<Void, any Error>
+        let port: Int
+    }
+
+    func makePair(table: String, applier: @escaping EventSink.Applier) async throws -> Pair {
         let producerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("producer"), maxConnections: 4))
         let consumerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("consumer"), maxConnections: 4))
         for pool in [producerPool, consumerPool] {
             try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
         }
-        try await consumerPool.query("CREATE TABLE seen (event_id text, aggregate text)")
-
-        // The consumer: an EventSink that records each header it applies.
+        try await consumerPool.query(table)
         let sink = EventSink(pool: consumerPool, consumer: "consumer", appliers: [
-            Liaison_Events_V1_DeliverEventsResponse.protoMessageName: { c, payload, envelope in
-                _ = try Liaison_Events_V1_DeliverEventsResponse(serializedBytes: payload)
-                try c.query("INSERT INTO seen VALUES ($1, $2)", [envelope.eventID, envelope.producer])
-            },
-        ], logger: logger)
+            Liaison_Events_V1_DeliverEventsResponse.protoMessageName: applier,
+        ], logger: Logger(label: "test"))
         let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
         let server = GRPCServer(transport: transport, services: [sink])
         let serving = Task { try await server.serve() }
         let port = try await transport.listeningPort
-        // As a service does once it is ready: delivery skips replicas whose sink is not SERVING.
+        // Delivery skips replicas whose sink is not SERVING.
         transport.health.setServingStatus(service: Self.sinkService, serving: true)
+        return Pair(producer: producerPool, consumer: consumerPool, server: server, serving: serving, port: port)
+    }
+
+    func testEventsCrossServicesOverGRPCAndApplyOnceWhenRedelivered() async throws {
+        let logger = Logger(label: "test")
+        // The consumer: an EventSink that records each header it applies.
+        let pair = try await makePair(table: "CREATE TABLE seen (event_id text, aggregate text)") { c, payload, envelope in
+            _ = try Liaison_Events_V1_DeliverEventsResponse(serializedBytes: payload)
+            try c.query("INSERT INTO seen VALUES ($1, $2)", [envelope.eventID, envelope.producer])
+        }
+        let (producerPool, consumerPool, server, serving, port) = (pair.producer, pair.consumer, pair.server, pair.serving, pair.port)
 
         // The producer: 20 events in its outbox (any message type works as a payload).
         var ids: [UUID] = []
@@ -166,23 +182,11 @@ final class EventDeliveryTests: XCTestCase {
     /// dead letter rejects it again and changes nothing; redelivering the 99 applies nothing.
     func testAPoisonEventIsDeadLetteredAloneAndTheRestOfItsBatchApplied() async throws {
         let logger = Logger(label: "test")
-        let producerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("producer"), maxConnections: 4))
-        let consumerPool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("consumer"), maxConnections: 4))
-        for pool in [producerPool, consumerPool] {
-            try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        let pair = try await makePair(table: "CREATE TABLE seen (event_id text PRIMARY KEY, applied int)") { c, payload, envelope in
+            let event = try Liaison_Events_V1_DeliverEventsResponse(serializedBytes: payload)
+            try c.query("INSERT INTO seen VALUES ($1, $2)", [envelope.eventID, Int(event.applied)])
         }
-        try await consumerPool.query("CREATE TABLE seen (event_id text PRIMARY KEY, applied int)")
-        let sink = EventSink(pool: consumerPool, consumer: "consumer", appliers: [
-            Liaison_Events_V1_DeliverEventsResponse.protoMessageName: { c, payload, envelope in
-                let event = try Liaison_Events_V1_DeliverEventsResponse(serializedBytes: payload)
-                try c.query("INSERT INTO seen VALUES ($1, $2)", [envelope.eventID, Int(event.applied)])
-            },
-        ], logger: logger)
-        let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
-        let server = GRPCServer(transport: transport, services: [sink])
-        let serving = Task { try await server.serve() }
-        let port = try await transport.listeningPort
-        transport.health.setServingStatus(service: Self.sinkService, serving: true)
+        let (producerPool, consumerPool, server, serving, port) = (pair.producer, pair.consumer, pair.server, pair.serving, pair.port)
 
         let poisonID = UUID()
         try await producerPool.transaction { c in
