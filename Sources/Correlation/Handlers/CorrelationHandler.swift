@@ -27,9 +27,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
     // MARK: Plumbing
 
     static func requireRequestID(_ id: String) throws {
-        guard UUID(uuidString: id) != nil else {
-            throw APIError.invalidArgument(domain: domain, field: "request_id", "must be a UUID")
-        }
+        try RequestFields.requestID(id, domain: domain)
     }
 
     /// Runs a mutation once per request_id: replays return the stored response.
@@ -40,15 +38,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         try Self.requireRequestID(requestID)
         let bytes = try Convert.bytes(request)
         return try await run {
-            try await pool.transaction { c -> Resp in
-                let key = Idempotency.Key(scope: scope, requestID: requestID, request: bytes)
-                if let stored = try Idempotency.begin(c, key) {
-                    return try Resp(serializedBytes: stored)
-                }
-                let response = try body(c)
-                try Idempotency.record(c, key, response: try Convert.bytes(response))
-                return response
-            }
+            try await Mutation.once(pool, scope: scope, requestID: requestID, requestBytes: bytes, body)
         }
     }
 
@@ -56,21 +46,13 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         try await run { try await pool.transaction(.repeatableRead, body) }
     }
 
-    /// Maps storage and idempotency errors to API errors.
-    func run<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let e as PostgresError {
-            logger.error("storage error", metadata: ["error": "\(e)"])
-            throw APIError.from(e, domain: domain)
-        } catch let IdempotencyError.reused(_, requestID) {
-            throw APIError.requestIDReused(domain: domain, requestID: requestID)
-        }
+    /// Maps every error the way every service does (the kit's `ErrorMapper`).
+    func run<T>(_ method: String = #function, _ body: () async throws -> T) async throws -> T {
+        try await ErrorMapper(domain: domain, logger: logger).run(method, body)
     }
 
     static func pageSize(_ n: Int32, default d: Int, max m: Int) throws -> Int {
-        if n < 0 { throw APIError.invalidArgument(domain: domain, field: "page_size", "must not be negative") }
-        return n == 0 ? d : min(Int(n), m)
+        try RequestFields.pageSize(n, default: d, max: m, domain: domain)
     }
 
     // MARK: Services catalogue

@@ -116,12 +116,10 @@ enum Store {
         return String(name.dropFirst(8))
     }
 
-    static func etag(_ version: Int64) -> String { "W/\"\(version)\"" }
+    static func etag(_ version: Int64) -> String { Etag.make(version) }
 
     static func checkEtag(_ given: String, _ version: Int64, name: String) throws {
-        if !given.isEmpty, given != etag(version) {
-            throw APIError.etagMismatch(domain: domain, name: name, currentEtag: etag(version))
-        }
+        try Etag.check(given, version: version, name: name, domain: domain)
     }
 
     static func now(_ c: PostgresConnection) throws -> Date {

@@ -28,44 +28,34 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
 
     /// Runs `body`, mapping domain, repository and storage errors to `APIError`.
     func handle<T: Sendable>(_ method: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            throw Self.apiError(error, logger: logger, method: method)
-        }
+        try await Self.errors(logger).run(method, body)
     }
 
     static func apiError(_ error: any Error, logger: Logger, method: String) -> APIError {
-        switch error {
-        case let e as APIError: return e
-        case let e as ValidationError: return invalid(e.violations)
-        case let e as FieldViolation: return invalid([e])
-        case let e as PageTokenError: return e.apiError(domain: domain)
-        case let e as CaseRuleError:
-            switch e.kind {
-            case .invalidArgument: return invalid(e.fieldViolations)
-            case .failedPrecondition:
-                let v = e.preconditionViolations.first!
-                return APIError.failedPrecondition(domain: domain, type: v.type, subject: v.subject, v.description)
+        errors(logger).map(error, method: method)
+    }
+
+    /// The kit's error mapping plus intake's own error types.
+    static func errors(_ logger: Logger) -> ErrorMapper {
+        ErrorMapper(domain: domain, logger: logger) { error in
+            switch error {
+            case let e as ValidationError: return invalid(e.violations)
+            case let e as FieldViolation: return invalid([e])
+            case let e as CaseRuleError:
+                switch e.kind {
+                case .invalidArgument: return invalid(e.fieldViolations)
+                case .failedPrecondition:
+                    let v = e.preconditionViolations.first!
+                    return APIError.failedPrecondition(domain: domain, type: v.type, subject: v.subject, v.description)
+                }
+            case let e as RepositoryError:
+                switch e {
+                case .notFound(let type, let name): return APIError.notFound(domain: domain, resourceType: type, name: name)
+                case .etagMismatch(let name, let current): return APIError.etagMismatch(domain: domain, name: name, currentEtag: current)
+                case .invalid(let v): return invalid(v)
+                }
+            default: return nil
             }
-        case let e as RepositoryError:
-            switch e {
-            case .notFound(let type, let name): return APIError.notFound(domain: domain, resourceType: type, name: name)
-            case .etagMismatch(let name, let current): return APIError.etagMismatch(domain: domain, name: name, currentEtag: current)
-            case .invalid(let v): return invalid(v)
-            }
-        case let e as IdempotencyError:
-            if case .reused(_, let id) = e { return APIError.requestIDReused(domain: domain, requestID: id) }
-            return APIError(GoogleRPCStatus(code: .internalError, message: "internal error", details: []))
-        case let e as PostgresError:
-            logger.error("storage error", metadata: ["method": "\(method)", "error": "\(e)"])
-            return APIError.from(e, domain: domain)
-        case is CancellationError:
-            // The caller went away or its deadline passed (e.g. while queued in `SubmitCoalescer`).
-            return APIError(GoogleRPCStatus(code: .cancelled, message: "cancelled", details: []))
-        default:
-            logger.error("unexpected error", metadata: ["method": "\(method)", "error": "\(error)"])
-            return APIError(GoogleRPCStatus(code: .internalError, message: "internal error", details: []))
         }
     }
 
@@ -74,7 +64,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
     }
 
     static func requireRequestID(_ id: String, field: String = "request_id") throws {
-        if let v = CustomerRules.requestIdViolation(id, field: field) { throw v }
+        try RequestFields.requestID(id, field: field, domain: domain)
     }
 
     static func name(_ name: String, collection: String, field: String = "name") throws -> String {
@@ -108,8 +98,7 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
     ])
 
     static func pageSize(_ n: Int32) throws -> Int {
-        if n < 0 { throw FieldViolation(field: "page_size", description: "must not be negative") }
-        return n == 0 ? 100 : min(Int(n), 1000)
+        try RequestFields.pageSize(n, default: 100, max: 1000, domain: domain)
     }
 
     func token(_ s: String, _ query: QueryFingerprint) throws -> PageToken? {

@@ -1,6 +1,7 @@
 // Mapping between the generated protobuf messages and the domain's plain value types.
 import Foundation
 import LiaisonAPI
+import LiaisonRuntime
 import LiaisonStorage
 import SwiftProtobuf
 
@@ -209,9 +210,4 @@ enum Mapping {
         out.note = h.note
         return out
     }
-}
-
-/// Etags are derived from a resource's `version` column: `"v<version>"`.
-enum Etag {
-    static func make(_ version: Int64) -> String { "v\(version)" }
 }

@@ -44,11 +44,7 @@ struct EventVersion: Sendable, Equatable {
     /// 0 (unknown: the update time decides).
     static func linkVersion(etag: String) -> Int64 {
         if etag.isEmpty { return 1 }
-        var s = Substring(etag)
-        if s.hasPrefix("W/") { s = s.dropFirst(2) }
-        s = s.drop { $0 == "\"" }
-        while s.last == "\"" { s = s.dropLast() }
-        return Int64(s).map { $0 > 0 ? $0 : 0 } ?? 0
+        return Etag.version(of: etag).map { $0 > 0 ? $0 : 0 } ?? 0
     }
 }
 

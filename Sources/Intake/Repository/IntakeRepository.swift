@@ -1366,17 +1366,12 @@ public final class IntakeRepository: Sendable {
         _ body: @escaping @Sendable (PostgresConnection, Date) throws -> (R, [any SwiftProtobuf.Message & Sendable])
     ) async throws -> R {
         let destinations = settings.caseEventDestinations
-        return try await pool.transaction { c in
-            let key = Idempotency.Key(scope: scope, requestID: requestID, request: requestBytes)
-            if let stored = try Idempotency.begin(c, key) {
-                return try R(serializedBytes: stored)
-            }
+        return try await Mutation.once(pool, scope: scope, requestID: requestID, requestBytes: requestBytes) { c in
             let (response, events) = try body(c, Date())
             for e in events {
                 let id = UUID(uuidString: Self.eventID(of: e)) ?? RandomUUID.make()
                 try Self.publish(c, e, id, destinations)
             }
-            try Idempotency.record(c, key, response: try deterministicBytes(response))
             return response
         }
     }
