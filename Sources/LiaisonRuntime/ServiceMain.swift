@@ -146,11 +146,6 @@ public enum ServiceMain {
         }
         let service = try await S(context: ServiceContext(configuration: config, environment: Environment(), pool: pool, logger: logger))
 
-        // Health and reflection tell only of the APIs that have handlers: a service whose API
-        // is not built yet is neither SERVING nor listed for it.
-        let served = service.rpcServices.reduce(into: Set<String>()) { $0.formUnion($1.serviceNames) }
-        let reflection = try ReflectionService(fileDescriptorSet: LiaisonDescriptors.fileDescriptorSet, serving: served)
-        let services = service.rpcServices + [ServedRPCService(reflection)]
         var transportConfig = ShimServerTransport.Config(
             listenAddress: config.listenAddress,
             maxReceiveMessageBytes: config.maxMessageBytes,
@@ -162,19 +157,12 @@ public enum ServiceMain {
         transportConfig.maxActiveCalls = config.maxActiveCalls
         transportConfig.maxConcurrentStreamsPerConnection = config.maxStreamsPerConnection
         transportConfig.memoryQuotaBytes = config.grpcMemoryBytes
-        let transport = ShimServerTransport(config: transportConfig,
-            unaryMethods: ServerKit.unaryMethods(services),
-            observer: { method, code, duration in
-                MetricsInterceptor.record(method: method.fullyQualifiedMethod, code: MetricsInterceptor.label(code), elapsed: duration)
-            })
-        // Streaming methods (and unknown ones) go through GRPCServer and its interceptors.
-        let server = GRPCServer(
-            transport: transport,
-            services: services.map(\.registrable),
-            interceptors: ServerKit.interceptors([MetricsInterceptor()]))
+        // Health and reflection tell only of the APIs that have handlers: a service whose API
+        // is not built yet is neither SERVING nor listed for it.
+        let assembly = try ServerAssembly(services: service.rpcServices, config: transportConfig)
 
         let grpc = GRPCServerService(
-            server: server, transport: transport, healthServices: [""] + d.grpcServices.filter(served.contains), admin: admin,
+            assembly: assembly, healthServices: d.grpcServices, admin: admin,
             shutdownDelay: config.shutdownDelay, logger: logger)
         // ServiceGroup shuts services down in reverse order, one after the other: gRPC (listed last)
         // stops advertising and drains first, while the background work (outbox relays that
@@ -211,8 +199,7 @@ public enum ServerKit {
 
 /// Serves gRPC until graceful shutdown; drives health and readiness.
 struct GRPCServerService: Service {
-    let server: GRPCServer<ShimServerTransport>
-    let transport: ShimServerTransport
+    let assembly: ServerAssembly
     let healthServices: [String]
     let admin: AdminServer
     let shutdownDelay: Duration
@@ -226,11 +213,11 @@ struct GRPCServerService: Service {
                 group.addTask { await admin.run() }
                 group.addTask {
                     defer { admin.stop() }
-                    try await server.serve()
+                    try await assembly.serve()
                 }
                 group.addTask {
-                    let port = try await transport.listeningPort
-                    for s in healthServices { transport.health.setServingStatus(service: s, serving: true) }
+                    let port = try await assembly.port
+                    assembly.setServing(true, services: healthServices)
                     admin.setReady(true)
                     logger.info("serving", metadata: ["port": "\(port)"])
                 }
@@ -240,15 +227,15 @@ struct GRPCServerService: Service {
             // Stop advertising first so balancers move away (still serving for shutdownDelay),
             // then stop accepting and drain in-flight calls.
             admin.setReady(false)
-            for s in healthServices { transport.health.setServingStatus(service: s, serving: false) }
+            assembly.setServing(false, services: healthServices)
             logger.info("draining", metadata: ["delay": "\(shutdownDelay)"])
             if shutdownDelay == .zero {
-                server.beginGracefulShutdown()
+                assembly.shutdown()
             } else {
-                let server = self.server, delay = self.shutdownDelay
+                let assembly = self.assembly, delay = self.shutdownDelay
                 Task {
                     try? await Task.sleep(for: delay)
-                    server.beginGracefulShutdown()
+                    assembly.shutdown()
                 }
             }
         }

@@ -10,24 +10,12 @@ import Logging
 import SwiftProtobuf
 import XCTest
 
-/// Counts the calls a server answered (to see both replicas serve).
-struct CallCounter: ServerInterceptor {
-    let counts: Shared<[String: Int]>
-    func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingServerRequest<Input>, context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
-    ) async throws -> StreamingServerResponse<Output> {
-        counts.with { $0[context.descriptor.method, default: 0] += 1 }
-        return try await next(request, context)
-    }
-}
-
 /// One database, `replicas` correlation servers (each with its own pool) on 127.0.0.1, and one
 /// client channel balancing over all of them (round robin).
 final class CorrelationStack: @unchecked Sendable {
     struct Replica {
         let pool: PostgresPool
-        let server: GRPCServer<ShimServerTransport>
+        let server: ServerAssembly
         let port: Int
         let settings: CorrelationSettings
         let calls: Shared<[String: Int]>
@@ -61,15 +49,16 @@ final class CorrelationStack: @unchecked Sendable {
             settings.watchPoll = .milliseconds(200)
             settings.neighbours = CorrelationSettings.parseNeighbours("eu-south:eu-central,eu-central:eu-south|eu-north")
             configure(&settings)
+            // Assembled as `CorrelationService` is served (direct unary path included); the
+            // observer counts the calls each replica answered.
             let calls = Shared<[String: Int]>([:])
-            let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"))
-            let server = GRPCServer(
-                transport: transport,
-                services: [CorrelationHandler(pool: pool, settings: settings, logger: logger),
-                           IntakeEvents.sink(pool: pool, settings: settings, logger: logger)],
-                interceptors: ServerKit.interceptors([CallCounter(counts: calls)]))
+            let server = try ServerAssembly(
+                services: [CorrelationHandler(pool: pool, settings: settings, logger: logger).served,
+                           IntakeEvents.sink(pool: pool, settings: settings, logger: logger).served],
+                config: .init(listenAddress: "127.0.0.1:0"),
+                observer: { method, _, _ in calls.with { $0[method.method, default: 0] += 1 } })
             serving.append(Task { try await server.serve() })
-            let port = try await transport.listeningPort
+            let port = try await server.port
             ports.append(port)
             replicas.append(Replica(pool: pool, server: server, port: port, settings: settings, calls: calls,
                                     detector: EmergingIssueDetectorService(pool: pool, settings: settings, logger: logger)))
@@ -85,7 +74,7 @@ final class CorrelationStack: @unchecked Sendable {
     func shutdown() async {
         client.beginGracefulShutdown()
         _ = try? await connections.value
-        for r in replicas { r.server.beginGracefulShutdown() }
+        for r in replicas { r.server.shutdown() }
         for t in serving { _ = try? await t.value }
         for r in replicas { await r.pool.close() }
     }

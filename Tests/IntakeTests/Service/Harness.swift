@@ -48,23 +48,21 @@ func withIntakeAndSink<R: Sendable>(
     let logger = Logger(label: "intake-test")
     let handler = IntakeHandler(pool: pool, settings: s, logger: logger)
     let sink = CorrelationEvents.sink(pool: pool, settings: s, logger: logger)
-    // As `IntakeService` serves them: unary methods on the transport's direct path.
-    let transport = ShimServerTransport(config: .init(listenAddress: "127.0.0.1:0"),
-                                        unaryMethods: ServerKit.unaryMethods([handler.servedDirect, sink.served]))
-    let server = GRPCServer(transport: transport, services: [handler, sink], interceptors: ServerKit.interceptors())
+    // Assembled as `IntakeService` is served (the runtime's one builder, on port 0).
+    let server = try ServerAssembly(services: [handler.servedDirect, sink.served], config: .init(listenAddress: "127.0.0.1:0"))
     let result: R = try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.serve() }
-        let port = try await transport.listeningPort
+        let port = try await server.port
         let clientTransport = try ShimClientTransport(target: "ipv4:127.0.0.1:\(port)")
         do {
             let r = try await withGRPCClient(transport: clientTransport) { client in
                 try await body(IntakeClient(wrapping: client), EventSinkClient(wrapping: client), pool)
             }
-            server.beginGracefulShutdown()
+            server.shutdown()
             try await group.waitForAll()
             return r
         } catch {
-            server.beginGracefulShutdown()
+            server.shutdown()
             try? await group.waitForAll()
             throw error
         }
