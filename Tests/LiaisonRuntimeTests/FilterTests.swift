@@ -76,6 +76,15 @@ final class FilterTests: XCTestCase {
         XCTAssertEqual(violations(reports, String(repeating: "(", count: 1000)), ["filter"])
     }
 
+    /// A text sort key and the id travel together in a page token (moved from intake with the
+    /// list engine).
+    func testPageKeySplit() {
+        XCTAssertEqual(ListOrdering.splitKey(ListOrdering.joinKey("A|b c", "id-1"))?.0, "A|b c")
+        XCTAssertEqual(ListOrdering.splitKey(ListOrdering.joinKey("A|b c", "id-1"))?.1, "id-1")
+        XCTAssertNil(ListOrdering.splitKey("99|short"))
+        XCTAssertNil(ListOrdering.splitKey("no bar"))
+    }
+
     func testMessagesNameTheProblem() {
         func message(_ filter: String) -> String {
             do {

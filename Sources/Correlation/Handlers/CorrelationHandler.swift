@@ -122,7 +122,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         let after = try position(request.pageToken, query)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let page = try Self.page(c, table: "services", columns: "id, body, version", filter: filter,
+            let page = try KeysetPage.page(c, table: "services", columns: "id, body, version", filter: filter,
                                      ordering: ListOrdering(column: "id", key: .idOnly, descending: false, idType: "text"),
                                      after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListServicesResponse()
@@ -265,7 +265,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         let after = try position(request.pageToken, query)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let page = try Self.page(c, table: "incidents", columns: Store.incidentColumns, filter: filter, ordering: ordering,
+            let page = try KeysetPage.page(c, table: "incidents", columns: Store.incidentColumns, filter: filter, ordering: ordering,
                                      after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListIncidentsResponse()
             out.incidents = try page.rows.map { try Store.incidentRow($0).incident }
@@ -440,7 +440,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
             if let incident { _ = try Store.incident(c, incident) }
-            let page = try Self.page(c, table: "links", columns: Store.linkColumns, filter: filter,
+            let page = try KeysetPage.page(c, table: "links", columns: Store.linkColumns, filter: filter,
                                      conditions: incident.map { [("incident_id = $?::uuid", $0)] } ?? [], ordering: ordering,
                                      after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListLinksResponse()
@@ -706,7 +706,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         let after = try position(request.pageToken, query)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let page = try Self.page(c, table: "emerging_issues", columns: "id, body, version", filter: filter, ordering: ordering,
+            let page = try KeysetPage.page(c, table: "emerging_issues", columns: "id, body, version", filter: filter, ordering: ordering,
                                      after: after, size: size, query: query, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListEmergingIssuesResponse()
             out.emergingIssues = try page.rows.map { try EmergingStore.issueRow($0).issue }

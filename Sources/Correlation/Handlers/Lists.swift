@@ -8,86 +8,6 @@ import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
 
-/// One ordering of a list: a sort column, then `id` in the same direction (the keyset).
-struct ListOrdering: Sendable {
-    /// How the sort key is carried in a page token's 64-bit key.
-    enum Key: Sendable {
-        /// timestamptz, as microseconds since the epoch.
-        case time
-        /// double precision, as its IEEE 754 bit pattern (exact).
-        case double
-        /// An integer column.
-        case integer
-        /// No sort column: by id alone.
-        case idOnly
-    }
-
-    let column: String
-    let key: Key
-    let descending: Bool
-    /// A timestamptz column sorted descending between `column` and `id` (then `id` descending);
-    /// its microseconds travel in the token id as "<µs>|<id>". Only with an ascending `column`.
-    var then: String? = nil
-    /// SQL type of the id column ("uuid", "text").
-    var idType = "uuid"
-
-    var orderSQL: String {
-        if key == .idOnly { return "id" }
-        let d = descending ? " DESC" : ""
-        if let then { return "\(column)\(d), \(then) DESC, id DESC" }
-        return "\(column)\(d), id\(d)"
-    }
-
-    /// Columns selected after the resource's own columns to build the next token.
-    var keyColumns: [String] { key == .idOnly ? [] : [column] + (then.map { [$0] } ?? []) }
-
-    private func value(_ placeholder: String, _ key: Key) -> String {
-        switch key {
-        case .time: "('epoch'::timestamptz + \(placeholder)::bigint * interval '1 microsecond')"
-        case .double: "\(placeholder)::float8"
-        case .integer, .idOnly: "\(placeholder)::bigint"
-        }
-    }
-
-    private func parameter(_ k: Int64, _ key: Key) -> any PostgresBindable {
-        key == .double ? Double(bitPattern: UInt64(bitPattern: k)) : k
-    }
-
-    /// The keyset condition "after `token`", placeholders from `$\(n)`.
-    func after(_ token: PageToken, from n: Int) throws -> (String, [any PostgresBindable]) {
-        let a = "$\(n)", b = "$\(n + 1)", c = "$\(n + 2)"
-        switch (key, then) {
-        case (.idOnly, _):
-            return ("id > \(a)::\(idType)", [token.lastId])
-        case (_, nil):
-            return ("(\(column), id) \(descending ? "<" : ">") (\(value(a, key)), \(b)::\(idType))",
-                    [parameter(token.lastTimeMicros, key), token.lastId])
-        case (_, let then?):
-            guard let bar = token.lastId.firstIndex(of: "|"), let micros = Int64(token.lastId[..<bar]) else {
-                throw PageTokenError.malformed.apiError(domain: domain)
-            }
-            let id = String(token.lastId[token.lastId.index(after: bar)...])
-            return ("(\(column) > \(value(a, key)) OR (\(column) = \(value(a, key)) AND (\(then), id) < (\(value(b, .time)), \(c)::\(idType))))",
-                    [parameter(token.lastTimeMicros, key), micros, id])
-        }
-    }
-
-    /// The token position of `row` (id at column 0, key columns from `k`).
-    func position(_ row: PostgresRow, keyAt k: Int) throws -> (Int64, String) {
-        let id = try row.decode(String.self, 0)
-        func value(_ kind: Key, _ i: Int) throws -> Int64 {
-            switch kind {
-            case .time: PageToken.micros(try row.decode(Date.self, i))
-            case .double: Int64(bitPattern: try row.decode(Double.self, i).bitPattern)
-            case .integer: try row.decode(Int64.self, i)
-            case .idOnly: 0
-            }
-        }
-        if then != nil { return (try value(key, k), "\(try value(.time, k + 1))|\(id)") }
-        return (try value(key, k), id)
-    }
-}
-
 extension CorrelationHandler {
     // MARK: Enum values of the filters
 
@@ -139,13 +59,7 @@ extension CorrelationHandler {
     /// The ordering named by `orderBy` (spaces collapsed; "" is the first, the default), and the
     /// normalized name for the token fingerprint.
     static func ordering(_ orderBy: String, _ choices: KeyValuePairs<String, ListOrdering>) throws -> (String, ListOrdering) {
-        let normalized = orderBy.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
-        if normalized.isEmpty { return (choices[choices.startIndex].key, choices[choices.startIndex].value) }
-        guard let match = choices.first(where: { $0.key == normalized }) else {
-            throw APIError.invalidArgument(domain: domain, field: "order_by",
-                                           "must be one of " + choices.map { "\"\($0.key)\"" }.joined(separator: ", "))
-        }
-        return (match.key, match.value)
+        try ListOrdering.choose(orderBy, from: choices, domain: domain)
     }
 
     static let incidentOrderings: KeyValuePairs<String, ListOrdering> = [
@@ -177,36 +91,5 @@ extension CorrelationHandler {
         } catch {
             throw error.apiError(domain: domain)
         }
-    }
-
-    /// One page of `table` rows matching `filter` (plus `conditions` over further parameters),
-    /// ordered by `ordering`, after `token`; and the next page's token ("" on the last page).
-    static func page(
-        _ c: PostgresConnection, table: String, columns: String, filter: SQLFilter,
-        conditions extra: [(String, any PostgresBindable)] = [], ordering: ListOrdering, after token: PageToken?,
-        size: Int, query: QueryFingerprint, codec: PageTokenCodec, lifetime: TimeInterval
-    ) throws -> (rows: [PostgresRow], next: String) {
-        var conditions = filter.conditions
-        var parameters = filter.parameters
-        for (condition, value) in extra {
-            parameters.append(value)
-            conditions.append(condition.replacingOccurrences(of: "$?", with: "$\(parameters.count)"))
-        }
-        if let token {
-            let (condition, values) = try ordering.after(token, from: parameters.count + 1)
-            conditions.append(condition)
-            parameters += values
-        }
-        let keyAt = columns.split(separator: ",").count
-        let selected = ([columns] + ordering.keyColumns).joined(separator: ", ")
-        let whereSQL = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        var rows = try c.query("SELECT \(selected) FROM \(table)\(whereSQL) ORDER BY \(ordering.orderSQL) LIMIT \(size + 1)",
-                               parameters).rows
-        guard rows.count > size else { return (rows, "") }
-        rows.removeLast(rows.count - size)
-        let (key, id) = try ordering.position(rows[rows.count - 1], keyAt: keyAt)
-        let next = PageToken(query: query, lastTimeMicros: key, lastId: id,
-                             expireTimeMicros: PageToken.micros(Date().addingTimeInterval(lifetime)))
-        return (rows, codec.encode(next))
     }
 }

@@ -111,7 +111,21 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
                          expireTimeMicros: PageToken.micros(Date().addingTimeInterval(repository.settings.pageTokenLifetime))).encoded(using: codec)
     }
 
-    static func micros(_ row: PostgresRow, _ column: Int) throws -> Int64 { PageToken.micros(try row.decode(Date.self, column)) }
+    static let customerOrderings: KeyValuePairs<String, ListOrdering> = [
+        "name": .init(column: "id", key: .idOnly, descending: false, idType: "text"),
+        "update_time desc": .init(column: "update_time", key: .time, descending: true, idType: "text"),
+        "display_name": .init(column: "display_name", key: .text, descending: false, idType: "text"),
+    ]
+    static let reportOrderings: KeyValuePairs<String, ListOrdering> = [
+        "receive_time desc": .init(column: "receive_time", key: .time, descending: true, idType: "text"),
+        "receive_time": .init(column: "receive_time", key: .time, descending: false, idType: "text"),
+        "create_time": .init(column: "create_time", key: .time, descending: false, idType: "text"),
+    ]
+    static let caseOrderings: KeyValuePairs<String, ListOrdering> = [
+        "update_time desc": .init(column: "update_time", key: .time, descending: true, idType: "text"),
+        "create_time": .init(column: "create_time", key: .time, descending: false, idType: "text"),
+        "create_time desc": .init(column: "create_time", key: .time, descending: true, idType: "text"),
+    ]
 
     public func listCustomers(request: Liaison_Intake_V1_ListCustomersRequest, context: ServerContext) async throws
         -> Liaison_Intake_V1_ListCustomersResponse
@@ -119,30 +133,15 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         try await handle("ListCustomers") {
             let size = try Self.pageSize(request.pageSize)
             let filter = try Self.customerFilter.parse(request.filter, firstParameter: 1)
-            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
-            let order: IntakeRepository.ListOrder
-            let key: @Sendable (PostgresRow) throws -> (Int64, String)
-            switch orderBy {
-            case "", "name":
-                order = .id
-                key = { (0, try $0.decode(String.self, 0)) }
-            case "update_time desc":
-                order = .time(column: "update_time", descending: true)
-                key = { (try Self.micros($0, 4), try $0.decode(String.self, 0)) }
-            case "display_name":
-                order = .text(column: "display_name")
-                key = { (0, IntakeRepository.joinKey(try $0.decode(String.self, 6), try $0.decode(String.self, 0))) }
-            default:
-                throw FieldViolation(field: "order_by", description: "must be \"name\", \"update_time desc\" or \"display_name\"")
-            }
+            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.customerOrderings, domain: Self.domain)
             let query = QueryFingerprint(collection: "customers", filter: request.filter, orderBy: orderBy)
             let full = request.view == .full
-            let page = try await repository.page(
-                table: "customers", columns: IntakeRepository.customerColumns + ", display_name", filter: filter,
-                order: order, after: try token(request.pageToken, query), pageSize: size, keyOf: key)
+            let page = try await repository.list(
+                table: "customers", columns: IntakeRepository.customerColumns, filter: filter, ordering: ordering,
+                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
             var response = Liaison_Intake_V1_ListCustomersResponse()
             response.customers = try page.rows.map { try IntakeRepository.customer($0, contacts: full) }
-            response.nextPageToken = nextToken(page.next, query)
+            response.nextPageToken = page.next
             return response
         }
     }
@@ -318,24 +317,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         try await handle("ListReports") {
             let size = try Self.pageSize(request.pageSize)
             let filter = try Self.reportFilter.parse(request.filter, firstParameter: 1)
-            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
-            let order: IntakeRepository.ListOrder
-            switch orderBy {
-            case "", "receive_time desc": order = .time(column: "receive_time", descending: true)
-            case "receive_time": order = .time(column: "receive_time", descending: false)
-            case "create_time": order = .time(column: "create_time", descending: false)
-            default:
-                throw FieldViolation(field: "order_by", description: "must be \"receive_time desc\", \"receive_time\" or \"create_time\"")
-            }
-            let timeColumn = orderBy == "create_time" ? 6 : 5
+            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.reportOrderings, domain: Self.domain)
             let query = QueryFingerprint(collection: "reports", filter: request.filter, orderBy: orderBy)
-            let page = try await repository.page(
-                table: "reports", columns: IntakeRepository.reportColumns + ", receive_time, create_time", filter: filter,
-                order: order, after: try token(request.pageToken, query), pageSize: size,
-                keyOf: { (try Self.micros($0, timeColumn), try $0.decode(String.self, 0)) })
+            let page = try await repository.list(
+                table: "reports", columns: IntakeRepository.reportColumns, filter: filter, ordering: ordering,
+                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
             var response = Liaison_Intake_V1_ListReportsResponse()
             response.reports = try page.rows.map(IntakeRepository.report)
-            response.nextPageToken = nextToken(page.next, query)
+            response.nextPageToken = page.next
             return response
         }
     }
@@ -367,24 +356,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         try await handle("ListCases") {
             let size = try Self.pageSize(request.pageSize)
             let filter = try Self.caseFilter.parse(request.filter, firstParameter: 1)
-            let orderBy = request.orderBy.trimmingCharacters(in: .whitespaces)
-            let order: IntakeRepository.ListOrder
-            switch orderBy {
-            case "", "update_time desc": order = .time(column: "update_time", descending: true)
-            case "create_time": order = .time(column: "create_time", descending: false)
-            case "create_time desc": order = .time(column: "create_time", descending: true)
-            default:
-                throw FieldViolation(field: "order_by", description: "must be \"update_time desc\", \"create_time\" or \"create_time desc\"")
-            }
-            let timeColumn = orderBy.hasPrefix("create_time") ? 1 : 2
+            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.caseOrderings, domain: Self.domain)
             let query = QueryFingerprint(collection: "cases", filter: request.filter, orderBy: orderBy)
-            let page = try await repository.page(
-                table: "cases", columns: "id, create_time, update_time", filter: filter, order: order,
-                after: try token(request.pageToken, query), pageSize: size,
-                keyOf: { (try Self.micros($0, timeColumn), try $0.decode(String.self, 0)) })
+            let page = try await repository.list(
+                table: "cases", columns: "id", filter: filter, ordering: ordering,
+                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
             var response = Liaison_Intake_V1_ListCasesResponse()
             response.cases = try await repository.cases(ids: page.rows.map { try $0.decode(String.self, 0) })
-            response.nextPageToken = nextToken(page.next, query)
+            response.nextPageToken = page.next
             return response
         }
     }

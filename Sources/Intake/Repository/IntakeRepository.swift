@@ -1392,66 +1392,14 @@ public final class IntakeRepository: Sendable {
     // MARK: - Lists
 
     /// How a list is ordered and paged.
-    enum ListOrder: Sendable {
-        /// By (time column, id), ascending or descending.
-        case time(column: String, descending: Bool)
-        /// By id.
-        case id
-        /// By (text column, id) ascending.
-        case text(column: String)
-
-        var sql: String {
-            switch self {
-            case .time(let column, let d): d ? "\(column) DESC, id DESC" : "\(column), id"
-            case .id: "id"
-            case .text(let column): "\(column), id"
-            }
+    /// One page of a list (the runtime's keyset engine), and the next page's token.
+    func list(table: String, columns: String, filter: SQLFilter, ordering: ListOrdering, after token: PageToken?,
+              size: Int, query: QueryFingerprint, codec: PageTokenCodec) async throws -> (rows: [PostgresRow], next: String) {
+        let lifetime = settings.pageTokenLifetime
+        return try await pool.withConnection { c in
+            try KeysetPage.page(c, table: table, columns: columns, filter: filter, ordering: ordering, after: token,
+                                size: size, query: query, codec: codec, lifetime: lifetime)
         }
-    }
-
-    /// One page of `table` rows matching `filter`, after `token`. Returns the rows (at most
-    /// `pageSize`) and the next token position (time µs, key) when more rows follow.
-    func page(table: String, columns: String, filter: SQLFilter, order: ListOrder, after token: PageToken?,
-              pageSize: Int, keyOf: @escaping @Sendable (PostgresRow) throws -> (Int64, String)) async throws
-        -> (rows: [PostgresRow], next: (Int64, String)?)
-    {
-        var conditions = filter.conditions
-        var parameters = filter.parameters
-        if let token {
-            let a = "$\(parameters.count + 1)", b = "$\(parameters.count + 2)"
-            switch order {
-            case .time(let column, let descending):
-                conditions.append("(\(column), id) \(descending ? "<" : ">") (\(a)::timestamptz, \(b))")
-                parameters += [Date(timeIntervalSince1970: Double(token.lastTimeMicros) / 1_000_000), token.lastId]
-            case .id:
-                conditions.append("id > \(a)")
-                parameters.append(token.lastId)
-            case .text(let column):
-                let (text, id) = Self.splitKey(token.lastId)
-                conditions.append("(\(column), id) > (\(a), \(b))")
-                parameters += [text, id]
-            }
-        }
-        let whereSQL = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT \(columns) FROM \(table)\(whereSQL) ORDER BY \(order.sql) LIMIT \(pageSize + 1)"
-        let params = parameters
-        let result = try await pool.query(sql, params)
-        var rows = result.rows
-        var next: (Int64, String)?
-        if rows.count > pageSize {
-            rows.removeLast(rows.count - pageSize)
-            next = try keyOf(rows[rows.count - 1])
-        }
-        return (rows, next)
-    }
-
-    /// Key of a (text, id) position: "<utf8 length of text>|<text><id>".
-    static func joinKey(_ text: String, _ id: String) -> String { "\(text.utf8.count)|\(text)\(id)" }
-    static func splitKey(_ key: String) -> (String, String) {
-        guard let bar = key.firstIndex(of: "|"), let n = Int(key[..<bar]) else { return ("", key) }
-        let rest = Array(key[key.index(after: bar)...].utf8)
-        guard n <= rest.count else { return ("", key) }
-        return (String(decoding: rest[..<n], as: UTF8.self), String(decoding: rest[n...], as: UTF8.self))
     }
 }
 

@@ -166,9 +166,4 @@ final class IntakeRepositoryTests: XCTestCase {
         XCTAssertEqual(all.first?.symptom, "SYMPTOM_KIND_ERRORS")
         XCTAssertEqual(all.first.map { Int64($0.receiveTime.timeIntervalSince1970) }, Int64(now.addingTimeInterval(-8 * 3600).timeIntervalSince1970))
     }
-
-    func testPageKeySplit() {
-        XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).0, "A|b c")
-        XCTAssertEqual(IntakeRepository.splitKey(IntakeRepository.joinKey("A|b c", "id-1")).1, "id-1")
-    }
 }
