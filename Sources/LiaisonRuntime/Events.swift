@@ -12,6 +12,27 @@ import Synchronization
 /// Producing events: serialize a generated event message into the outbox, inside the
 /// transaction of the change it describes.
 public enum Events {
+    /// A new event header (fresh event id) for a change of `aggregate` to `version`, made by
+    /// `producer` at `time` for `requestID`; returns it with its id for ``publish(_:_:eventID:to:)``.
+    public static func header(producer: String, aggregate: String, version: Int64, requestID: String = "",
+                              at time: Date = Date()) -> (Liaison_Common_V1_EventHeader, UUID) {
+        let id = RandomUUID.make()
+        var h = Liaison_Common_V1_EventHeader()
+        h.eventID = id.lowercasedString
+        let micros = time.postgresMicros  // PostgreSQL's precision, as stored
+        var (seconds, fraction) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        if fraction < 0 {
+            seconds -= 1
+            fraction += 1_000_000
+        }
+        h.occurTime = Google_Protobuf_Timestamp(seconds: seconds, nanos: Int32(fraction * 1000))
+        h.aggregate = aggregate
+        h.aggregateVersion = version
+        h.producer = producer
+        h.requestID = requestID
+        return (h, id)
+    }
+
     /// Queues `event` (its `header.event_id` must be set) for each destination service.
     public static func publish<E: SwiftProtobuf.Message>(
         _ c: some SQLWriter, _ event: E, eventID: UUID, to destinations: [String]

@@ -131,13 +131,7 @@ enum Store {
         aggregate: String, version: Int64
     ) throws {
         guard !settings.destinations.isEmpty else { return }
-        let id = RandomUUID.make()
-        var h = Liaison_Common_V1_EventHeader()
-        h.eventID = id.lowercasedString
-        h.occurTime = Google_Protobuf_Timestamp(date: Date())
-        h.aggregate = aggregate
-        h.aggregateVersion = version
-        h.producer = "correlation"
+        let (h, id) = Events.header(producer: "correlation", aggregate: aggregate, version: version)
         try Events.publish(c, make(h), eventID: id, to: settings.destinations)
     }
 

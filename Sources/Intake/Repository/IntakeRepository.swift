@@ -98,15 +98,7 @@ public final class IntakeRepository: Sendable {
     static func header(aggregate: String, version: Int64, requestID: String, at time: Date)
         -> (Liaison_Common_V1_EventHeader, UUID)
     {
-        let id = RandomUUID.make()
-        var h = Liaison_Common_V1_EventHeader()
-        h.eventID = id.lowercasedString
-        h.occurTime = .init(micros: time)
-        h.aggregate = aggregate
-        h.aggregateVersion = version
-        h.producer = producer
-        h.requestID = requestID
-        return (h, id)
+        Events.header(producer: producer, aggregate: aggregate, version: version, requestID: requestID, at: time)
     }
 
     // MARK: - Customers
