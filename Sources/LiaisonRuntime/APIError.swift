@@ -21,10 +21,21 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
         public var field: String
         public var description: String
         public init(_ field: String, _ description: String) {
-            self.field = field
-            self.description = description
+            self.field = APIError.clip(field, 120)
+            self.description = APIError.clip(description, 200)
         }
     }
+
+    /// `text` cut to `limit` characters (with "…"): whatever a client sent is echoed in an
+    /// answer's message and details at bounded size, so trailers stay far below gRPC's default
+    /// 8 KiB metadata limit whatever the input (a 10 KB resource name, a 4,000-character filter).
+    public static func clip(_ text: String, _ limit: Int = 160) -> String {
+        guard text.count > limit else { return text }
+        return String(text.prefix(limit)) + "…"
+    }
+
+    /// Most field violations listed in one answer; the message counts the rest.
+    public static let maxViolations = 10
 
     /// INVALID_ARGUMENT listing every violation (google.rpc.BadRequest).
     public static func invalidArgument(domain: String, _ violations: [FieldViolation]) -> APIError {
@@ -34,7 +45,7 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
             message: violations.count > 3 ? "\(summary); and \(violations.count - 3) more" : summary,
             details: [
                 .errorInfo(reason: "INVALID_FIELD", domain: domain, metadata: [:]),
-                .badRequest(violations: violations.map {
+                .badRequest(violations: violations.prefix(maxViolations).map {
                     ErrorDetails.BadRequest.FieldViolation(field: $0.field, description: $0.description)
                 }),
             ]))
@@ -46,8 +57,9 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
     }
 
     /// NOT_FOUND naming the resource (google.rpc.ResourceInfo).
-    public static func notFound(domain: String, resourceType: String, name: String) -> APIError {
-        APIError(GoogleRPCStatus(
+    public static func notFound(domain: String, resourceType: String, name full: String) -> APIError {
+        let name = clip(full)
+        return APIError(GoogleRPCStatus(
             code: .notFound, message: "\(name) not found",
             details: [
                 .errorInfo(reason: "RESOURCE_NOT_FOUND", domain: domain, metadata: ["resource": name]),
@@ -56,8 +68,9 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
     }
 
     /// ALREADY_EXISTS naming the existing resource.
-    public static func alreadyExists(domain: String, resourceType: String, name: String, _ message: String? = nil) -> APIError {
-        APIError(GoogleRPCStatus(
+    public static func alreadyExists(domain: String, resourceType: String, name full: String, _ message: String? = nil) -> APIError {
+        let name = clip(full)
+        return APIError(GoogleRPCStatus(
             code: .alreadyExists, message: message ?? "\(name) already exists",
             details: [
                 .errorInfo(reason: "RESOURCE_EXISTS", domain: domain, metadata: ["resource": name]),
@@ -67,8 +80,9 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
 
     /// FAILED_PRECONDITION (google.rpc.PreconditionFailure): the resource is not in a state that
     /// allows the call. `type` is e.g. "STATE", `subject` the resource name.
-    public static func failedPrecondition(domain: String, type: String = "STATE", subject: String, _ description: String) -> APIError {
-        APIError(GoogleRPCStatus(
+    public static func failedPrecondition(domain: String, type: String = "STATE", subject full: String, _ text: String) -> APIError {
+        let subject = clip(full), description = clip(text, 300)
+        return APIError(GoogleRPCStatus(
             code: .failedPrecondition, message: description,
             details: [
                 .errorInfo(reason: "INVALID_STATE", domain: domain, metadata: ["resource": subject]),
@@ -79,15 +93,17 @@ public struct APIError: Error, RPCErrorConvertible, CustomStringConvertible {
     }
 
     /// ABORTED: the request's etag is stale.
-    public static func etagMismatch(domain: String, name: String, currentEtag: String) -> APIError {
-        APIError(GoogleRPCStatus(
+    public static func etagMismatch(domain: String, name full: String, currentEtag: String) -> APIError {
+        let name = clip(full)
+        return APIError(GoogleRPCStatus(
             code: .aborted, message: "etag mismatch for \(name): re-read it and retry",
             details: [.errorInfo(reason: "ETAG_MISMATCH", domain: domain, metadata: ["resource": name, "current_etag": currentEtag])]))
     }
 
     /// ALREADY_EXISTS: a request_id was reused for another request.
-    public static func requestIDReused(domain: String, requestID: String) -> APIError {
-        APIError(GoogleRPCStatus(
+    public static func requestIDReused(domain: String, requestID full: String) -> APIError {
+        let requestID = clip(full)
+        return APIError(GoogleRPCStatus(
             code: .alreadyExists,
             message: "request_id \(requestID) was already used for a different request",
             details: [

@@ -257,7 +257,7 @@ public struct FilterParser: Sendable {
                 result.conditions.append("\(field.column) \(sqlOp) \(p)")
             case .time:
                 guard ["=", "!=", "<", "<=", ">", ">="].contains(op) else { throw fail("\(name) supports comparisons, not \(op)") }
-                guard let date = Self.parseTime(value) else { throw fail("\(name) must be an RFC 3339 time such as \"2026-11-28T10:00:00Z\"") }
+                guard let date = Self.parseTime(value) else { throw fail("\(name) must be an RFC 3339 time between 0001 and 9999 such as \"2026-11-28T10:00:00Z\"") }
                 result.parameters.append(date)
                 result.conditions.append("\(field.column) \(op == "!=" ? "<>" : op) \(p)::timestamptz")
             case .number:
@@ -291,11 +291,22 @@ public struct FilterParser: Sendable {
     }
 
     /// An RFC 3339 time, with or without fractional seconds.
+    /// An RFC 3339 time within the API's range (years 1-9999, as `RequestBounds` checks
+    /// Timestamps); nil otherwise, so that no filter time reaches storage out of range.
     public static func parseTime(_ s: String) -> Date? {
+        // Four-digit years only (the formatter would read "10000-01-01" as some other date).
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[0..<4].allSatisfy({ $0 >= 48 && $0 <= 57 }), u[4] == UInt8(ascii: "-") else { return nil }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+        var date = f.date(from: s)
+        if date == nil {
+            f.formatOptions = [.withInternetDateTime]
+            date = f.date(from: s)
+        }
+        guard let date, date.exactPostgresMicros != nil,
+              (Double(RequestBounds.minTimestampSeconds)...Double(RequestBounds.maxTimestampSeconds + 1)).contains(date.timeIntervalSince1970)
+        else { return nil }
+        return date
     }
 }

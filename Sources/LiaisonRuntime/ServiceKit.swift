@@ -90,6 +90,14 @@ public enum RequestFields {
         guard UUID(uuidString: id) != nil else { throw APIError.invalidArgument(domain: domain, field: field, "must be a UUID") }
     }
 
+    /// Violations for texts longer than their limit (in UTF-8 bytes): (field path, value, limit).
+    /// Limits keep every stored text within what its indexes and the answers can carry.
+    public static func lengthViolations(_ texts: [(String, String, Int)]) -> [APIError.FieldViolation] {
+        texts.compactMap { field, value, limit in
+            value.utf8.count > limit ? .init(field, "at most \(limit) bytes") : nil
+        }
+    }
+
     /// `page_size`: 0 means `defaultSize`, larger than `max` is `max`, negative is refused.
     public static func pageSize(_ n: Int32, default defaultSize: Int, max: Int, domain: String) throws -> Int {
         if n < 0 { throw APIError.invalidArgument(domain: domain, field: "page_size", "must not be negative") }

@@ -76,6 +76,40 @@ final class FilterTests: XCTestCase {
         XCTAssertEqual(violations(reports, String(repeating: "(", count: 1000)), ["filter"])
     }
 
+    /// Found by the fuzz suite: filter times outside years 1-9999 reached storage and answered
+    /// INTERNAL; they are INVALID_ARGUMENT on `filter` now.
+    func testFilterTimesOutsideTheAPIRangeAreRefused() throws {
+        for bad in ["0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "-0001-01-01T00:00:00Z", "99999999-12-31T00:00:00Z",
+                    "292277026596-12-04T15:30:07Z", "10000-01-01T00:00:00Z"] {
+            XCTAssertEqual(violations(reports, "receive_time > \"\(bad)\""), ["filter"], bad)
+        }
+        XCTAssertEqual(try reports.parse("receive_time > \"0002-01-01T00:00:00Z\"", firstParameter: 1).parameters.count, 1)
+        XCTAssertEqual(try reports.parse("receive_time < \"9999-12-31T23:59:59Z\"", firstParameter: 1).parameters.count, 1)
+    }
+
+    /// Found by the fuzz suite: answers echoed client input in full (a 10 KB name gave a 41 KB
+    /// trailer, above gRPC's default 8 KiB metadata limit). Echoes are clipped and violations
+    /// capped.
+    func testErrorsEchoClientInputAtBoundedSize() {
+        let huge = String(repeating: "x", count: 10_000)
+        let notFound = APIError.notFound(domain: "test.v1", resourceType: "T", name: "things/" + huge)
+        XCTAssertLessThan(notFound.status.message.utf8.count, 400)
+        func size(_ e: APIError) -> Int {
+            e.rpcErrorMetadata.reduce(0) { n, entry in
+                switch entry.value {
+                case .string(let v): n + entry.key.utf8.count + v.utf8.count
+                case .binary(let b): n + entry.key.utf8.count + (b.count + 2) / 3 * 4  // base64 on the wire
+                }
+            } + e.status.message.utf8.count
+        }
+        XCTAssertLessThan(size(notFound), 2048)
+        let many = (0..<500).map { APIError.FieldViolation("customers[\($0)].name" + huge, huge) }
+        let invalid = APIError.invalidArgument(domain: "test.v1", many)
+        XCTAssertEqual(invalid.status.details.compactMap(\.badRequest).first?.violations.count, APIError.maxViolations)
+        XCTAssertLessThan(size(invalid), 8192, "under gRPC's default metadata limit")
+        XCTAssertEqual(violations(reports, huge + " = \"a\"")?.count, 1)
+    }
+
     /// A text sort key and the id travel together in a page token (moved from intake with the
     /// list engine).
     func testPageKeySplit() {

@@ -57,6 +57,31 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
 
     // MARK: Services catalogue
 
+    /// Length limits of an incident's texts (a stored text must fit its indexes).
+    static func incidentTextViolations(_ i: Liaison_Correlation_V1_Incident, prefix: String = "incident.") -> [APIError.FieldViolation] {
+        var texts: [(String, String, Int)] = [
+            (prefix + "title", i.title, 500), (prefix + "description", i.description_p, 20_000),
+            (prefix + "commander", i.commander, 256),
+            (prefix + "external_reference.system", i.externalReference.system, 64),
+            (prefix + "external_reference.id", i.externalReference.id, 256),
+            (prefix + "external_reference.uri", i.externalReference.uri, 2048),
+        ]
+        for (k, v) in i.labels { texts += [(prefix + "labels", k, 63), (prefix + "labels[\(k.prefix(63))]", v, 256)] }
+        for (n, s) in i.services.enumerated() { texts.append((prefix + "services[\(n)]", s, 200)) }
+        return RequestFields.lengthViolations(texts)
+    }
+
+    /// Length limits of a technical service's texts.
+    static func serviceTextViolations(_ s: Liaison_Correlation_V1_TechnicalService) -> [APIError.FieldViolation] {
+        var texts: [(String, String, Int)] = [
+            ("service.display_name", s.displayName, 200), ("service.owner_team", s.ownerTeam, 200),
+            ("service.public_display_name", s.publicDisplayName, 200),
+        ]
+        for (n, a) in s.aliases.enumerated() { texts.append(("service.aliases[\(n)]", a, 100)) }
+        for (n, d) in s.dependencies.enumerated() { texts.append(("service.dependencies[\(n)]", d, 200)) }
+        return RequestFields.lengthViolations(texts)
+    }
+
     static func validServiceID(_ id: String) -> Bool {
         (1...63).contains(id.utf8.count) && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
     }
@@ -68,6 +93,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         for (i, a) in request.service.aliases.enumerated() where a.trimmingCharacters(in: .whitespaces).isEmpty {
             v.append(.init("service.aliases[\(i)]", "must not be empty"))
         }
+        v += Self.serviceTextViolations(request.service)
         if !v.isEmpty { throw APIError.invalidArgument(domain: domain, v) }
         let settings = self.settings
         return try await mutate("CreateService", request.requestID, request) { c in
@@ -146,6 +172,8 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         if request.updateMask.paths.contains("display_name") && request.service.displayName.isEmpty {
             throw APIError.invalidArgument(domain: domain, field: "service.display_name", "is required")
         }
+        let tooLong = Self.serviceTextViolations(request.service)
+        if !tooLong.isEmpty { throw APIError.invalidArgument(domain: domain, tooLong) }
         let settings = self.settings
         return try await mutate("UpdateService", request.requestID, request) { c in
             guard let (current, version) = try Store.service(c, id, forUpdate: true), current.name == request.service.name else {
@@ -223,6 +251,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         if request.source != .monitoring && request.source != .manual {
             v.append(.init("source", "must be INCIDENT_SOURCE_MONITORING or INCIDENT_SOURCE_MANUAL"))
         }
+        v += Self.incidentTextViolations(i)
         if !v.isEmpty { throw APIError.invalidArgument(domain: domain, v) }
         let settings = self.settings
         return try await mutate("DeclareIncident", request.requestID, request) { c in
@@ -286,6 +315,8 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         if paths.contains("title") && n.title.isEmpty { throw APIError.invalidArgument(domain: domain, field: "incident.title", "is required") }
         if paths.contains("services") && n.services.isEmpty { throw APIError.invalidArgument(domain: domain, field: "incident.services", "is required") }
         if paths.contains("severity") && n.severity == .unspecified { throw APIError.invalidArgument(domain: domain, field: "incident.severity", "is required") }
+        let tooLong = Self.incidentTextViolations(n)
+        if !tooLong.isEmpty { throw APIError.invalidArgument(domain: domain, tooLong) }
         let settings = self.settings
         return try await mutate("UpdateIncident", request.requestID, request) { c in
             var row = try Store.incident(c, id, forUpdate: true)
@@ -573,7 +604,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         }
         var window: (Date, Date)? = nil
         if request.hasWindow {
-            let start = request.window.hasStartTime ? request.window.startTime.date : Date.distantPast
+            let start = request.window.hasStartTime ? request.window.startTime.date : Convert.openStart
             let end = request.window.hasEndTime ? request.window.endTime.date : Date()
             window = (start, end)
         }
@@ -589,7 +620,7 @@ public struct CorrelationHandler: Liaison_Correlation_V1_CorrelationService.Simp
         return try await read { c in
             let incident = try Store.incident(c, id)
             var win = w
-            if let x = win, x.0 == .distantPast { win = (incident.incident.impactStartTime.date, x.1) }
+            if let x = win, x.0 == Convert.openStart { win = (incident.incident.impactStartTime.date, x.1) }
             return try Analytics.timeline(c, incident: incident, width: bw, window: win, breakdown: b, settings: settings)
         }
     }

@@ -48,7 +48,7 @@ enum Analytics {
             o.isDefault = false
         }
         if r.hasWindow {
-            let start = r.window.hasStartTime ? r.window.startTime.date : Date.distantPast
+            let start = r.window.hasStartTime ? r.window.startTime.date : Convert.openStart
             let end = r.window.hasEndTime ? r.window.endTime.date : Date.distantFuture
             if end <= start { violations.append(.init(field + "window", "end_time must be after start_time")) }
             o.window = (start, end)
@@ -120,7 +120,7 @@ enum Analytics {
         out.incident = incident.incident.name
         out.computeTime = Convert.timestamp(now)
         var w = Liaison_Common_V1_TimeWindow()
-        w.startTime = window.map { $0.0 == .distantPast ? incident.incident.impactStartTime : Convert.timestamp($0.0) } ?? incident.incident.impactStartTime
+        w.startTime = window.map { $0.0 == Convert.openStart ? incident.incident.impactStartTime : Convert.timestamp($0.0) } ?? incident.incident.impactStartTime
         w.endTime = window.map { $0.1 == .distantFuture ? Convert.timestamp(now) : Convert.timestamp($0.1) } ?? Convert.timestamp(now)
         out.window = w
         out.reportingCustomers = Int64(result.reportingCustomers)

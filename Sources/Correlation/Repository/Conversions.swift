@@ -1,9 +1,14 @@
 import Foundation
+import LiaisonRuntime
 import LiaisonAPI
 import SwiftProtobuf
 
 /// Conversions between the API messages and the domain types.
 enum Convert {
+    /// The start of an open window ("since the beginning"): the first instant the API and
+    /// storage both hold (Foundation's `distantPast` is not storable).
+    static let openStart = Date(timeIntervalSince1970: Double(RequestBounds.minTimestampSeconds))
+
     static func tierName(_ tier: Liaison_Common_V1_Tier) -> String {
         switch tier {
         case .free: "free"
