@@ -2,7 +2,8 @@
 # Intake benchmark: accepted reports per second through the gRPC API (the real `intake` executable,
 # shim transport on loopback, durable commit) beside pgbench running the same SQL transaction as
 # SubmitReport (the new-case path: idempotency lock and lookup, customer row lock, candidate
-# query, case + history + report rows, outbox event, idempotency record; the request fingerprint
+# query, case + history + report rows, outbox events (ReportAccepted, and CaseOpened since case
+# events go to correlation by default), idempotency record; the request fingerprint
 # arrives computed, as intake computes it) on the same server in the same run. PostgreSQL runs with its DEFAULT durability settings (fsync on, synchronous_commit on).
 # The pgbench payload sizes (report data, fingerprint, event, stored response) are measured from
 # the rows intake wrote in this run.
@@ -127,10 +128,11 @@ intake_round() {
 intake_round
 
 # Sizes of what intake wrote, for the pgbench transaction.
-read -r DATA FP CAND EVENT RESP < <(psql -qtA -F ' ' "$intake_url" -c "
+read -r DATA FP CAND EVENT OPENED RESP < <(psql -qtA -F ' ' "$intake_url" -c "
   SELECT (SELECT avg(length(data))::int FROM reports), (SELECT avg(length(fingerprint))::int FROM reports),
          (SELECT avg(length(candidates))::int FROM cases),
          (SELECT avg(length(payload))::int FROM outbox WHERE topic = 'liaison.intake.v1.ReportAccepted'),
+         (SELECT coalesce(avg(length(payload))::int, 0) FROM outbox WHERE topic = 'liaison.intake.v1.CaseOpened'),
          (SELECT avg(length(response))::int FROM idempotency_keys WHERE scope = 'intake.SubmitReport')")
 psql -q "$ref_url" -c "INSERT INTO customers (id, display_name, account_number, account_partition, region, country,
     tier, white_glove, features, platforms, client_versions, owning_agent, state, data, contacts, create_time, update_time)
@@ -148,7 +150,7 @@ SELECT id, owner, candidates FROM cases WHERE customer_id = 'b' || :c AND state 
 INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time, candidates) VALUES (:cid, 'b' || :c, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now(), decode(repeat('a5', $CAND), 'hex'));
 INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES (:cid, 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || :rpt, 'agents/a1'], '');
 INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES (:rpt, 'b' || :c, :cid, 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now());
-INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'));
+INSERT INTO outbox (event_id, destination, topic, payload) VALUES (:eid::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex')), (gen_random_uuid(), 'correlation', 'liaison.intake.v1.CaseOpened', decode(repeat('5a', $OPENED), 'hex'));
 INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES ('intake.SubmitReport', :rid, repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'));
 COMMIT;
 SQL
@@ -182,7 +184,7 @@ SQL
     echo "INSERT INTO cases (id, customer_id, title, state, owner, symptom, outcome, outcome_note, merged_into, incidents, customer_notify_time, close_time, version, create_time, update_time, candidates) VALUES $(list "(md5(txid_current() || '-c@i'), 'b' || :c@i, 'Customer reports issue', 'OPEN', 'agents/a1', 'SYMPTOM_KIND_ERRORS', 0, '', '', '{}', NULL, NULL, 1, now(), now(), decode(repeat('a5', $CAND), 'hex'))" $from $to);"
     echo "INSERT INTO case_history (case_id, seq, action, state, actor, time, related, note) VALUES $(list "(md5(txid_current() || '-c@i'), 0, 1, 1, 'agents/a1', now(), ARRAY['reports/' || md5(txid_current() || '-p@i'), 'agents/a1'], '')" $from $to);"
     echo "INSERT INTO reports (id, customer_id, case_id, channel, symptom, agent, service_hint, ticket_system, ticket_id, duplicate, fingerprint, snapshot_region, snapshot_country, snapshot_tier, snapshot_partition, snapshot_white_glove, data, receive_time, create_time, update_time) VALUES $(list "(md5(txid_current() || '-p@i'), 'b' || :c@i, md5(txid_current() || '-c@i'), 'REPORT_CHANNEL_PHONE', 'SYMPTOM_KIND_ERRORS', 'agents/a1', 'svc-1', NULL, NULL, false, decode(repeat('a5', $FP), 'hex'), 'eu-south', 'IT', 'TIER_STANDARD', '1', false, decode(repeat('5a', $DATA), 'hex'), now(), now(), now())" $from $to);"
-    echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex'))" $from $to);"
+    echo "INSERT INTO outbox (event_id, destination, topic, payload) VALUES $(list "(md5(txid_current() || '-e@i')::uuid, 'correlation', 'liaison.intake.v1.ReportAccepted', decode(repeat('5a', $EVENT), 'hex')), (md5(txid_current() || '-o@i')::uuid, 'correlation', 'liaison.intake.v1.CaseOpened', decode(repeat('5a', $OPENED), 'hex'))" $from $to);"
     echo "INSERT INTO idempotency_keys (scope, request_id, fingerprint, response) VALUES $(list "('intake.SubmitReport', md5(txid_current() || '-r@i'), repeat('ab', 32), decode(repeat('5a', $RESP), 'hex'))" $from $to);"
   done
   echo "COMMIT;"

@@ -20,6 +20,7 @@ final class DirectUnaryTests: XCTestCase {
         static let typed = method("Length")
         static let hang = method("Hang")
         static let slow = method("Slow")
+        static let deadline = method("Deadline")
     }
 
     struct PlainError: Error {}
@@ -72,6 +73,12 @@ final class DirectUnaryTests: XCTestCase {
                     throw error
                 }
                 return []
+            },
+            // Seconds left of the call's deadline as the handler sees it (ServerCallDeadline), or
+            // empty when the client set none.
+            UnaryMethod(Direct.deadline) { _, _ in
+                guard let d = ServerCallDeadline.current else { return [] }
+                return Array(String(ContinuousClock.now.duration(to: d).components.seconds).utf8)
             },
             UnaryMethod(Direct.slow) { request, _ in
                 probe.bump("slow.started")
@@ -296,6 +303,20 @@ final class DirectUnaryTests: XCTestCase {
                 let handoff = try await client.get([], method: Direct.method("Handoff"))
                 XCTAssertNotEqual(String(decoding: try handoff.message, as: UTF8.self), "completer")
             }
+        }
+    }
+
+    /// Issue 20: a client's deadline reaches the handler as `ServerCallDeadline` (which the
+    /// services' pools read, so that statements run for a call are cancelled with it).
+    func testTheClientsDeadlineIsTheHandlersServerCallDeadline() async throws {
+        try await withServerAndClient(services: [], unaryMethods: Self.methods(probe: Probe())) { client, _, _ in
+            var options = CallOptions.defaults
+            options.timeout = .seconds(30)
+            let left = try await client.get([], method: Direct.deadline, options: options).message
+            let seconds = Int(String(decoding: left, as: UTF8.self)) ?? -1
+            XCTAssertTrue((1...30).contains(seconds), "\(seconds) s left")
+            let none = try await client.get([], method: Direct.deadline).message
+            XCTAssertEqual(none, [])
         }
     }
 

@@ -80,3 +80,44 @@ final class OutOfRangeValueTests: XCTestCase {
         XCTAssertEqual(stored, 0)
     }
 }
+
+/// Issue 20: the pool's queue of waiting callers is bounded, and a caller's deadline bounds its
+/// wait for a connection (before, waiters queued without limit and waited past their deadline).
+final class PoolBoundTests: XCTestCase {
+    func testWaitersBeyondTheBoundAreRefusedAndDeadlinesEndAWait() async throws {
+        var config = PostgresPool.Configuration(url: try TestPostgres.shared.createDatabase("poolbound"), maxConnections: 1)
+        config.maxWaiters = 1
+        let pool = PostgresPool(config)
+        // The only connection is busy for a while.
+        let holder = Task { try await pool.query("SELECT pg_sleep(1.5)") }
+        try await Task.sleep(for: .milliseconds(300))
+        let waiter = Task { try await pool.query("SELECT 1") }
+        try await Task.sleep(for: .milliseconds(100))
+        do {
+            try await pool.query("SELECT 2")
+            XCTFail("a second waiter was queued")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .overloaded)
+        }
+        _ = try await holder.value
+        _ = try await waiter.value
+        // A waiter whose deadline passes leaves the queue with deadlineExceeded.
+        let freed = Shared(false)
+        let busy = Task {
+            try await pool.query("SELECT pg_sleep(1.5)")
+            freed.with { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        do {
+            try await PostgresPool.$deadline.withValue(ContinuousClock.now + .milliseconds(200)) {
+                try await pool.query("SELECT 3")
+            }
+            XCTFail("the wait outlived its deadline")
+        } catch let e as PostgresError {
+            XCTAssertEqual(e.kind, .deadlineExceeded)
+            XCTAssertFalse(freed.current, "left the queue at its deadline, not when the connection freed")
+        }
+        _ = try await busy.value
+        await pool.close()
+    }
+}

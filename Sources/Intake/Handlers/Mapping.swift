@@ -179,14 +179,21 @@ enum Mapping {
 
     // MARK: Cases
 
-    static func proto(_ c: CaseRecord, version: Int64) -> Liaison_Intake_V1_Case {
+    /// Most report names a Case lists (`report_count` gives the total).
+    static let maxListedReports = 1000
+
+    /// The Case resource of `c`; `reportCount` is the total when `c.reports` holds only the first
+    /// `maxListedReports` of them.
+    static func proto(_ c: CaseRecord, version: Int64, reportCount: Int? = nil) -> Liaison_Intake_V1_Case {
         var out = Liaison_Intake_V1_Case()
         out.name = c.name
         out.customer = c.customer
         out.title = c.title
         out.state = Liaison_Intake_V1_Case.State(rawValue: c.state.rawValue) ?? .unspecified
         out.owner = c.owner
-        out.reports = c.reportNames
+        let names = c.reportNames
+        out.reports = names.count > maxListedReports ? Array(names.prefix(maxListedReports)) : names
+        out.reportCount = Int32(clamping: reportCount ?? names.count)
         out.incidents = c.incidents
         out.symptom = Liaison_Common_V1_SymptomKind(rawValue: c.symptom.rawValue) ?? .unspecified
         out.outcome = Liaison_Intake_V1_CaseOutcome(rawValue: c.outcome.rawValue) ?? .unspecified

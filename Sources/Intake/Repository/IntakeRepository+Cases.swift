@@ -70,18 +70,26 @@ extension IntakeRepository {
     /// Reads cases by id (without history), in the order given; missing ids are skipped.
     func cases(ids: [String]) async throws -> [Liaison_Intake_V1_Case] {
         try await pool.withConnection { c in
+            // At most `maxListedReports` per case (the oldest), with each case's total.
             var reports: [String: [ReportRef]] = [:]
-            for row in try c.query(
-                "SELECT case_id, id, receive_time FROM reports WHERE case_id = ANY($1) ORDER BY receive_time, id",
-                [TextArray(ids)]).rows {
-                reports[try row.decode(String.self, 0), default: []].append(
+            var counts: [String: Int] = [:]
+            for row in try c.query("""
+                SELECT case_id, id, receive_time, n FROM (
+                    SELECT case_id, id, receive_time, count(*) OVER (PARTITION BY case_id) AS n,
+                           row_number() OVER (PARTITION BY case_id ORDER BY receive_time, id) AS k
+                    FROM reports WHERE case_id = ANY($1)) t
+                WHERE k <= $2 ORDER BY case_id, receive_time, id
+                """, [TextArray(ids), Mapping.maxListedReports]).rows {
+                let caseID = try row.decode(String.self, 0)
+                reports[caseID, default: []].append(
                     ReportRef(name: "reports/" + (try row.decode(String.self, 1)), receiveTime: try row.decode(Date.self, 2)))
+                counts[caseID] = try row.decode(Int.self, 3)
             }
             var byID: [String: Liaison_Intake_V1_Case] = [:]
             for row in try c.query("SELECT \(Self.caseColumns) FROM cases WHERE id = ANY($1)", [TextArray(ids)]).rows {
                 let id = try row.decode(String.self, 0)
                 let record = try Self.caseRecord(row, reports: reports[id] ?? [], history: [])
-                byID[id] = Mapping.proto(record, version: try row.decode(Int64.self, 12))
+                byID[id] = Mapping.proto(record, version: try row.decode(Int64.self, 12), reportCount: counts[id] ?? 0)
             }
             return ids.compactMap { byID[$0] }
         }
@@ -148,9 +156,19 @@ extension IntakeRepository {
         """
 
     /// Reads one case.
+    /// Reads one case: its row, the first `Mapping.maxListedReports` reports with their total,
+    /// and no history (ListCaseHistory pages through it), whatever the case's size.
     func getCase(id: String) async throws -> Liaison_Intake_V1_Case? {
         try await pool.withConnection { c in
-            try Self.loadCase(c, id: id, lock: false).map { Mapping.proto($0.0, version: $0.1) }
+            var statements = Self.loadCaseStatements(id: id, lock: false, history: false)
+            statements[1] = ("""
+                SELECT id, receive_time, symptom, count(*) OVER () FROM reports WHERE case_id = $1
+                ORDER BY receive_time, id LIMIT $2
+                """, [id, Mapping.maxListedReports])
+            let results = try c.pipeline(statements)
+            guard let (record, version) = try Self.caseFrom(results, history: false) else { return nil }
+            let total = try results[1].first?.decode(Int.self, 3) ?? 0
+            return Mapping.proto(record, version: version, reportCount: total)
         }
     }
 

@@ -569,7 +569,9 @@ public nonisolated struct Liaison_Intake_V1_Case: @unchecked Sendable {
     set {_uniqueStorage()._owner = newValue}
   }
 
-  /// Output only. Reports in the case, oldest first, `reports/{report}`.
+  /// Output only. Reports in the case, oldest first, `reports/{report}`: at
+  /// most the first 1000 (`report_count` is the total; ListReports with
+  /// filter `case = "cases/{case}"` pages through all of them).
   public var reports: [String] {
     get {_storage._reports}
     set {_uniqueStorage()._reports = newValue}
@@ -650,6 +652,13 @@ public nonisolated struct Liaison_Intake_V1_Case: @unchecked Sendable {
   public var etag: String {
     get {_storage._etag}
     set {_uniqueStorage()._etag = newValue}
+  }
+
+  /// Output only. How many reports the case holds (`reports` lists at most
+  /// 1000 of them).
+  public var reportCount: Int32 {
+    get {_storage._reportCount}
+    set {_uniqueStorage()._reportCount = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1305,7 +1314,7 @@ nonisolated extension Liaison_Intake_V1_Report: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Case"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}title\0\u{1}state\0\u{1}owner\0\u{1}reports\0\u{1}incidents\0\u{1}symptom\0\u{1}outcome\0\u{3}outcome_note\0\u{3}merged_into\0\u{3}customer_notify_time\0\u{3}create_time\0\u{3}update_time\0\u{3}close_time\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}title\0\u{1}state\0\u{1}owner\0\u{1}reports\0\u{1}incidents\0\u{1}symptom\0\u{1}outcome\0\u{3}outcome_note\0\u{3}merged_into\0\u{3}customer_notify_time\0\u{3}create_time\0\u{3}update_time\0\u{3}close_time\0\u{1}etag\0\u{3}report_count\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1324,6 +1333,7 @@ nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtob
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _closeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _etag: String = String()
+    var _reportCount: Int32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1350,6 +1360,7 @@ nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtob
       _updateTime = source._updateTime
       _closeTime = source._closeTime
       _etag = source._etag
+      _reportCount = source._reportCount
     }
   }
 
@@ -1384,6 +1395,7 @@ nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtob
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._closeTime) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
+        case 17: try { try decoder.decodeSingularInt32Field(value: &_storage._reportCount) }()
         default: break
         }
       }
@@ -1444,6 +1456,9 @@ nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtob
       if !_storage._etag.isEmpty {
         try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 16)
       }
+      if _storage._reportCount != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._reportCount, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1469,6 +1484,7 @@ nonisolated extension Liaison_Intake_V1_Case: SwiftProtobuf.Message, SwiftProtob
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._closeTime != rhs_storage._closeTime {return false}
         if _storage._etag != rhs_storage._etag {return false}
+        if _storage._reportCount != rhs_storage._reportCount {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -78,3 +78,40 @@ final class HardeningTests: XCTestCase {
         XCTAssertNil(RequestBounds.problem(Google_Protobuf_Timestamp(seconds: RequestBounds.maxTimestampSeconds, nanos: 999_999_999)))
     }
 }
+
+/// Issue 20: GetCase and ListCases read a bounded number of reports per case (the first 1000, with
+/// `report_count` the total) and GetCase no history, however large the case; before, both read
+/// every report of the case (and GetCase its whole history) on every call.
+final class CaseReadBoundTests: XCTestCase {
+    func testLargeCasesListTheirFirstThousandReportsWithTheTotal() async throws {
+        try await withIntake { client, pool in
+            try await client.upsert([makeCustomer("acme")])
+            let first = try await client.submitReport(submitRequest(makeReport(customer: "acme")))
+            // 1,004 more reports of the same case, written directly (the API would take minutes).
+            try await pool.query("""
+                INSERT INTO reports
+                SELECT (jsonb_populate_record(r, jsonb_build_object('id', r.id || '-' || g,
+                        'receive_time', r.receive_time + g * interval '1 millisecond'))).*
+                FROM reports r, generate_series(1, 1004) g
+                """)
+            var get = Liaison_Intake_V1_GetCaseRequest()
+            get.name = first.report.case
+            let got = try await client.getCase(get)
+            XCTAssertEqual(got.reportCount, 1005)
+            XCTAssertEqual(got.reports.count, 1000)
+            XCTAssertEqual(got.reports.first, first.report.name, "oldest first")
+            var list = Liaison_Intake_V1_ListCasesRequest()
+            list.filter = "customer = \"customers/acme\""
+            let listed = try await client.listCases(list).cases
+            XCTAssertEqual(listed.map(\.reportCount), [1005])
+            XCTAssertEqual(listed.first?.reports.count, 1000)
+            // A small case lists all of its reports.
+            try await client.upsert([makeCustomer("globex")])
+            let small = try await client.submitReport(submitRequest(makeReport(customer: "globex")))
+            get.name = small.report.case
+            let one = try await client.getCase(get)
+            XCTAssertEqual(one.reportCount, 1)
+            XCTAssertEqual(one.reports, [small.report.name])
+        }
+    }
+}
