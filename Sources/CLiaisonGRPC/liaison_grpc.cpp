@@ -43,6 +43,10 @@ namespace {
 std::atomic<int64_t> g_live_calls{0};
 // Exceptions caught inside grpc++ callbacks (reported by lgrpc_exception_count).
 std::atomic<int64_t> g_callback_exceptions{0};
+#ifdef LGRPC_FAULT_INJECTION
+// Server reads that throw inside OnReadDone, for the shim's tests of that path.
+std::atomic<int> g_injected_read_failures{0};
+#endif
 
 void set_status(lgrpc_status *st, int code, const char *msg) {
   if (st == nullptr) return;
@@ -243,6 +247,9 @@ struct lgrpc_server_call final : public grpc::ServerGenericBidiReactor {
       lgrpc_event ev{};
       ev.kind = LGRPC_EVENT_READ;
       ev.ok = ok ? 1 : 0;
+#ifdef LGRPC_FAULT_INJECTION
+      if (ok && g_injected_read_failures.fetch_sub(1) > 0) throw std::bad_alloc();
+#endif
       if (ok && !flatten(message, slices, storage, &ev.data, &ev.len)) ev.ok = 0;
       {
         std::lock_guard<std::recursive_mutex> g(mu);
@@ -1067,5 +1074,9 @@ void lgrpc_client_call_release(lgrpc_client_call *call) {
 int64_t lgrpc_debug_live_calls(void) { return g_live_calls.load(); }
 
 int64_t lgrpc_exception_count(void) { return g_callback_exceptions.load(); }
+
+#ifdef LGRPC_FAULT_INJECTION
+void lgrpc_test_inject_read_failures(int n) { g_injected_read_failures.store(n); }
+#endif
 
 }  // extern "C"

@@ -514,6 +514,24 @@ static void test_max_message_size(lgrpc_channel *ch) {
   lgrpc_client_call_release(call);
 }
 
+// Issue 20: an exception inside the server's read callback used to be swallowed, leaving the
+// call waiting for a message that never came (until its deadline). Now the read ends with
+// ok = 0, so the call finishes at once, and the exception is counted.
+static void test_exception_in_read_callback_ends_the_call(lgrpc_channel *ch) {
+  int64_t before = lgrpc_exception_count();
+  lgrpc_test_inject_read_failures(1);
+  ClientCallCtx c;
+  lgrpc_client_call *call = lgrpc_client_call_create(ch, "/t.E/Echo", 60000000, on_client_event, &c, nullptr);
+  CHECK(lgrpc_client_call_start(call, nullptr, 0, nullptr) == 0);
+  CHECK(lgrpc_client_call_read(call, nullptr) == 0);
+  CHECK(lgrpc_client_call_write(call, reinterpret_cast<const uint8_t *>("ping"), 4, nullptr) == 0);
+  CHECK(c.wait([&] { return c.done; }));  // well before the 60 s deadline
+  CHECK(c.reads.empty());                  // the lost message was not echoed
+  CHECK(lgrpc_exception_count() == before + 1);
+  lgrpc_client_call_release(call);
+  lgrpc_test_inject_read_failures(0);
+}
+
 static void test_many_concurrent(lgrpc_channel *ch, int n) {
   std::vector<ClientCallCtx> ctxs(n);
   std::vector<lgrpc_client_call *> calls(n);
@@ -614,6 +632,7 @@ int main(int argc, char **argv) {
     test_release_before_done(ch);
     test_deadline(ch);
     test_max_message_size(ch);
+    test_exception_in_read_callback_ends_the_call(ch);
     test_many_concurrent(ch, 200);
     lgrpc_channel_destroy(ch);
     stop_server(s, 2000);

@@ -275,6 +275,11 @@ int64_t lgrpc_debug_live_calls(void);
  *  metric liaison_grpc_callback_exceptions_total. */
 int64_t lgrpc_exception_count(void);
 
+#ifdef LGRPC_FAULT_INJECTION
+/** Test builds only (Tests/shim): the next `n` server reads throw inside grpc++'s callback. */
+void lgrpc_test_inject_read_failures(int n);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
