@@ -74,3 +74,49 @@ public struct PlatformHousekeeping: Service {
         return (keys, events)
     }
 }
+
+/// The outbox's backlog as metrics, for every service (registered once by `ServiceMain`):
+/// `liaison_outbox_pending` and `liaison_outbox_dead` per destination, read every `interval`
+/// through the outbox's partial indexes (delivered rows are never scanned). A growing pending
+/// count is a consumer outage; any dead letter wants an operator (`<service> outbox-requeue`).
+public struct OutboxGauges: Service {
+    let pool: PostgresPool
+    let interval: Duration
+    let logger: Logger
+
+    public init(pool: PostgresPool, interval: Duration = .seconds(15), logger: Logger) {
+        self.pool = pool
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var known: Set<String> = []
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let counts = try await PostgresPool.$deadline.withValue(ContinuousClock.now + .seconds(10)) { try await runOnce() }
+                // Destinations that emptied report 0 rather than their last value.
+                for destination in known.union(counts.keys) {
+                    let c = counts[destination] ?? (0, 0)
+                    Gauge(label: "liaison_outbox_pending", dimensions: [("destination", destination)]).record(c.pending)
+                    Gauge(label: "liaison_outbox_dead", dimensions: [("destination", destination)]).record(c.dead)
+                }
+                known.formUnion(counts.keys)
+            } catch {
+                logger.warning("outbox gauges failed", metadata: ["error": "\(error)"])
+            }
+            await sleepUntilShutdown(for: interval)
+        }
+    }
+
+    /// Pending and dead rows per destination, now.
+    public func runOnce() async throws -> [String: (pending: Int, dead: Int)] {
+        let rows = try await pool.query("""
+            SELECT destination, count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
+            FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination
+            """).rows
+        var out: [String: (pending: Int, dead: Int)] = [:]
+        for r in rows { out[try r.decode(String.self, 0)] = (try r.decode(Int.self, 1), try r.decode(Int.self, 2)) }
+        return out
+    }
+}

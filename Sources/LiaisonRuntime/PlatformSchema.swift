@@ -66,5 +66,10 @@ public enum PlatformSchema {
             -- Housekeeping deletes applied event ids past their retention through this index.
             CREATE INDEX inbox_applied_at ON inbox (applied_at);
             """),
+        Migration(version: 5, name: "outbox_dead_by_destination", sql: """
+            -- OutboxGauges counts dead letters per destination through this index (the pending rows
+            -- have outbox_pending_destination_due).
+            CREATE INDEX outbox_dead_destination ON outbox (destination) WHERE state = 'dead';
+            """),
     ]
 }

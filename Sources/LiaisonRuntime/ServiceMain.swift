@@ -172,6 +172,7 @@ public enum ServiceMain {
                 + [.init(service: PlatformHousekeeping(
                     pool: pool, idempotencyRetention: config.idempotencyRetention, inboxRetention: config.inboxRetention,
                     logger: logger))]
+                + [.init(service: OutboxGauges(pool: pool, logger: logger))]
                 + [.init(service: grpc)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))

@@ -59,4 +59,21 @@ final class HousekeepingTests: XCTestCase {
         XCTAssertEqual(Environment(["LIAISON_X": "none"]).destinations("X", default: ["correlation"]), [])
         XCTAssertEqual(Environment(["LIAISON_X": " a, b ,"]).destinations("X", default: []), ["a", "b"])
     }
+
+    /// Issue 21: every service reports its outbox backlog (pending and dead per destination).
+    func testOutboxGaugesCountPendingAndDeadPerDestination() async throws {
+        let pool = PostgresPool(.init(url: try TestPostgres.shared.createDatabase("gauges"), maxConnections: 2))
+        try await Migrator(pool: pool).migrate(namespace: PlatformSchema.namespace, PlatformSchema.migrations)
+        try await pool.transaction { c in
+            for _ in 0..<3 { try Outbox.enqueue(c, eventID: UUID(), topic: "t", payload: [1], destinations: ["a", "b"]) }
+        }
+        try await pool.query("UPDATE outbox SET state = 'dead' WHERE id IN (SELECT id FROM outbox WHERE destination = 'b' LIMIT 1)")
+        try await pool.query("UPDATE outbox SET state = 'delivered', delivered_at = now() WHERE id IN (SELECT id FROM outbox WHERE destination = 'a' LIMIT 1)")
+        let counts = try await OutboxGauges(pool: pool, logger: Logger(label: "test")).runOnce()
+        XCTAssertEqual(counts["a"]?.pending, 2)
+        XCTAssertEqual(counts["a"]?.dead, 0)
+        XCTAssertEqual(counts["b"]?.pending, 2)
+        XCTAssertEqual(counts["b"]?.dead, 1)
+        await pool.close()
+    }
 }
