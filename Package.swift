@@ -29,6 +29,9 @@ let services: [(product: String, target: String)] = [
     ("followup", "Followup"),
 ]
 
+/// Services whose domain folder is its own target (`<Target>Domain`).
+let servicesWithDomain = ["Intake", "Correlation"]
+
 let package = Package(
     name: "Liaison",
     platforms: [.macOS(.v15)],
@@ -111,9 +114,13 @@ let package = Package(
         ),
 
         // MARK: Service runtime
+        // Big-endian byte helpers, shared by the runtime and the pure domains (no dependencies).
+        .target(name: "LiaisonBytes", swiftSettings: swiftSettings),
+
         .target(
             name: "LiaisonRuntime",
             dependencies: [
+                "LiaisonBytes",
                 "LiaisonStorage",
                 "LiaisonRPC",
                 "LiaisonAPI",
@@ -184,10 +191,16 @@ let package = Package(
         ),
     ]
         // MARK: The five services
+        // A service's pure domain (Sources/<Service>/Domain) is a target of its own that depends on
+        // nothing but Foundation: the compiler enforces that the domain imports neither protobuf
+        // nor storage nor the RPC layer.
+        + servicesWithDomain.map { target in
+            .target(name: target + "Domain", dependencies: ["LiaisonBytes"], path: "Sources/\(target)/Domain", swiftSettings: swiftSettings)
+        }
         + services.map { service in
             .target(
                 name: service.target,
-                dependencies: [
+                dependencies: (servicesWithDomain.contains(service.target) ? [.target(name: service.target + "Domain")] : []) + [
                     "LiaisonRuntime", "LiaisonAPI", "LiaisonRPC", "LiaisonStorage",
                     .product(name: "GRPCCore", package: "grpc-swift-2"),
                     .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -196,6 +209,7 @@ let package = Package(
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                 ],
+                exclude: servicesWithDomain.contains(service.target) ? ["Domain"] : [],
                 swiftSettings: swiftSettings
             )
         }

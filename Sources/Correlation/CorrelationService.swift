@@ -1,3 +1,4 @@
+@_exported import CorrelationDomain
 import GRPCCore
 import LiaisonAPI
 import LiaisonRPC

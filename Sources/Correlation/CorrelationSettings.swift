@@ -1,4 +1,5 @@
 // Settings of the correlation service, read from LIAISON_CORRELATION_* variables.
+import CorrelationDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -1,3 +1,4 @@
+@_exported import IntakeDomain
 import GRPCCore
 import LiaisonAPI
 import LiaisonRPC

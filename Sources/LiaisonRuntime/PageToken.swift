@@ -5,6 +5,7 @@
 // returned and a fingerprint of the query, so a token cannot be forged, altered, or replayed
 // against another query (each of these is INVALID_ARGUMENT, reason INVALID_PAGE_TOKEN).
 import Foundation
+import LiaisonBytes
 import GRPCProtobuf
 
 /// Fingerprint of what a page token may be used with: the list method's collection, `parent`,

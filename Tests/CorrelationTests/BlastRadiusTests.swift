@@ -1,6 +1,7 @@
 import LiaisonRuntime
 import XCTest
 @testable import Correlation
+@testable import CorrelationDomain
 
 final class BlastRadiusTests: XCTestCase {
     let world = SyntheticPopulation.shared

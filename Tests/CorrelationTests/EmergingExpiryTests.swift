@@ -9,6 +9,7 @@ import SwiftProtobuf
 import XCTest
 
 @testable import Correlation
+@testable import CorrelationDomain
 
 /// EXPIRED emerging issues, and the backfill of migration 0002. Time is driven by report receive
 /// times in the past and by the detector's window and quiet period, never by sleeping.

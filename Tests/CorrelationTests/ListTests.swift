@@ -10,6 +10,7 @@ import SwiftProtobuf
 import XCTest
 
 @testable import Correlation
+@testable import CorrelationDomain
 
 /// The List methods' filters, orderings and page tokens over real PostgreSQL and real gRPC.
 final class ListTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Correlation
+@testable import CorrelationDomain
 
 /// The planted scenarios again, over several reporter seeds, a second population and other
 /// effect sizes: the method must not depend on one lucky draw.

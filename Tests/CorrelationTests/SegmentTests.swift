@@ -1,5 +1,6 @@
 import XCTest
 @testable import Correlation
+@testable import CorrelationDomain
 
 final class SegmentTests: XCTestCase {
     func testKeysAreSortedAndParse() {

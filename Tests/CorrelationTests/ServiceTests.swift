@@ -9,6 +9,7 @@ import SwiftProtobuf
 import XCTest
 
 @testable import Correlation
+@testable import CorrelationDomain
 
 /// The correlation service over real PostgreSQL and real gRPC (127.0.0.1).
 final class ServiceTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Correlation
+@testable import CorrelationDomain
 
 final class StatisticsTests: XCTestCase {
     /// Reference values computed with mpmath at 40 significant digits.

@@ -2,6 +2,7 @@ import Foundation
 import LiaisonRuntime
 import XCTest
 @testable import Correlation
+@testable import CorrelationDomain
 
 final class TrendTests: XCTestCase {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)

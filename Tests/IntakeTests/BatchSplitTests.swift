@@ -1,4 +1,5 @@
 @testable import Intake
+@testable import IntakeDomain
 import XCTest
 
 /// How `IntakeRepository.parallelGroups` splits a batch over transactions.

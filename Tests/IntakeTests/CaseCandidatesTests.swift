@@ -2,6 +2,7 @@ import Foundation
 import LiaisonStorage
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 /// The reference model of `CaseCandidates.matcherReports`, written plainly over decoded entries.
 extension CaseCandidates {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 final class CaseRulesTests: XCTestCase {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)

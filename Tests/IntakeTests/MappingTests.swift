@@ -3,6 +3,7 @@ import LiaisonAPI
 import SwiftProtobuf
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 final class MappingTests: XCTestCase {
     /// A message encoded with an already-encoded field appended decodes to the message with that

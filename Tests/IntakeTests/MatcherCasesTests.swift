@@ -2,6 +2,7 @@ import Foundation
 import LiaisonRuntime
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 /// `IntakeRepository.matcherCases` ranks every stored report from its bytes and hands the matcher
 /// only the case that decides: the decision (action, assessment with its signals, case, reason)

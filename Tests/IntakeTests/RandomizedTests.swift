@@ -2,6 +2,7 @@ import Foundation
 import LiaisonRuntime
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 /// Seeded randomized checks: no input crashes the text pipeline, and random sequences of case
 /// operations keep the case invariants.

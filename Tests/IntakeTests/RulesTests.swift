@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 final class SymptomClassifierTests: XCTestCase {
     let classifier = SymptomClassifier()

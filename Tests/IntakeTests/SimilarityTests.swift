@@ -2,6 +2,7 @@ import Foundation
 import LiaisonRuntime
 import XCTest
 @testable import Intake
+@testable import IntakeDomain
 
 /// Deterministic PRNG for reproducible randomized tests.
 typealias SeededGenerator = SplitMix64

@@ -1,4 +1,5 @@
 // CorrelationService: blast radius, timeline and WatchIncident (one revision feed per replica).
+import CorrelationDomain
 import Foundation
 import GRPCCore
 import LiaisonAPI

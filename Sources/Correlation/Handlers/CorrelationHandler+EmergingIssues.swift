@@ -1,4 +1,5 @@
 // CorrelationService: emerging issues.
+import CorrelationDomain
 import Foundation
 import GRPCCore
 import LiaisonAPI

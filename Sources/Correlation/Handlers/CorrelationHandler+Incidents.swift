@@ -1,4 +1,5 @@
 // CorrelationService: incidents (declare, get, list, update, lifecycle, postmortem).
+import CorrelationDomain
 import Foundation
 import GRPCCore
 import LiaisonAPI

@@ -1,4 +1,5 @@
 // CorrelationService: links between reports and incidents.
+import CorrelationDomain
 import Foundation
 import GRPCCore
 import LiaisonAPI

@@ -3,6 +3,7 @@
 // returned and a fingerprint of the list, parent, filter and order_by, so it continues exactly
 // after that row (rows inserted meanwhile appear in later pages or not at all, never twice) and a
 // token of another query is refused (INVALID_ARGUMENT on page_token, reason INVALID_PAGE_TOKEN).
+import CorrelationDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -1,3 +1,4 @@
+import CorrelationDomain
 import Foundation
 import LiaisonStorage
 import Logging

@@ -1,5 +1,6 @@
 // The automatic link score. It reads the repository's row types (Store.Report, IncidentRow,
 // Catalogue); moving it into Domain/ needs plain value types for them first (issue 21).
+import CorrelationDomain
 import Foundation
 import LiaisonAPI
 /// Scores a report against an incident: service named (hint or text, through catalogue aliases),

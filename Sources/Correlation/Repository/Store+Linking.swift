@@ -1,4 +1,5 @@
 // Store: reports from intake, and linking them to incidents (automatic and manual).
+import CorrelationDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

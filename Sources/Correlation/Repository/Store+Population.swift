@@ -1,4 +1,5 @@
 // Store: the population baseline (segment counts of the customer base).
+import CorrelationDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -336,13 +336,13 @@ public enum DuplicateMatcher {
 
     /// A pair's scores without their explanations (the matcher scores every eligible report but
     /// explains only the deciding one).
-    struct RawScore {
-        var score: Double
-        var vetoed: Bool
-        var sameTicket: Bool
-        var textScore: Double
+    package struct RawScore {
+        package var score: Double
+        package var vetoed: Bool
+        package var sameTicket: Bool
+        package var textScore: Double
         /// How the text was compared: exact shingles, MinHash fingerprints, or not at all.
-        var textBasis: TextBasis
+        package var textBasis: TextBasis
         var explanation: SimilarityExplanation?
         /// How the symptoms and the service hints compared; their scores follow from it.
         var symptom: Comparison
@@ -350,7 +350,7 @@ public enum DuplicateMatcher {
         var service: Comparison
         var serviceScore: Double
 
-        enum TextBasis { case exact, fingerprint, none }
+        package enum TextBasis { case exact, fingerprint, none }
         enum Comparison { case same, different, unknown }
     }
 
@@ -365,7 +365,7 @@ public enum DuplicateMatcher {
 
     /// Whether a case whose (given) reports span `first`...`last` is within the window of the
     /// new report (rule 1 of `match`).
-    static func caseInWindow(candidate: NewReport, first: Date, last: Date, config: DuplicateConfig) -> Bool {
+    package static func caseInWindow(candidate: NewReport, first: Date, last: Date, config: DuplicateConfig) -> Bool {
         candidate.receiveTime.timeIntervalSince(last) <= config.window
             && first.timeIntervalSince(candidate.receiveTime) <= config.window
     }
@@ -373,7 +373,7 @@ public enum DuplicateMatcher {
     /// Which of two scored pairs the matcher prefers: same ticket, then not vetoed, then the
     /// higher score, then the newer report; nil when all of these tie (the matcher then takes
     /// the report whose name sorts first).
-    static func ranksBefore(_ a: RawScore, receivedAt ta: Date, _ b: RawScore, receivedAt tb: Date) -> Bool? {
+    package static func ranksBefore(_ a: RawScore, receivedAt ta: Date, _ b: RawScore, receivedAt tb: Date) -> Bool? {
         let ka = (a.sameTicket ? 1 : 0, a.vetoed ? 0 : 1, a.score)
         let kb = (b.sameTicket ? 1 : 0, b.vetoed ? 0 : 1, b.score)
         if ka != kb { return ka > kb }
@@ -382,16 +382,22 @@ public enum DuplicateMatcher {
     }
 
     /// How a pair's texts compared (the text part of `RawScore`).
-    struct TextComparison {
-        var score: Double
-        var basis: RawScore.TextBasis
-        var explanation: SimilarityExplanation?
+    package struct TextComparison {
+        package var score: Double
+        package var basis: RawScore.TextBasis
+        package var explanation: SimilarityExplanation?
+
+        package init(score: Double, basis: RawScore.TextBasis, explanation: SimilarityExplanation? = nil) {
+            self.score = score
+            self.basis = basis
+            self.explanation = explanation
+        }
 
         /// Neither text nor fingerprint on the earlier report.
-        static let none = TextComparison(score: 0, basis: .none, explanation: nil)
+        package static let none = TextComparison(score: 0, basis: .none, explanation: nil)
     }
 
-    static func rawScore(candidate: NewReport, candidateShingles: Set<String>,
+    package static func rawScore(candidate: NewReport, candidateShingles: Set<String>,
                          candidateFingerprint: ReportFingerprint?, against r: CandidateReport,
                          config: DuplicateConfig) -> RawScore {
         let text: TextComparison
@@ -410,7 +416,7 @@ public enum DuplicateMatcher {
     /// The pair's score given how the texts compared: `r`'s ticket, symptom and service hint
     /// are read, its text and fingerprint are not (callers that compare stored fingerprints
     /// without decoding them pass the comparison).
-    static func rawScore(candidate: NewReport, against r: CandidateReport, text: TextComparison,
+    package static func rawScore(candidate: NewReport, against r: CandidateReport, text: TextComparison,
                          config: DuplicateConfig) -> RawScore {
         // Same external ticket: the help desk resubmitted the same ticket.
         var sameTicket = false

@@ -2,7 +2,8 @@
 // detection. Everything is deterministic (seeded hashes) so fingerprints stored by one process
 // compare correctly with those computed by another, across restarts and replicas.
 import Foundation
-import LiaisonRuntime
+import LiaisonBytes
+
 
 /// Turns free text into comparable tokens: lower-cases (Unicode-aware), folds diacritics
 /// ("Zahlung fehlgeschlagen" and "zahlúng" compare equal on "zahlung"), splits on anything that is

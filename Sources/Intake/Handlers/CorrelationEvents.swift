@@ -1,3 +1,4 @@
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -1,4 +1,5 @@
 // Intake's enum filter fields: the contract enum mirrors, stored by value name.
+import IntakeDomain
 import LiaisonRuntime
 
 extension FilterEnum {

@@ -1,5 +1,6 @@
 // The liaison.intake.v1.IntakeService handlers: parse and validate requests (domain validators),
 // call the repository, map every failure to a gRPC status with google.rpc details.
+import IntakeDomain
 import Foundation
 import GRPCCore
 import GRPCProtobuf

@@ -1,4 +1,5 @@
 // Mapping between the generated protobuf messages and the domain's plain value types.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -7,6 +7,7 @@
 // incident_states row -> case row -> report row. The link appliers take the incident row FOR SHARE
 // and the resolution applier FOR UPDATE, so a link and the resolution of its incident never miss
 // each other: whichever commits second sees the first.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

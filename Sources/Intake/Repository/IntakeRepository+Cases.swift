@@ -1,4 +1,5 @@
 // IntakeRepository: cases (load, lock with etag, history pages, mutations with their events).
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

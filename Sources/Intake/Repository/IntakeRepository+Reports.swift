@@ -1,6 +1,7 @@
 // IntakeRepository: reading reports and the SubmitReport / BatchSubmitReports entry points (one
 // transaction, group commit, parallel groups and waves). The pipeline's stages are in
 // IntakeRepository+SubmitPipeline.swift.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

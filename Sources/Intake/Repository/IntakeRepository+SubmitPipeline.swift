@@ -1,5 +1,6 @@
 // IntakeRepository: the SubmitReport pipeline's stages (duplicate candidates, reads, the
 // duplicate decision, writes), shared by single reports and batches.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -3,6 +3,7 @@
 // the database, may be retried as a whole, and record the request_id and the outbox events in the
 // same transaction as the change, so that an acknowledged call is durable and its events exist
 // exactly when the change does.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

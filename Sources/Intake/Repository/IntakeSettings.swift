@@ -1,4 +1,5 @@
 // Settings of the intake service, read from LIAISON_INTAKE_* variables.
+import IntakeDomain
 import Foundation
 import LiaisonAPI
 import LiaisonRuntime

@@ -1,5 +1,6 @@
 // Group commit for SubmitReport: concurrent single-report calls share transactions when more
 // arrive than `IntakeSettings.submitTransactions` transactions are running.
+import IntakeDomain
 import LiaisonAPI
 import LiaisonStorage
 import Synchronization

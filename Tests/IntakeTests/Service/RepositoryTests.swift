@@ -2,6 +2,7 @@
 // submissions, case persistence round trips, and the page-token key split.
 import Foundation
 @testable import Intake
+@testable import IntakeDomain
 import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage

@@ -4,6 +4,7 @@
 import Foundation
 import GRPCProtobuf
 @testable import Intake
+@testable import IntakeDomain
 import LiaisonAPI
 import LiaisonRuntime
 import LiaisonStorage
