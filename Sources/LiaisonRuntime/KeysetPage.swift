@@ -159,3 +159,42 @@ public enum KeysetPage {
         return (rows, codec.encode(next))
     }
 }
+
+/// The checked parts of one List request, the same in every service: the page size, the parsed
+/// filter, the chosen ordering, the query's fingerprint and the position its page token names.
+/// Each failure is INVALID_ARGUMENT on its field (`page_size`, `filter`, `order_by`,
+/// `page_token`).
+public struct ListQuery: Sendable {
+    public let size: Int
+    public let filter: SQLFilter
+    public let ordering: ListOrdering
+    public let fingerprint: QueryFingerprint
+    /// Where the page starts (nil: the first page).
+    public let after: PageToken?
+
+    public init(
+        collection: String, parent: String = "", pageSize: Int32, defaultSize: Int, maxSize: Int,
+        filter: String, parser: FilterParser, orderBy: String, orderings: KeyValuePairs<String, ListOrdering>,
+        pageToken: String, codec: PageTokenCodec, domain: String
+    ) throws {
+        size = try RequestFields.pageSize(pageSize, default: defaultSize, max: maxSize, domain: domain)
+        self.filter = try parser.parse(filter, firstParameter: 1)
+        let (name, ordering) = try ListOrdering.choose(orderBy, from: orderings, domain: domain)
+        self.ordering = ordering
+        fingerprint = QueryFingerprint(collection: collection, parent: parent, filter: filter, orderBy: name)
+        do {
+            after = pageToken.isEmpty ? nil : try codec.decode(pageToken, expecting: fingerprint)
+        } catch {
+            throw error.apiError(domain: domain)
+        }
+    }
+
+    /// This query's page of `table` (plus `conditions`), and the next page's token.
+    public func page(
+        _ c: PostgresConnection, table: String, columns: String, conditions: [(String, any PostgresBindable)] = [],
+        codec: PageTokenCodec, lifetime: TimeInterval
+    ) throws -> (rows: [PostgresRow], next: String) {
+        try KeysetPage.page(c, table: table, columns: columns, filter: filter, conditions: conditions, ordering: ordering,
+                            after: after, size: size, query: fingerprint, codec: codec, lifetime: lifetime)
+    }
+}

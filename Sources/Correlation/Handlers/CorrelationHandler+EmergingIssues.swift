@@ -17,15 +17,13 @@ extension CorrelationHandler {
     }
 
     public func listEmergingIssues(request: Liaison_Correlation_V1_ListEmergingIssuesRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListEmergingIssuesResponse {
-        let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
-        let filter = try Self.issueFilter.parse(request.filter, firstParameter: 1)
-        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.issueOrderings)
-        let query = QueryFingerprint(collection: "emergingIssues", filter: request.filter, orderBy: orderBy)
-        let after = try position(request.pageToken, query)
+        let q = try ListQuery(
+            collection: "emergingIssues", pageSize: request.pageSize, defaultSize: 50, maxSize: 500, filter: request.filter,
+            parser: Self.issueFilter, orderBy: request.orderBy, orderings: Self.issueOrderings,
+            pageToken: request.pageToken, codec: codec, domain: domain)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let page = try KeysetPage.page(c, table: "emerging_issues", columns: "id, body, version", filter: filter, ordering: ordering,
-                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
+            let page = try q.page(c, table: "emerging_issues", columns: "id, body, version", codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListEmergingIssuesResponse()
             out.emergingIssues = try page.rows.map { try EmergingStore.issueRow($0).issue }
             out.nextPageToken = page.next

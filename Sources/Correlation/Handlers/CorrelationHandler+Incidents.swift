@@ -56,15 +56,13 @@ extension CorrelationHandler {
     }
 
     public func listIncidents(request: Liaison_Correlation_V1_ListIncidentsRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListIncidentsResponse {
-        let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
-        let filter = try Self.incidentFilter.parse(request.filter, firstParameter: 1)
-        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.incidentOrderings)
-        let query = QueryFingerprint(collection: "incidents", filter: request.filter, orderBy: orderBy)
-        let after = try position(request.pageToken, query)
+        let q = try ListQuery(
+            collection: "incidents", pageSize: request.pageSize, defaultSize: 50, maxSize: 500, filter: request.filter,
+            parser: Self.incidentFilter, orderBy: request.orderBy, orderings: Self.incidentOrderings,
+            pageToken: request.pageToken, codec: codec, domain: domain)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
-            let page = try KeysetPage.page(c, table: "incidents", columns: Store.incidentColumns, filter: filter, ordering: ordering,
-                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
+            let page = try q.page(c, table: "incidents", columns: Store.incidentColumns, codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListIncidentsResponse()
             out.incidents = try page.rows.map { try Store.incidentRow($0).incident }
             out.nextPageToken = page.next

@@ -19,17 +19,15 @@ extension CorrelationHandler {
     public func listLinks(request: Liaison_Correlation_V1_ListLinksRequest, context: ServerContext) async throws -> Liaison_Correlation_V1_ListLinksResponse {
         let all = request.parent == "incidents/-"
         let incident = all ? nil : try Store.incidentID(request.parent, field: "parent")
-        let size = try Self.pageSize(request.pageSize, default: 100, max: 1000)
-        let filter = try Self.linkFilter.parse(request.filter, firstParameter: 1)
-        let (orderBy, ordering) = try Self.ordering(request.orderBy, Self.linkOrderings)
-        let query = QueryFingerprint(collection: "links", parent: request.parent, filter: request.filter, orderBy: orderBy)
-        let after = try position(request.pageToken, query)
+        let q = try ListQuery(
+            collection: "links", parent: request.parent, pageSize: request.pageSize, defaultSize: 100, maxSize: 1000,
+            filter: request.filter, parser: Self.linkFilter, orderBy: request.orderBy, orderings: Self.linkOrderings,
+            pageToken: request.pageToken, codec: codec, domain: domain)
         let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
         return try await read { c in
             if let incident { _ = try Store.incident(c, incident) }
-            let page = try KeysetPage.page(c, table: "links", columns: Store.linkColumns, filter: filter,
-                                     conditions: incident.map { [("incident_id = $?::uuid", $0)] } ?? [], ordering: ordering,
-                                     after: after, size: size, query: query, codec: codec, lifetime: lifetime)
+            let page = try q.page(c, table: "links", columns: Store.linkColumns,
+                                  conditions: incident.map { [("incident_id = $?::uuid", $0)] } ?? [], codec: codec, lifetime: lifetime)
             var out = Liaison_Correlation_V1_ListLinksResponse()
             out.links = try page.rows.map { try Store.linkRow($0).link }
             out.nextPageToken = page.next

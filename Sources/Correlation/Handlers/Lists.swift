@@ -59,10 +59,6 @@ extension CorrelationHandler {
 
     /// The ordering named by `orderBy` (spaces collapsed; "" is the first, the default), and the
     /// normalized name for the token fingerprint.
-    static func ordering(_ orderBy: String, _ choices: KeyValuePairs<String, ListOrdering>) throws -> (String, ListOrdering) {
-        try ListOrdering.choose(orderBy, from: choices, domain: domain)
-    }
-
     static let incidentOrderings: KeyValuePairs<String, ListOrdering> = [
         "create_time desc": .init(column: "create_time", key: .time, descending: true),
         "severity": .init(column: "severity", key: .integer, descending: false, then: "create_time"),

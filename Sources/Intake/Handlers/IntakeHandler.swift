@@ -102,6 +102,14 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         try RequestFields.pageSize(n, default: 100, max: 1000, domain: domain)
     }
 
+    /// A List request's checked parts (the kit's `ListQuery`) with intake's page sizes.
+    func listQuery(_ collection: String, _ pageSize: Int32, _ filter: String, _ parser: FilterParser, _ orderBy: String,
+                   _ orderings: KeyValuePairs<String, ListOrdering>, _ pageToken: String) throws -> ListQuery {
+        try ListQuery(collection: collection, pageSize: pageSize, defaultSize: 100, maxSize: 1000, filter: filter,
+                      parser: parser, orderBy: orderBy, orderings: orderings, pageToken: pageToken, codec: codec,
+                      domain: Self.domain)
+    }
+
     func token(_ s: String, _ query: QueryFingerprint) throws -> PageToken? {
         s.isEmpty ? nil : try PageToken.decode(s, using: codec, expecting: query)
     }
@@ -132,14 +140,10 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         -> Liaison_Intake_V1_ListCustomersResponse
     {
         try await handle("ListCustomers") {
-            let size = try Self.pageSize(request.pageSize)
-            let filter = try Self.customerFilter.parse(request.filter, firstParameter: 1)
-            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.customerOrderings, domain: Self.domain)
-            let query = QueryFingerprint(collection: "customers", filter: request.filter, orderBy: orderBy)
+            let q = try listQuery("customers", request.pageSize, request.filter, Self.customerFilter, request.orderBy,
+                                  Self.customerOrderings, request.pageToken)
             let full = request.view == .full
-            let page = try await repository.list(
-                table: "customers", columns: IntakeRepository.customerColumns, filter: filter, ordering: ordering,
-                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
+            let page = try await repository.list(table: "customers", columns: IntakeRepository.customerColumns, query: q, codec: codec)
             var response = Liaison_Intake_V1_ListCustomersResponse()
             response.customers = try page.rows.map { try IntakeRepository.customer($0, contacts: full) }
             response.nextPageToken = page.next
@@ -316,13 +320,9 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         -> Liaison_Intake_V1_ListReportsResponse
     {
         try await handle("ListReports") {
-            let size = try Self.pageSize(request.pageSize)
-            let filter = try Self.reportFilter.parse(request.filter, firstParameter: 1)
-            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.reportOrderings, domain: Self.domain)
-            let query = QueryFingerprint(collection: "reports", filter: request.filter, orderBy: orderBy)
-            let page = try await repository.list(
-                table: "reports", columns: IntakeRepository.reportColumns, filter: filter, ordering: ordering,
-                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
+            let q = try listQuery("reports", request.pageSize, request.filter, Self.reportFilter, request.orderBy,
+                                  Self.reportOrderings, request.pageToken)
+            let page = try await repository.list(table: "reports", columns: IntakeRepository.reportColumns, query: q, codec: codec)
             var response = Liaison_Intake_V1_ListReportsResponse()
             response.reports = try page.rows.map(IntakeRepository.report)
             response.nextPageToken = page.next
@@ -355,13 +355,9 @@ public struct IntakeHandler: Liaison_Intake_V1_IntakeService.SimpleServiceProtoc
         -> Liaison_Intake_V1_ListCasesResponse
     {
         try await handle("ListCases") {
-            let size = try Self.pageSize(request.pageSize)
-            let filter = try Self.caseFilter.parse(request.filter, firstParameter: 1)
-            let (orderBy, ordering) = try ListOrdering.choose(request.orderBy, from: Self.caseOrderings, domain: Self.domain)
-            let query = QueryFingerprint(collection: "cases", filter: request.filter, orderBy: orderBy)
-            let page = try await repository.list(
-                table: "cases", columns: "id", filter: filter, ordering: ordering,
-                after: try token(request.pageToken, query), size: size, query: query, codec: codec)
+            let q = try listQuery("cases", request.pageSize, request.filter, Self.caseFilter, request.orderBy,
+                                  Self.caseOrderings, request.pageToken)
+            let page = try await repository.list(table: "cases", columns: "id", query: q, codec: codec)
             var response = Liaison_Intake_V1_ListCasesResponse()
             response.cases = try await repository.cases(ids: page.rows.map { try $0.decode(String.self, 0) })
             response.nextPageToken = page.next

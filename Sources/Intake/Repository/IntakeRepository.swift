@@ -254,12 +254,11 @@ public final class IntakeRepository: Sendable {
     // MARK: - Lists
 
     /// One page of a list (the runtime's keyset engine), and the next page's token.
-    func list(table: String, columns: String, filter: SQLFilter, ordering: ListOrdering, after token: PageToken?,
-              size: Int, query: QueryFingerprint, codec: PageTokenCodec) async throws -> (rows: [PostgresRow], next: String) {
+    func list(table: String, columns: String, query: ListQuery, codec: PageTokenCodec) async throws
+        -> (rows: [PostgresRow], next: String) {
         let lifetime = settings.pageTokenLifetime
         return try await pool.withConnection { c in
-            try KeysetPage.page(c, table: table, columns: columns, filter: filter, ordering: ordering, after: token,
-                                size: size, query: query, codec: codec, lifetime: lifetime)
+            try query.page(c, table: table, columns: columns, codec: codec, lifetime: lifetime)
         }
     }
 }
