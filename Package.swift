@@ -30,7 +30,7 @@ let services: [(product: String, target: String)] = [
 ]
 
 /// Services whose domain folder is its own target (`<Target>Domain`).
-let servicesWithDomain = ["Intake", "Correlation"]
+let servicesWithDomain = ["Intake", "Correlation", "SLA"]
 
 let package = Package(
     name: "Liaison",
@@ -239,6 +239,17 @@ let package = Package(
                 name: "CorrelationTests",
                 dependencies: [
                     "Correlation", "LiaisonTestSupport", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SLATests",
+                dependencies: [
+                    "SLA", "LiaisonTestSupport", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
                     .product(name: "GRPCCore", package: "grpc-swift-2"),
                     .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                     .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -1,3 +1,4 @@
+@_exported import SLADomain
 import GRPCCore
 import LiaisonAPI
 import LiaisonRPC
@@ -8,16 +9,28 @@ import ServiceLifecycle
 public struct SLAService: LiaisonService {
     public static let descriptor = ServiceDescriptor(
         name: "sla", defaultPort: 50053, defaultAdminPort: 9103,
-        grpcServices: ["liaison.sla.v1.SlaService"])
+        grpcServices: ["liaison.sla.v1.SlaService", "liaison.events.v1.EventSinkService"])
 
     let context: ServiceContext
+    let settings: SLASettings
+    let relay: EventRelayService?
+    let handler: SLAHandler
 
     public init(context: ServiceContext) async throws {
         self.context = context
+        self.settings = try SLASettings.from(context.environment, configuration: context.configuration, logger: context.logger)
+        self.relay = settings.destinations.isEmpty ? nil
+            : try EventRelayService(context: context, producer: "sla", destinations: settings.destinations)
+        self.handler = SLAHandler(pool: context.pool, settings: settings, logger: context.logger)
     }
 
-    // The liaison.sla.v1.SlaService handlers land with the service's own issue; until then grpc answers
-    // UNIMPLEMENTED for its methods while health, reflection and metrics already work.
-    public var rpcServices: [ServedRPCService] { [] }
-    public var backgroundServices: [any Service] { [] }
+    public var rpcServices: [ServedRPCService] {
+        [handler.served, InboundEvents.sink(pool: context.pool, logger: context.logger).served]
+    }
+
+    public var backgroundServices: [any Service] {
+        var services: [any Service] = [EvaluatorService(pool: context.pool, settings: settings, logger: context.logger)]
+        if let relay { services.append(relay) }
+        return services
+    }
 }

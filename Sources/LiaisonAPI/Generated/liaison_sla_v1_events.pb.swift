@@ -214,6 +214,112 @@ public nonisolated struct Liaison_Sla_V1_SeverityRecommended: Sendable {
   fileprivate var _computeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// An error budget crossed a warning line. Sent once per line, customer,
+/// objective and period. Aggregate: the customer's budget,
+/// `customers/{customer_id}/budget`. Communications warns stakeholders.
+public nonisolated struct Liaison_Sla_V1_BudgetWarning: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Event header.
+  public var header: Liaison_Common_V1_EventHeader {
+    get {_header ?? Liaison_Common_V1_EventHeader()}
+    set {_header = newValue}
+  }
+  /// Returns true if `header` has been explicitly set.
+  public var hasHeader: Bool {self._header != nil}
+  /// Clears the value of `header`. Subsequent reads from it will return its default value.
+  public mutating func clearHeader() {self._header = nil}
+
+  /// The customer, `customers/{customer_id}`.
+  public var customer: String = String()
+
+  /// The contract, `contracts/{contract}`.
+  public var contract: String = String()
+
+  /// Kind.
+  public var kind: Liaison_Sla_V1_BudgetWarning.Kind = .unspecified
+
+  /// For CONSUMPTION, the threshold in percent; for BURN_RATE, the rule's
+  /// factor rounded down.
+  public var thresholdPercent: Int32 = 0
+
+  /// The budget at the time of the warning.
+  public var budget: Liaison_Sla_V1_ServiceBudget {
+    get {_budget ?? Liaison_Sla_V1_ServiceBudget()}
+    set {_budget = newValue}
+  }
+  /// Returns true if `budget` has been explicitly set.
+  public var hasBudget: Bool {self._budget != nil}
+  /// Clears the value of `budget`. Subsequent reads from it will return its default value.
+  public mutating func clearBudget() {self._budget = nil}
+
+  /// The open incident driving the consumption, if any.
+  public var incident: String = String()
+
+  /// A sentence for people, e.g. "75% of the 43m 99.9% budget used".
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// What was crossed.
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// Not specified.
+    case unspecified // = 0
+
+    /// Consumption reached `threshold_percent` of the budget.
+    case consumption // = 1
+
+    /// Exhaustion is projected within the warning horizon.
+    case exhaustionProjected // = 2
+
+    /// A multiwindow burn-rate rule fired (tier-level objectives).
+    case burnRate // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .consumption
+      case 2: self = .exhaustionProjected
+      case 3: self = .burnRate
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .consumption: return 1
+      case .exhaustionProjected: return 2
+      case .burnRate: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Liaison_Sla_V1_BudgetWarning.Kind] = [
+      .unspecified,
+      .consumption,
+      .exhaustionProjected,
+      .burnRate,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _header: Liaison_Common_V1_EventHeader? = nil
+  fileprivate var _budget: Liaison_Sla_V1_ServiceBudget? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "liaison.sla.v1"
@@ -436,4 +542,77 @@ nonisolated extension Liaison_Sla_V1_SeverityRecommended: SwiftProtobuf.Message,
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Liaison_Sla_V1_BudgetWarning: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BudgetWarning"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}header\0\u{1}customer\0\u{1}contract\0\u{1}kind\0\u{3}threshold_percent\0\u{1}budget\0\u{1}incident\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._header) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customer) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.contract) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.thresholdPercent) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._budget) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.incident) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._header {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.customer.isEmpty {
+      try visitor.visitSingularStringField(value: self.customer, fieldNumber: 2)
+    }
+    if !self.contract.isEmpty {
+      try visitor.visitSingularStringField(value: self.contract, fieldNumber: 3)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 4)
+    }
+    if self.thresholdPercent != 0 {
+      try visitor.visitSingularInt32Field(value: self.thresholdPercent, fieldNumber: 5)
+    }
+    try { if let v = self._budget {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.incident.isEmpty {
+      try visitor.visitSingularStringField(value: self.incident, fieldNumber: 7)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_BudgetWarning, rhs: Liaison_Sla_V1_BudgetWarning) -> Bool {
+    if lhs._header != rhs._header {return false}
+    if lhs.customer != rhs.customer {return false}
+    if lhs.contract != rhs.contract {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.thresholdPercent != rhs.thresholdPercent {return false}
+    if lhs._budget != rhs._budget {return false}
+    if lhs.incident != rhs.incident {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_BudgetWarning.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}CONSUMPTION\0\u{1}EXHAUSTION_PROJECTED\0\u{1}BURN_RATE\0")
 }

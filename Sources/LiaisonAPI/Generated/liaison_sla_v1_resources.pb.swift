@@ -25,7 +25,9 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// Length of an SLA measurement period. Periods are calendar-aligned in UTC.
+/// Length of an SLA measurement period. Periods are calendar-aligned in the
+/// contract's `time_zone` (local midnight of the first day; a month with a DST
+/// change has one hour more or less).
 public nonisolated enum Liaison_Sla_V1_Period: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
@@ -213,11 +215,194 @@ public nonisolated struct Liaison_Sla_V1_RestoreObjective: Sendable {
   /// Clears the value of `timeToRestore`. Subsequent reads from it will return its default value.
   public mutating func clearTimeToRestore() {self._timeToRestore = nil}
 
+  /// Optional. Count only the contract's `business_hours` (minus holidays).
+  public var businessHoursOnly: Bool = false
+
+  /// Optional. Credit owed on a breach of this objective, in percent of the
+  /// period fee (subject to the cap); 0 means none.
+  public var creditPercent: Double = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _timeToRestore: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+/// A scheduled maintenance window: impact inside it does not burn budget and
+/// is shown as excluded in the ledger.
+public nonisolated struct Liaison_Sla_V1_MaintenanceWindow: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required. The (first) window.
+  public var window: Liaison_Common_V1_TimeWindow {
+    get {_window ?? Liaison_Common_V1_TimeWindow()}
+    set {_window = newValue}
+  }
+  /// Returns true if `window` has been explicitly set.
+  public var hasWindow: Bool {self._window != nil}
+  /// Clears the value of `window`. Subsequent reads from it will return its default value.
+  public mutating func clearWindow() {self._window = nil}
+
+  /// Optional. Recurrence; unspecified is one-off.
+  public var recurrence: Liaison_Sla_V1_MaintenanceWindow.Recurrence = .unspecified
+
+  /// Optional. No occurrence starts at or after this time.
+  public var until: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_until ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_until = newValue}
+  }
+  /// Returns true if `until` has been explicitly set.
+  public var hasUntil: Bool {self._until != nil}
+  /// Clears the value of `until`. Subsequent reads from it will return its default value.
+  public mutating func clearUntil() {self._until = nil}
+
+  /// Optional. Services, `services/{service}`; empty means all.
+  public var services: [String] = []
+
+  /// Required. Why, e.g. "database upgrade CHG-1234".
+  public var reason: String = String()
+
+  /// Required. Who approved it.
+  public var approvedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// Recurrence of a window, at the same local wall-clock time in the
+  /// contract's time zone.
+  public nonisolated enum Recurrence: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// One-off.
+    case unspecified // = 0
+
+    /// Every day.
+    case daily // = 1
+
+    /// Every week.
+    case weekly // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .daily
+      case 2: self = .weekly
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .daily: return 1
+      case .weekly: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Liaison_Sla_V1_MaintenanceWindow.Recurrence] = [
+      .unspecified,
+      .daily,
+      .weekly,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _window: Liaison_Common_V1_TimeWindow? = nil
+  fileprivate var _until: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// Business hours for time-to-restore objectives, in the contract's time
+/// zone.
+public nonisolated struct Liaison_Sla_V1_BusinessHours: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required. Working hours per weekday; days not listed are closed.
+  public var days: [Liaison_Sla_V1_BusinessHours.Day] = []
+
+  /// Optional. Holidays, local dates "YYYY-MM-DD".
+  public var holidays: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// Hours of one weekday.
+  public nonisolated struct Day: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// Required. ISO weekday: 1 = Monday ... 7 = Sunday.
+    public var weekday: Int32 = 0
+
+    /// Required. Start, minutes after local midnight (0-1439).
+    public var startMinute: Int32 = 0
+
+    /// Required. End, minutes after local midnight (start+1 - 1440).
+    public var endMinute: Int32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
+}
+
+/// Weight of impact of one severity: 100 counts an impact minute as a full
+/// minute of downtime, 50 as half.
+public nonisolated struct Liaison_Sla_V1_ImpactWeight: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required. The severity.
+  public var severity: Liaison_Common_V1_Severity = .unspecified
+
+  /// Required. Weight in percent, 0-100.
+  public var weightPercent: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A part of an impact that does not count against the budget.
+public nonisolated struct Liaison_Sla_V1_Exclusion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The excluded part.
+  public var window: Liaison_Common_V1_TimeWindow {
+    get {_window ?? Liaison_Common_V1_TimeWindow()}
+    set {_window = newValue}
+  }
+  /// Returns true if `window` has been explicitly set.
+  public var hasWindow: Bool {self._window != nil}
+  /// Clears the value of `window`. Subsequent reads from it will return its default value.
+  public mutating func clearWindow() {self._window = nil}
+
+  /// Why, e.g. the maintenance window's reason, or the impact's own
+  /// exclusion reason.
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _window: Liaison_Common_V1_TimeWindow? = nil
 }
 
 /// One step of a credit schedule: when measured availability falls below
@@ -375,6 +560,43 @@ public nonisolated struct Liaison_Sla_V1_Contract: @unchecked Sendable {
     set {_uniqueStorage()._etag = newValue}
   }
 
+  /// Optional. IANA time zone the periods, business hours and maintenance
+  /// recurrences are aligned to, e.g. "Europe/Berlin"; default "UTC".
+  public var timeZone: String {
+    get {_storage._timeZone}
+    set {_uniqueStorage()._timeZone = newValue}
+  }
+
+  /// Optional. Scheduled maintenance excluded from budgets.
+  public var maintenanceWindows: [Liaison_Sla_V1_MaintenanceWindow] {
+    get {_storage._maintenanceWindows}
+    set {_uniqueStorage()._maintenanceWindows = newValue}
+  }
+
+  /// Optional. Budget consumption thresholds (percent of the budget) that
+  /// raise a BudgetWarning once per period; default 50, 75, 90.
+  public var warningThresholdsPercent: [Int32] {
+    get {_storage._warningThresholdsPercent}
+    set {_uniqueStorage()._warningThresholdsPercent = newValue}
+  }
+
+  /// Optional. Business hours for restore objectives with
+  /// `business_hours_only`.
+  public var businessHours: Liaison_Sla_V1_BusinessHours {
+    get {_storage._businessHours ?? Liaison_Sla_V1_BusinessHours()}
+    set {_uniqueStorage()._businessHours = newValue}
+  }
+  /// Returns true if `businessHours` has been explicitly set.
+  public var hasBusinessHours: Bool {_storage._businessHours != nil}
+  /// Clears the value of `businessHours`. Subsequent reads from it will return its default value.
+  public mutating func clearBusinessHours() {_uniqueStorage()._businessHours = nil}
+
+  /// Optional. Impact weights by severity; unlisted severities weigh 100.
+  public var impactWeights: [Liaison_Sla_V1_ImpactWeight] {
+    get {_storage._impactWeights}
+    set {_uniqueStorage()._impactWeights = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Required. Who the contract covers.
@@ -445,66 +667,111 @@ public nonisolated struct Liaison_Sla_V1_Contract: @unchecked Sendable {
 /// One interval during which a customer was impacted on a service: a line
 /// in the impact ledger. Resource name:
 /// `customers/{customer_id}/impacts/{impact}`.
-public nonisolated struct Liaison_Sla_V1_Impact: Sendable {
+public nonisolated struct Liaison_Sla_V1_Impact: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Identifier. `customers/{customer_id}/impacts/{impact}`.
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// Required. The service, `services/{service}`.
-  public var service: String = String()
+  public var service: String {
+    get {_storage._service}
+    set {_uniqueStorage()._service = newValue}
+  }
 
   /// Optional. The incident, `incidents/{incident}`.
-  public var incident: String = String()
+  public var incident: String {
+    get {_storage._incident}
+    set {_uniqueStorage()._incident = newValue}
+  }
 
   /// Required. The impact interval; open end while the incident is not
   /// resolved.
   public var interval: Liaison_Common_V1_TimeWindow {
-    get {_interval ?? Liaison_Common_V1_TimeWindow()}
-    set {_interval = newValue}
+    get {_storage._interval ?? Liaison_Common_V1_TimeWindow()}
+    set {_uniqueStorage()._interval = newValue}
   }
   /// Returns true if `interval` has been explicitly set.
-  public var hasInterval: Bool {self._interval != nil}
+  public var hasInterval: Bool {_storage._interval != nil}
   /// Clears the value of `interval`. Subsequent reads from it will return its default value.
-  public mutating func clearInterval() {self._interval = nil}
+  public mutating func clearInterval() {_uniqueStorage()._interval = nil}
 
   /// Output only (input for MANUAL). Severity during the interval.
-  public var severity: Liaison_Common_V1_Severity = .unspecified
+  public var severity: Liaison_Common_V1_Severity {
+    get {_storage._severity}
+    set {_uniqueStorage()._severity = newValue}
+  }
 
   /// Output only. Source.
-  public var source: Liaison_Sla_V1_Impact.Source = .unspecified
+  public var source: Liaison_Sla_V1_Impact.Source {
+    get {_storage._source}
+    set {_uniqueStorage()._source = newValue}
+  }
 
   /// Optional. Excluded from budgets (e.g. scheduled maintenance), with
   /// `exclusion_reason`.
-  public var excluded: Bool = false
+  public var excluded: Bool {
+    get {_storage._excluded}
+    set {_uniqueStorage()._excluded = newValue}
+  }
 
   /// Optional. Why it is excluded.
-  public var exclusionReason: String = String()
+  public var exclusionReason: String {
+    get {_storage._exclusionReason}
+    set {_uniqueStorage()._exclusionReason = newValue}
+  }
 
   /// Output only. When recorded.
   public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_createTime = newValue}
+    get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createTime = newValue}
   }
   /// Returns true if `createTime` has been explicitly set.
-  public var hasCreateTime: Bool {self._createTime != nil}
+  public var hasCreateTime: Bool {_storage._createTime != nil}
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
-  public mutating func clearCreateTime() {self._createTime = nil}
+  public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
 
   /// Output only. When last changed (e.g. closed on resolution).
   public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_updateTime = newValue}
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
   }
   /// Returns true if `updateTime` has been explicitly set.
-  public var hasUpdateTime: Bool {self._updateTime != nil}
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdateTime() {self._updateTime = nil}
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
   /// Output only. Opaque version for optimistic concurrency.
-  public var etag: String = String()
+  public var etag: String {
+    get {_storage._etag}
+    set {_uniqueStorage()._etag = newValue}
+  }
+
+  /// Output only (input for MANUAL and corrections). Who recorded or last
+  /// corrected it; the service's own name for event-driven lines.
+  public var author: String {
+    get {_storage._author}
+    set {_uniqueStorage()._author = newValue}
+  }
+
+  /// Optional (required for manual lines and corrections). Why it was
+  /// recorded or corrected.
+  public var note: String {
+    get {_storage._note}
+    set {_uniqueStorage()._note = newValue}
+  }
+
+  /// Output only. The parts excluded from budgets, with their reasons
+  /// (maintenance windows of the customer's contract, or `excluded`).
+  public var exclusions: [Liaison_Sla_V1_Exclusion] {
+    get {_storage._exclusions}
+    set {_uniqueStorage()._exclusions = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -561,9 +828,7 @@ public nonisolated struct Liaison_Sla_V1_Impact: Sendable {
 
   public init() {}
 
-  fileprivate var _interval: Liaison_Common_V1_TimeWindow? = nil
-  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Error budget of one customer, service and objective in the current
@@ -1044,6 +1309,21 @@ public nonisolated struct Liaison_Sla_V1_Credit: @unchecked Sendable {
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
+  /// For an adjustment entry: the credit it adjusts, `credits/{credit}`.
+  /// Corrections after a breach never change an existing credit; they add an
+  /// adjustment whose (possibly negative) amount brings the breach's total to
+  /// the corrected figure.
+  public var adjusts: String {
+    get {_storage._adjusts}
+    set {_uniqueStorage()._adjusts = newValue}
+  }
+
+  /// For an adjustment entry: why, e.g. "impact corrected by alice: ...".
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Lifecycle state.
@@ -1182,7 +1462,7 @@ nonisolated extension Liaison_Sla_V1_AvailabilityObjective: SwiftProtobuf.Messag
 
 nonisolated extension Liaison_Sla_V1_RestoreObjective: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RestoreObjective"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}severity\0\u{3}time_to_restore\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}severity\0\u{3}time_to_restore\0\u{3}business_hours_only\0\u{3}credit_percent\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1192,6 +1472,8 @@ nonisolated extension Liaison_Sla_V1_RestoreObjective: SwiftProtobuf.Message, Sw
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._timeToRestore) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.businessHoursOnly) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.creditPercent) }()
       default: break
       }
     }
@@ -1208,12 +1490,232 @@ nonisolated extension Liaison_Sla_V1_RestoreObjective: SwiftProtobuf.Message, Sw
     try { if let v = self._timeToRestore {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.businessHoursOnly != false {
+      try visitor.visitSingularBoolField(value: self.businessHoursOnly, fieldNumber: 3)
+    }
+    if self.creditPercent.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.creditPercent, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_RestoreObjective, rhs: Liaison_Sla_V1_RestoreObjective) -> Bool {
     if lhs.severity != rhs.severity {return false}
     if lhs._timeToRestore != rhs._timeToRestore {return false}
+    if lhs.businessHoursOnly != rhs.businessHoursOnly {return false}
+    if lhs.creditPercent != rhs.creditPercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_MaintenanceWindow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MaintenanceWindow"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}window\0\u{1}recurrence\0\u{1}until\0\u{1}services\0\u{1}reason\0\u{3}approved_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._window) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.recurrence) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._until) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.services) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.approvedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._window {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.recurrence != .unspecified {
+      try visitor.visitSingularEnumField(value: self.recurrence, fieldNumber: 2)
+    }
+    try { if let v = self._until {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.services.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.services, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    if !self.approvedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.approvedBy, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_MaintenanceWindow, rhs: Liaison_Sla_V1_MaintenanceWindow) -> Bool {
+    if lhs._window != rhs._window {return false}
+    if lhs.recurrence != rhs.recurrence {return false}
+    if lhs._until != rhs._until {return false}
+    if lhs.services != rhs.services {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.approvedBy != rhs.approvedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_MaintenanceWindow.Recurrence: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RECURRENCE_UNSPECIFIED\0\u{1}DAILY\0\u{1}WEEKLY\0")
+}
+
+nonisolated extension Liaison_Sla_V1_BusinessHours: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BusinessHours"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}days\0\u{1}holidays\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.days) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.holidays) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.days.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.days, fieldNumber: 1)
+    }
+    if !self.holidays.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.holidays, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_BusinessHours, rhs: Liaison_Sla_V1_BusinessHours) -> Bool {
+    if lhs.days != rhs.days {return false}
+    if lhs.holidays != rhs.holidays {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_BusinessHours.Day: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Liaison_Sla_V1_BusinessHours.protoMessageName + ".Day"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}weekday\0\u{3}start_minute\0\u{3}end_minute\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.weekday) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.startMinute) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.endMinute) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.weekday != 0 {
+      try visitor.visitSingularInt32Field(value: self.weekday, fieldNumber: 1)
+    }
+    if self.startMinute != 0 {
+      try visitor.visitSingularInt32Field(value: self.startMinute, fieldNumber: 2)
+    }
+    if self.endMinute != 0 {
+      try visitor.visitSingularInt32Field(value: self.endMinute, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_BusinessHours.Day, rhs: Liaison_Sla_V1_BusinessHours.Day) -> Bool {
+    if lhs.weekday != rhs.weekday {return false}
+    if lhs.startMinute != rhs.startMinute {return false}
+    if lhs.endMinute != rhs.endMinute {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_ImpactWeight: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImpactWeight"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}severity\0\u{3}weight_percent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.weightPercent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.severity != .unspecified {
+      try visitor.visitSingularEnumField(value: self.severity, fieldNumber: 1)
+    }
+    if self.weightPercent != 0 {
+      try visitor.visitSingularInt32Field(value: self.weightPercent, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_ImpactWeight, rhs: Liaison_Sla_V1_ImpactWeight) -> Bool {
+    if lhs.severity != rhs.severity {return false}
+    if lhs.weightPercent != rhs.weightPercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Liaison_Sla_V1_Exclusion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Exclusion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}window\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._window) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._window {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Liaison_Sla_V1_Exclusion, rhs: Liaison_Sla_V1_Exclusion) -> Bool {
+    if lhs._window != rhs._window {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1256,7 +1758,7 @@ nonisolated extension Liaison_Sla_V1_CreditStep: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Contract"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}display_name\0\u{1}customer\0\u{1}tier\0\u{1}services\0\u{3}availability_objectives\0\u{3}restore_objectives\0\u{3}credit_schedule\0\u{3}period_fee\0\u{3}credit_cap_percent\0\u{3}effective_window\0\u{1}state\0\u{1}document\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}display_name\0\u{1}customer\0\u{1}tier\0\u{1}services\0\u{3}availability_objectives\0\u{3}restore_objectives\0\u{3}credit_schedule\0\u{3}period_fee\0\u{3}credit_cap_percent\0\u{3}effective_window\0\u{1}state\0\u{1}document\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{3}time_zone\0\u{3}maintenance_windows\0\u{3}warning_thresholds_percent\0\u{3}business_hours\0\u{3}impact_weights\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1274,6 +1776,11 @@ nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProto
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _etag: String = String()
+    var _timeZone: String = String()
+    var _maintenanceWindows: [Liaison_Sla_V1_MaintenanceWindow] = []
+    var _warningThresholdsPercent: [Int32] = []
+    var _businessHours: Liaison_Sla_V1_BusinessHours? = nil
+    var _impactWeights: [Liaison_Sla_V1_ImpactWeight] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1299,6 +1806,11 @@ nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProto
       _createTime = source._createTime
       _updateTime = source._updateTime
       _etag = source._etag
+      _timeZone = source._timeZone
+      _maintenanceWindows = source._maintenanceWindows
+      _warningThresholdsPercent = source._warningThresholdsPercent
+      _businessHours = source._businessHours
+      _impactWeights = source._impactWeights
     }
   }
 
@@ -1347,6 +1859,11 @@ nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProto
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._timeZone) }()
+        case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._maintenanceWindows) }()
+        case 19: try { try decoder.decodeRepeatedInt32Field(value: &_storage._warningThresholdsPercent) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._businessHours) }()
+        case 21: try { try decoder.decodeRepeatedMessageField(value: &_storage._impactWeights) }()
         default: break
         }
       }
@@ -1412,6 +1929,21 @@ nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProto
       if !_storage._etag.isEmpty {
         try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 16)
       }
+      if !_storage._timeZone.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._timeZone, fieldNumber: 17)
+      }
+      if !_storage._maintenanceWindows.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._maintenanceWindows, fieldNumber: 18)
+      }
+      if !_storage._warningThresholdsPercent.isEmpty {
+        try visitor.visitPackedInt32Field(value: _storage._warningThresholdsPercent, fieldNumber: 19)
+      }
+      try { if let v = _storage._businessHours {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      if !_storage._impactWeights.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._impactWeights, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1436,6 +1968,11 @@ nonisolated extension Liaison_Sla_V1_Contract: SwiftProtobuf.Message, SwiftProto
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._etag != rhs_storage._etag {return false}
+        if _storage._timeZone != rhs_storage._timeZone {return false}
+        if _storage._maintenanceWindows != rhs_storage._maintenanceWindows {return false}
+        if _storage._warningThresholdsPercent != rhs_storage._warningThresholdsPercent {return false}
+        if _storage._businessHours != rhs_storage._businessHours {return false}
+        if _storage._impactWeights != rhs_storage._impactWeights {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1451,83 +1988,160 @@ nonisolated extension Liaison_Sla_V1_Contract.State: SwiftProtobuf._ProtoNamePro
 
 nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Impact"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}service\0\u{1}incident\0\u{1}interval\0\u{1}severity\0\u{1}source\0\u{1}excluded\0\u{3}exclusion_reason\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}service\0\u{1}incident\0\u{1}interval\0\u{1}severity\0\u{1}source\0\u{1}excluded\0\u{3}exclusion_reason\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{1}author\0\u{1}note\0\u{1}exclusions\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _service: String = String()
+    var _incident: String = String()
+    var _interval: Liaison_Common_V1_TimeWindow? = nil
+    var _severity: Liaison_Common_V1_Severity = .unspecified
+    var _source: Liaison_Sla_V1_Impact.Source = .unspecified
+    var _excluded: Bool = false
+    var _exclusionReason: String = String()
+    var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _etag: String = String()
+    var _author: String = String()
+    var _note: String = String()
+    var _exclusions: [Liaison_Sla_V1_Exclusion] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _service = source._service
+      _incident = source._incident
+      _interval = source._interval
+      _severity = source._severity
+      _source = source._source
+      _excluded = source._excluded
+      _exclusionReason = source._exclusionReason
+      _createTime = source._createTime
+      _updateTime = source._updateTime
+      _etag = source._etag
+      _author = source._author
+      _note = source._note
+      _exclusions = source._exclusions
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.service) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.incident) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._interval) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
-      case 6: try { try decoder.decodeSingularEnumField(value: &self.source) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.excluded) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.exclusionReason) }()
-      case 9: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.etag) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._service) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._incident) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._interval) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._severity) }()
+        case 6: try { try decoder.decodeSingularEnumField(value: &_storage._source) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._excluded) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._exclusionReason) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._author) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._note) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._exclusions) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.service.isEmpty {
-      try visitor.visitSingularStringField(value: self.service, fieldNumber: 2)
-    }
-    if !self.incident.isEmpty {
-      try visitor.visitSingularStringField(value: self.incident, fieldNumber: 3)
-    }
-    try { if let v = self._interval {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if self.severity != .unspecified {
-      try visitor.visitSingularEnumField(value: self.severity, fieldNumber: 5)
-    }
-    if self.source != .unspecified {
-      try visitor.visitSingularEnumField(value: self.source, fieldNumber: 6)
-    }
-    if self.excluded != false {
-      try visitor.visitSingularBoolField(value: self.excluded, fieldNumber: 7)
-    }
-    if !self.exclusionReason.isEmpty {
-      try visitor.visitSingularStringField(value: self.exclusionReason, fieldNumber: 8)
-    }
-    try { if let v = self._createTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
-    } }()
-    try { if let v = self._updateTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
-    if !self.etag.isEmpty {
-      try visitor.visitSingularStringField(value: self.etag, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._service.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._service, fieldNumber: 2)
+      }
+      if !_storage._incident.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._incident, fieldNumber: 3)
+      }
+      try { if let v = _storage._interval {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._severity != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._severity, fieldNumber: 5)
+      }
+      if _storage._source != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._source, fieldNumber: 6)
+      }
+      if _storage._excluded != false {
+        try visitor.visitSingularBoolField(value: _storage._excluded, fieldNumber: 7)
+      }
+      if !_storage._exclusionReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._exclusionReason, fieldNumber: 8)
+      }
+      try { if let v = _storage._createTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._etag.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 11)
+      }
+      if !_storage._author.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._author, fieldNumber: 12)
+      }
+      if !_storage._note.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._note, fieldNumber: 13)
+      }
+      if !_storage._exclusions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._exclusions, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_Impact, rhs: Liaison_Sla_V1_Impact) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.service != rhs.service {return false}
-    if lhs.incident != rhs.incident {return false}
-    if lhs._interval != rhs._interval {return false}
-    if lhs.severity != rhs.severity {return false}
-    if lhs.source != rhs.source {return false}
-    if lhs.excluded != rhs.excluded {return false}
-    if lhs.exclusionReason != rhs.exclusionReason {return false}
-    if lhs._createTime != rhs._createTime {return false}
-    if lhs._updateTime != rhs._updateTime {return false}
-    if lhs.etag != rhs.etag {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._service != rhs_storage._service {return false}
+        if _storage._incident != rhs_storage._incident {return false}
+        if _storage._interval != rhs_storage._interval {return false}
+        if _storage._severity != rhs_storage._severity {return false}
+        if _storage._source != rhs_storage._source {return false}
+        if _storage._excluded != rhs_storage._excluded {return false}
+        if _storage._exclusionReason != rhs_storage._exclusionReason {return false}
+        if _storage._createTime != rhs_storage._createTime {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
+        if _storage._etag != rhs_storage._etag {return false}
+        if _storage._author != rhs_storage._author {return false}
+        if _storage._note != rhs_storage._note {return false}
+        if _storage._exclusions != rhs_storage._exclusions {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2075,7 +2689,7 @@ nonisolated extension Liaison_Sla_V1_Breach: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Credit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}breach\0\u{1}amount\0\u{1}calculation\0\u{1}state\0\u{3}billing_reference\0\u{1}note\0\u{3}create_time\0\u{3}settle_time\0\u{1}etag\0\u{3}update_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}customer\0\u{1}breach\0\u{1}amount\0\u{1}calculation\0\u{1}state\0\u{3}billing_reference\0\u{1}note\0\u{3}create_time\0\u{3}settle_time\0\u{1}etag\0\u{3}update_time\0\u{1}adjusts\0\u{1}reason\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -2090,6 +2704,8 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
     var _settleTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _etag: String = String()
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _adjusts: String = String()
+    var _reason: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2112,6 +2728,8 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
       _settleTime = source._settleTime
       _etag = source._etag
       _updateTime = source._updateTime
+      _adjusts = source._adjusts
+      _reason = source._reason
     }
   }
 
@@ -2142,6 +2760,8 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._settleTime) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
         case 12: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._adjusts) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
         default: break
         }
       }
@@ -2190,6 +2810,12 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._updateTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
       } }()
+      if !_storage._adjusts.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._adjusts, fieldNumber: 13)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2211,6 +2837,8 @@ nonisolated extension Liaison_Sla_V1_Credit: SwiftProtobuf.Message, SwiftProtobu
         if _storage._settleTime != rhs_storage._settleTime {return false}
         if _storage._etag != rhs_storage._etag {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
+        if _storage._adjusts != rhs_storage._adjusts {return false}
+        if _storage._reason != rhs_storage._reason {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -287,83 +287,72 @@ public nonisolated struct Liaison_Sla_V1_ListImpactsResponse: Sendable {
 }
 
 /// Request for CreateImpact.
-public nonisolated struct Liaison_Sla_V1_CreateImpactRequest: @unchecked Sendable {
+public nonisolated struct Liaison_Sla_V1_CreateImpactRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Required. `customers/{customer_id}`.
-  public var parent: String {
-    get {_storage._parent}
-    set {_uniqueStorage()._parent = newValue}
-  }
+  public var parent: String = String()
 
   /// Required. The impact; `source` is set to MANUAL.
   public var impact: Liaison_Sla_V1_Impact {
-    get {_storage._impact ?? Liaison_Sla_V1_Impact()}
-    set {_uniqueStorage()._impact = newValue}
+    get {_impact ?? Liaison_Sla_V1_Impact()}
+    set {_impact = newValue}
   }
   /// Returns true if `impact` has been explicitly set.
-  public var hasImpact: Bool {_storage._impact != nil}
+  public var hasImpact: Bool {self._impact != nil}
   /// Clears the value of `impact`. Subsequent reads from it will return its default value.
-  public mutating func clearImpact() {_uniqueStorage()._impact = nil}
+  public mutating func clearImpact() {self._impact = nil}
 
   /// Required. Idempotency key (UUID).
-  public var requestID: String {
-    get {_storage._requestID}
-    set {_uniqueStorage()._requestID = newValue}
-  }
+  public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _impact: Liaison_Sla_V1_Impact? = nil
 }
 
 /// Request for UpdateImpact.
-public nonisolated struct Liaison_Sla_V1_UpdateImpactRequest: @unchecked Sendable {
+public nonisolated struct Liaison_Sla_V1_UpdateImpactRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Required. The impact with `name` and new values.
   public var impact: Liaison_Sla_V1_Impact {
-    get {_storage._impact ?? Liaison_Sla_V1_Impact()}
-    set {_uniqueStorage()._impact = newValue}
+    get {_impact ?? Liaison_Sla_V1_Impact()}
+    set {_impact = newValue}
   }
   /// Returns true if `impact` has been explicitly set.
-  public var hasImpact: Bool {_storage._impact != nil}
+  public var hasImpact: Bool {self._impact != nil}
   /// Clears the value of `impact`. Subsequent reads from it will return its default value.
-  public mutating func clearImpact() {_uniqueStorage()._impact = nil}
+  public mutating func clearImpact() {self._impact = nil}
 
   /// Required. Fields to update: interval, excluded, exclusion_reason.
   public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
-    get {_storage._updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
-    set {_uniqueStorage()._updateMask = newValue}
+    get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
+    set {_updateMask = newValue}
   }
   /// Returns true if `updateMask` has been explicitly set.
-  public var hasUpdateMask: Bool {_storage._updateMask != nil}
+  public var hasUpdateMask: Bool {self._updateMask != nil}
   /// Clears the value of `updateMask`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdateMask() {_uniqueStorage()._updateMask = nil}
+  public mutating func clearUpdateMask() {self._updateMask = nil}
 
   /// Optional. If set, must equal the current etag.
-  public var etag: String {
-    get {_storage._etag}
-    set {_uniqueStorage()._etag = newValue}
-  }
+  public var etag: String = String()
 
   /// Required. Idempotency key (UUID).
-  public var requestID: String {
-    get {_storage._requestID}
-    set {_uniqueStorage()._requestID = newValue}
-  }
+  public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _impact: Liaison_Sla_V1_Impact? = nil
+  fileprivate var _updateMask: SwiftProtobuf.Google_Protobuf_FieldMask? = nil
 }
 
 /// Request for GetBudgetStatus.
@@ -1281,81 +1270,41 @@ nonisolated extension Liaison_Sla_V1_CreateImpactRequest: SwiftProtobuf.Message,
   public static let protoMessageName: String = _protobuf_package + ".CreateImpactRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}parent\0\u{1}impact\0\u{3}request_id\0")
 
-  fileprivate class _StorageClass {
-    var _parent: String = String()
-    var _impact: Liaison_Sla_V1_Impact? = nil
-    var _requestID: String = String()
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _parent = source._parent
-      _impact = source._impact
-      _requestID = source._requestID
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._parent) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._impact) }()
-        case 3: try { try decoder.decodeSingularStringField(value: &_storage._requestID) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.parent) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._impact) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._parent.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._parent, fieldNumber: 1)
-      }
-      try { if let v = _storage._impact {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if !_storage._requestID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._requestID, fieldNumber: 3)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.parent.isEmpty {
+      try visitor.visitSingularStringField(value: self.parent, fieldNumber: 1)
+    }
+    try { if let v = self._impact {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_CreateImpactRequest, rhs: Liaison_Sla_V1_CreateImpactRequest) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._parent != rhs_storage._parent {return false}
-        if _storage._impact != rhs_storage._impact {return false}
-        if _storage._requestID != rhs_storage._requestID {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.parent != rhs.parent {return false}
+    if lhs._impact != rhs._impact {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1365,88 +1314,46 @@ nonisolated extension Liaison_Sla_V1_UpdateImpactRequest: SwiftProtobuf.Message,
   public static let protoMessageName: String = _protobuf_package + ".UpdateImpactRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}impact\0\u{3}update_mask\0\u{1}etag\0\u{3}request_id\0")
 
-  fileprivate class _StorageClass {
-    var _impact: Liaison_Sla_V1_Impact? = nil
-    var _updateMask: SwiftProtobuf.Google_Protobuf_FieldMask? = nil
-    var _etag: String = String()
-    var _requestID: String = String()
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _impact = source._impact
-      _updateMask = source._updateMask
-      _etag = source._etag
-      _requestID = source._requestID
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._impact) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._updateMask) }()
-        case 3: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
-        case 4: try { try decoder.decodeSingularStringField(value: &_storage._requestID) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._impact) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._updateMask) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.etag) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._impact {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._updateMask {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if !_storage._etag.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 3)
-      }
-      if !_storage._requestID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._requestID, fieldNumber: 4)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._impact {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._updateMask {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.etag.isEmpty {
+      try visitor.visitSingularStringField(value: self.etag, fieldNumber: 3)
+    }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_UpdateImpactRequest, rhs: Liaison_Sla_V1_UpdateImpactRequest) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._impact != rhs_storage._impact {return false}
-        if _storage._updateMask != rhs_storage._updateMask {return false}
-        if _storage._etag != rhs_storage._etag {return false}
-        if _storage._requestID != rhs_storage._requestID {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._impact != rhs._impact {return false}
+    if lhs._updateMask != rhs._updateMask {return false}
+    if lhs.etag != rhs.etag {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
