@@ -110,7 +110,7 @@ enum Evaluator {
     /// Breaches and credits of every period with counted lines in the lookback.
     static func settlePeriods(_ c: PostgresConnection, customer: String, ctx: Context, candidates: [ContractTerms], impacts: [ImpactRow],
                               now: Int64, settings: SLASettings) throws {
-        let counted = impacts.filter { !$0.excluded && $0.start < now }
+        let counted = impacts.filter { $0.start < now }  // excluded lines too: a correction may have emptied a breached window
         guard !counted.isEmpty else { return }
         var seen = Set<String>()
         for i in counted {
@@ -125,7 +125,16 @@ enum Evaluator {
                         let key = "\(k.id)|\(o.key)|\(p.start)|\(probe)"
                         guard seen.insert(key).inserted else { continue }
                         let b = BudgetCalculator.budget(k, o, impacts: impacts, period: p, candidates: candidates, around: probe, now: now)
-                        if b.figures.breached { try recordAvailabilityBreach(c, customer: customer, b, now: now, settings: settings) }
+                        if b.figures.breached {
+                            try recordAvailabilityBreach(c, customer: customer, b, now: now, settings: settings)
+                        } else if let id = try Store.existingBreach(c, customer: customer, contract: k.id, objective: o.key, windowStart: b.window.start) {
+                            // A correction took the window back under its objective: the breach stays on
+                            // record, its credits are adjusted to nothing.
+                            try Store.updateBreachFigures(c, id, actual: b.figures.periodAvailabilityE4.description, incidents: [])
+                            try reconcileCredit(c, breach: id, customer: customer, currency: k.currency, amount: 0,
+                                                calculation: "availability \(b.figures.periodAvailabilityE4.description) >= \(o.target.description) after correction",
+                                                reason: "ledger corrected: availability \(b.figures.periodAvailabilityE4.description) meets the objective", settings: settings)
+                        }
                     }
                 }
             }

@@ -85,8 +85,8 @@ enum IncidentAnalysis {
         }
         // Trend: new customers with lines in the last 30 minutes against the 30 before.
         let r = try c.query("""
-            SELECT count(DISTINCT customer_id) FILTER (WHERE create_time > $2 - interval '30 minutes'),
-                   count(DISTINCT customer_id) FILTER (WHERE create_time <= $2 - interval '30 minutes' AND create_time > $2 - interval '60 minutes')
+            SELECT count(DISTINCT customer_id) FILTER (WHERE create_time > $2::timestamptz - interval '30 minutes'),
+                   count(DISTINCT customer_id) FILTER (WHERE create_time <= $2::timestamptz - interval '30 minutes' AND create_time > $2::timestamptz - interval '60 minutes')
             FROM impacts WHERE incident_id = $1 AND NOT excluded
             """, [incident.id, Store.date(now)]).first!
         let recent = try r.decode(Int64.self, 0), before = try r.decode(Int64.self, 1)

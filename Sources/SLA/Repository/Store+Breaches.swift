@@ -55,6 +55,13 @@ extension Store {
         return (UUID(uuidString: existing)!, false)
     }
 
+    /// The breach recorded for (customer, contract, objective, window start), if any.
+    static func existingBreach(_ c: PostgresConnection, customer: String, contract: String, objective: String, windowStart: Int64) throws -> UUID? {
+        try c.query("""
+            SELECT id::text FROM breaches WHERE customer_id = $1 AND contract_id = $2 AND objective = $3 AND window_start = $4
+            """, [customer, contract, objective, date(windowStart)]).first.flatMap { UUID(uuidString: try $0.decode(String.self, 0)) }
+    }
+
     /// Updates a recorded breach's figures (actual, window end, incidents) as the period goes on.
     static func updateBreachFigures(_ c: PostgresConnection, _ id: UUID, actual: String, incidents: [String]) throws {
         guard let r = try c.query("SELECT body FROM breaches WHERE id = $1 FOR UPDATE", [id]).first else { return }
