@@ -29,7 +29,7 @@ start() {
     LIAISON_SLA_TARGET="ipv4:127.0.0.1:$(port_of sla)" \
     LIAISON_COMMUNICATIONS_TARGET="ipv4:127.0.0.1:$(port_of communications)" \
     LIAISON_FOLLOWUP_TARGET="ipv4:127.0.0.1:$(port_of followup)" \
-    LIAISON_CORRELATION_EVENT_DESTINATIONS="${LIAISON_CORRELATION_EVENT_DESTINATIONS-intake}" \
+    LIAISON_CORRELATION_EVENT_DESTINATIONS="${LIAISON_CORRELATION_EVENT_DESTINATIONS-intake,sla}" \
     LIAISON_INTAKE_CASE_EVENT_DESTINATIONS="${LIAISON_INTAKE_CASE_EVENT_DESTINATIONS-correlation}" \
       nohup "$bin/$s" serve >>"$DATA/logs/$s.log" 2>&1 &
     echo $! >"$pidfile"

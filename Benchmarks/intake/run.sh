@@ -61,7 +61,7 @@ done
 port=$(free_port)
 LIAISON_DATABASE_URL="$intake_url" LIAISON_LISTEN_ADDRESS="127.0.0.1:$port" LIAISON_ADMIN_ADDRESS=127.0.0.1:0 \
   LIAISON_MIGRATIONS_DIR="$ROOT/services/intake/migrations" LIAISON_LOG_LEVEL=error \
-  LIAISON_DATABASE_POOL_SIZE=16 LIAISON_CORRELATION_TARGET="ipv4:127.0.0.1:$(free_port)" \
+  LIAISON_DATABASE_POOL_SIZE=16 LIAISON_CORRELATION_TARGET="ipv4:127.0.0.1:$(free_port)" LIAISON_INTAKE_CUSTOMER_EVENT_DESTINATIONS=correlation \
   "$BIN/intake" serve >"$W/intake.log" 2>&1 &
 INTAKE_PID=$!
 for _ in $(seq 1 100); do "$BIN/intake" probe "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -32,7 +32,8 @@ public struct CorrelationService: LiaisonService {
     }
 
     public var backgroundServices: [any Service] {
-        var services: [any Service] = [EmergingIssueDetectorService(pool: context.pool, settings: settings, logger: context.logger)]
+        var services: [any Service] = [EmergingIssueDetectorService(pool: context.pool, settings: settings, logger: context.logger),
+                                       BlastRadiusRefresher(pool: context.pool, settings: settings, logger: context.logger)]
         if let relay { services.append(relay) }
         return services
     }

@@ -11,8 +11,9 @@ import Synchronization
 /// Settings of the correlation service (environment variables `LIAISON_CORRELATION_*`).
 public struct CorrelationSettings: Sendable {
     /// Destinations of the service's events (`LIAISON_CORRELATION_EVENT_DESTINATIONS`, comma
-    /// separated, `none` for none). Default: intake, which applies links and incident changes.
-    public var destinations: [String] = ["intake"]
+    /// separated, `none` for none). Default: intake, which applies links and incident changes, and
+    /// sla, which builds its impact ledger from incidents, links and blast radius.
+    public var destinations: [String] = ["intake", "sla"]
     /// Score at or above which an automatic link is CONFIRMED.
     public var autoLinkThreshold: Double = 0.6
     /// Score at or above which an automatic link is SUGGESTED.
@@ -23,6 +24,9 @@ public struct CorrelationSettings: Sendable {
     public var emergingWindow: TimeInterval = 1800
     public var emergingBaseline: TimeInterval = 24 * 3600
     public var detectorInterval: Duration = .seconds(30)
+    /// How often open incidents whose links changed get their blast radius recomputed and
+    /// published (`LIAISON_CORRELATION_BLAST_REFRESH_MS`, default 1000).
+    public var blastRefreshInterval: Duration = .milliseconds(1000)
     public var emergingOptions = EmergingOptions()
     /// Quiet period after which an OPEN emerging issue whose cluster is no longer significant
     /// becomes EXPIRED (`LIAISON_CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS`); nil: twice the window.
@@ -55,6 +59,7 @@ public struct CorrelationSettings: Sendable {
         s.neighbours = parseNeighbours(env.string("REGION_NEIGHBOURS") ?? "")
         s.emergingWindow = Double(try env.int("CORRELATION_EMERGING_WINDOW_SECONDS", default: 1800, range: 60...86400))
         s.emergingBaseline = Double(try env.int("CORRELATION_EMERGING_BASELINE_SECONDS", default: 86400, range: 600...30 * 86400))
+        s.blastRefreshInterval = .milliseconds(try env.int("CORRELATION_BLAST_REFRESH_MS", default: 1000, range: 50...3_600_000))
         s.detectorInterval = .seconds(try env.int("CORRELATION_DETECTOR_INTERVAL_SECONDS", default: 30, range: 1...3600))
         if env.string("CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS") != nil {
             s.emergingExpireAfter = Double(try env.int("CORRELATION_EMERGING_EXPIRE_AFTER_SECONDS", default: 3600, range: 60...30 * 86400))

@@ -28,7 +28,7 @@ public struct IntakeService: LiaisonService {
         let settings = try IntakeSettings.from(context.environment, configuration: context.configuration, logger: context.logger)
         self.handler = IntakeHandler(pool: context.pool, settings: settings, logger: context.logger)
         self.sink = CorrelationEvents.sink(pool: context.pool, settings: settings, logger: context.logger)
-        let destinations = Array(Set(settings.directoryEventDestinations + settings.caseEventDestinations)).sorted()
+        let destinations = Array(Set(settings.directoryEventDestinations + settings.caseEventDestinations + settings.customerEventDestinations)).sorted()
         self.relay = try EventRelayService(context: context, producer: "intake", destinations: destinations)
     }
 

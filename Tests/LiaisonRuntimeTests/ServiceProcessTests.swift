@@ -15,19 +15,21 @@ final class ServiceProcessTests: XCTestCase {
     // Each service has different background work (outbox relays, the emerging-issue detector, the
     // request-id expiry); SIGTERM must stop all of it promptly, whatever its poll interval.
     func testSLAServesHealthMetricsAndDrainsOnSIGTERMWithExitZero() async throws {
-        try await servesAndDrains("sla", grpcService: "liaison.sla.v1.SlaService", hasHandlers: false)
+        try await servesAndDrains("sla", grpcService: "liaison.sla.v1.SlaService")
     }
 
     func testIntakeDrainsOnSIGTERMWithExitZero() async throws {
         try await servesAndDrains("intake", grpcService: "liaison.intake.v1.IntakeService",
-                                  environment: ["LIAISON_CORRELATION_TARGET": "ipv4:127.0.0.1:\(freePort())"])
+                                  environment: ["LIAISON_CORRELATION_TARGET": "ipv4:127.0.0.1:\(freePort())",
+                                                "LIAISON_SLA_TARGET": "ipv4:127.0.0.1:\(freePort())"])
     }
 
     func testCorrelationDrainsOnSIGTERMWithExitZero() async throws {
         // The detector's default interval (30 s) is longer than the bound below: it must not be
         // waited out.
         try await servesAndDrains("correlation", grpcService: "liaison.correlation.v1.CorrelationService",
-                                  environment: ["LIAISON_INTAKE_TARGET": "ipv4:127.0.0.1:\(freePort())"])
+                                  environment: ["LIAISON_INTAKE_TARGET": "ipv4:127.0.0.1:\(freePort())",
+                                                "LIAISON_SLA_TARGET": "ipv4:127.0.0.1:\(freePort())"])
     }
 
     func testCommunicationsAndFollowupDrainOnSIGTERMWithExitZero() async throws {

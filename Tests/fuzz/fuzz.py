@@ -42,6 +42,7 @@ import harness  # noqa: E402
 SERVICES = {
     "intake": ["liaison.intake.v1.IntakeService", "liaison.events.v1.EventSinkService"],
     "correlation": ["liaison.correlation.v1.CorrelationService", "liaison.events.v1.EventSinkService"],
+    "sla": ["liaison.sla.v1.SlaService", "liaison.events.v1.EventSinkService"],
 }
 # Per-process environment (as scripts/stack.sh). The emerging-issue detector runs when
 # correlation starts and then hourly, so that no background pass changes row counts during the
@@ -51,7 +52,10 @@ EXTRA_ENV = {
     "correlation": {"LIAISON_CORRELATION_EVENT_DESTINATIONS": "intake",
                     "LIAISON_CORRELATION_DETECTOR_INTERVAL_SECONDS": "3600",
                     "LIAISON_REPLICA_ID": "fuzz-correlation",
-                    "LIAISON_CORRELATION_AUTO_LINK_THRESHOLD": "0.99"},
+                    "LIAISON_CORRELATION_AUTO_LINK_THRESHOLD": "0.99",
+                    "LIAISON_CORRELATION_BLAST_REFRESH_MS": "3600000"},
+    # sla's evaluator writes budgets and at-risk rows after events: once at start, then every 10 min.
+    "sla": {"LIAISON_SLA_EVALUATE_INTERVAL_MS": "600000"},
 }
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 # gRPC's default limit on received metadata (grpc.max_metadata_size); each entry counts 32 bytes

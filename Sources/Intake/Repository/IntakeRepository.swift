@@ -116,7 +116,7 @@ public final class IntakeRepository: Sendable {
     /// the changed rows in one pipeline, queues CustomerUpserted events and records the request.
     func batchUpsert(entries: [UpsertEntry], failed: [Liaison_Intake_V1_UpsertCustomerResult], requestID: String,
                      requestBytes: [UInt8]) async throws -> Liaison_Intake_V1_BatchUpsertCustomersResponse {
-        let destinations = settings.directoryEventDestinations
+        let destinations = settings.customerEventDestinations
         return try await pool.transaction { c in
             let key = Idempotency.Key(scope: "intake.BatchUpsertCustomers", requestID: requestID, request: requestBytes)
             if let stored = try Idempotency.begin(c, key) {
@@ -180,7 +180,7 @@ public final class IntakeRepository: Sendable {
     /// transaction with its request_id and event.
     func updateCustomer(id: String, incoming: Liaison_Intake_V1_Customer, mask: [String], etag: String,
                         requestID: String, requestBytes: [UInt8]) async throws -> Liaison_Intake_V1_Customer {
-        let destinations = settings.directoryEventDestinations
+        let destinations = settings.customerEventDestinations
         let showContacts = mask.contains("*") || mask.contains("contacts")
         return try await pool.transaction { c in
             let key = Idempotency.Key(scope: "intake.UpdateCustomer", requestID: requestID, request: requestBytes)

@@ -9,8 +9,11 @@ import SwiftProtobuf
 
 /// Settings of the intake service.
 public struct IntakeSettings: Sendable {
-    /// Destinations of ReportAccepted and CustomerUpserted.
+    /// Destinations of ReportAccepted.
     public var directoryEventDestinations: [String] = ["correlation"]
+    /// Destinations of CustomerUpserted (`LIAISON_INTAKE_CUSTOMER_EVENT_DESTINATIONS`, comma
+    /// separated, `none` for none): correlation's population baseline and sla's segments and tiers.
+    public var customerEventDestinations: [String] = ["correlation", "sla"]
     /// Destinations of the case events (`LIAISON_INTAKE_CASE_EVENT_DESTINATIONS`, comma separated,
     /// `none` for none). Default: correlation, whose CasesMerged applier moves links to the
     /// surviving case.
@@ -60,6 +63,7 @@ public struct IntakeSettings: Sendable {
         s.submitTransactions = try environment.int("INTAKE_SUBMIT_TRANSACTIONS", default: s.submitTransactions, range: 1...256)
         s.maxQueuedSubmissions = try environment.int("INTAKE_MAX_QUEUED_SUBMISSIONS", default: s.maxQueuedSubmissions, range: 1...1_000_000)
         s.caseEventDestinations = environment.destinations("INTAKE_CASE_EVENT_DESTINATIONS", default: s.caseEventDestinations)
+        s.customerEventDestinations = environment.destinations("INTAKE_CUSTOMER_EVENT_DESTINATIONS", default: s.customerEventDestinations)
         return s
     }
 }

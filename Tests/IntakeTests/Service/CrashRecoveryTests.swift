@@ -41,6 +41,7 @@ final class CrashRecoveryTests: XCTestCase {
         env["LIAISON_ADMIN_ADDRESS"] = "127.0.0.1:0"
         env["LIAISON_MIGRATIONS_DIR"] = TestPostgres.repositoryRoot + "/services/intake/migrations"
         env["LIAISON_CORRELATION_TARGET"] = "ipv4:127.0.0.1:\(sinkPort)"
+        env["LIAISON_INTAKE_CUSTOMER_EVENT_DESTINATIONS"] = "correlation"
         env["LIAISON_LOG_LEVEL"] = "warning"
         env["LIAISON_SHUTDOWN_GRACE_SECONDS"] = "1"
         p.environment = env
