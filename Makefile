@@ -2,7 +2,7 @@
 #   make run    install what is missing, build (release), start PostgreSQL and all five services, run the demo
 #   make stop   stop the services and PostgreSQL
 #   make test   install what is missing and run every test on a throwaway PostgreSQL
-.PHONY: run stop status test deps build interop fuzz overload bench-storage bench-transport bench-intake generate check-generated lint
+.PHONY: run stop status test deps build interop fuzz overload bench-storage bench-transport bench-intake bench-sla generate check-generated lint
 
 run: deps
 	swift build -c release
@@ -43,6 +43,9 @@ bench-transport: deps
 
 bench-intake: deps
 	Benchmarks/intake/run.sh
+
+bench-sla: deps
+	Benchmarks/sla/run.sh
 
 generate:
 	protos/generate.sh

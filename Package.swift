@@ -235,6 +235,19 @@ let package = Package(
                 exclude: ["run.sh", "waits.sh"],
                 swiftSettings: swiftSettings
             ),
+            // sla benchmark (Benchmarks/sla/run.sh).
+            .executableTarget(
+                name: "SLABenchmark",
+                dependencies: [
+                    "SLA", "LiaisonRuntime", "LiaisonRPC", "LiaisonAPI", "LiaisonStorage",
+                    .product(name: "GRPCCore", package: "grpc-swift-2"),
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
+                path: "Benchmarks/sla",
+                exclude: ["run.sh"],
+                swiftSettings: swiftSettings
+            ),
             .testTarget(
                 name: "CorrelationTests",
                 dependencies: [

@@ -8,13 +8,14 @@ the links on its reports and cases; an agent merges a customer's second ticket i
 correlation follows the merge.
 Prints what a responder would read. Exit status 0 when every step worked.
 """
-import os, random, sys, time, uuid
+import calendar, os, random, sys, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from liaison_client import load_stubs, request_id  # noqa: E402
 
 INTAKE = os.environ.get("LIAISON_DEMO_INTAKE", "127.0.0.1:50051")
 CORRELATION = os.environ.get("LIAISON_DEMO_CORRELATION", "127.0.0.1:50052")
+SLA = os.environ.get("LIAISON_DEMO_SLA", "127.0.0.1:50053")
 
 load_stubs()
 import grpc
@@ -22,6 +23,7 @@ from google.protobuf import timestamp_pb2
 from liaison.common.v1 import customer_pb2, segment_pb2, types_pb2
 from liaison.intake.v1 import intake_service_pb2 as isvc, intake_service_pb2_grpc as igrpc, resources_pb2 as ires
 from liaison.correlation.v1 import correlation_service_pb2 as csvc, correlation_service_pb2_grpc as cgrpc, resources_pb2 as cres
+from liaison.sla.v1 import sla_service_pb2 as ssvc, sla_service_pb2_grpc as sgrpc, resources_pb2 as sres
 
 RUN = uuid.uuid4().hex  # each run reports a new outage; the customer base is the same every run
 
@@ -35,6 +37,7 @@ def step(msg):
 rng = random.Random(7)
 intake = igrpc.IntakeServiceStub(grpc.insecure_channel(INTAKE))
 correlation = cgrpc.CorrelationServiceStub(grpc.insecure_channel(CORRELATION))
+sla = sgrpc.SlaServiceStub(grpc.insecure_channel(SLA))
 
 # 1. The customer base.
 regions = {"eu-north": ["SE", "FI", "NO"], "eu-central": ["DE", "AT", "CH"], "eu-south": ["IT", "ES", "PT"], "us-east": ["US"]}
@@ -53,6 +56,23 @@ for start in range(0, len(customers), 500):
     intake.BatchUpsertCustomers(isvc.BatchUpsertCustomersRequest(customers=customers[start:start + 500],
                                                                  request_id=rid(f"demo-crm-{start}", per_run=False)), timeout=30)
 step(f"loaded {len(customers)} customers into intake")
+
+# 1b. The enterprise SLA: 99.95% a month in Berlin time, the cloud-provider credit schedule.
+month_start = timestamp_pb2.Timestamp()
+month_start.FromSeconds(calendar.timegm(time.gmtime()[:2] + (1, 0, 0, 0, 0, 0, 0)))
+contract = sres.Contract(display_name="Enterprise SLA", tier=customer_pb2.TIER_ENTERPRISE, time_zone="Europe/Berlin",
+                         availability_objectives=[sres.AvailabilityObjective(target_percent=99.95, period=sres.PERIOD_MONTH)],
+                         credit_schedule=[sres.CreditStep(availability_below_percent=b, credit_percent=c)
+                                          for b, c in ((99.95, 10), (99.0, 25), (95.0, 100))],
+                         period_fee=types_pb2.Money(currency_code="EUR", units=2000))
+contract.effective_window.start_time.CopyFrom(month_start)
+month = time.strftime("%Y-%m", time.gmtime())
+created = sla.CreateContract(ssvc.CreateContractRequest(contract_id=f"enterprise-{month}", contract=contract,
+                                                        request_id=rid(f"demo-contract-{month}", per_run=False)), timeout=10)
+if created.state == sres.Contract.DRAFT:
+    created = sla.ActivateContract(ssvc.ActivateContractRequest(name=created.name, request_id=rid(f"demo-activate-{month}", per_run=False)),
+                                   timeout=10)
+step(f"sla: {created.name} ({sres.Contract.State.Name(created.state)}): 99.95% a month for every enterprise customer")
 
 # 2. The catalogue and the incident (monitoring declares it).
 try:
@@ -185,4 +205,31 @@ step(f"merged {second.report.case} into {first.report.case}; correlation's link 
      f"now names {case_in_correlation or 'no case'}")
 if case_in_correlation != first.report.case:
     sys.exit("demo: correlation never learnt of the merge (is LIAISON_INTAKE_CASE_EVENT_DESTINATIONS=correlation?)")
+# 7. sla hears of the incident, its links and its blast radius (events from correlation, customers
+#    from intake) and says who breaches the enterprise SLA first if the outage goes on.
+deadline = time.time() + 60
+while True:
+    at_risk = sla.ListAtRiskCustomers(ssvc.ListAtRiskCustomersRequest(incident=incident.name, include_inferred=True,
+                                                                      page_size=5), timeout=10)
+    if at_risk.total_size > 0 or time.time() >= deadline:
+        break
+    time.sleep(0.5)
+if at_risk.total_size == 0:
+    sys.exit("demo: sla shows no customer at risk within 60 s (are correlation's and intake's events routed to sla?)")
+def money(m):
+    return f"{m.units + m.nanos / 1e9:,.2f} {m.currency_code}"
+step(f"sla: {at_risk.total_size} enterprise customers breach within 24 h if the outage goes on; "
+     f"credit exposure {money(at_risk.total_credit_exposure)}")
+for a in at_risk.customers:
+    step(f"  {a.customer:22s} breaches in {a.time_to_breach.seconds // 60:3d} min ({sres.Impact.Source.Name(a.evidence).lower()}), "
+         f"credit {money(a.credit_exposure)}")
+if any(a.attributes.tier != customer_pb2.TIER_ENTERPRISE for a in at_risk.customers):
+    sys.exit("demo: sla lists a customer without an enterprise contract")
+ranked = sla.RankRestorationPriorities(ssvc.RankRestorationPrioritiesRequest(incident=incident.name), timeout=10)
+for p in ranked.priorities[:3]:
+    step(f"  restore #{p.rank} {p.service}: " + "; ".join(p.reasons))
+advice = sla.RecommendSeverity(ssvc.RecommendSeverityRequest(incident=incident.name), timeout=10)
+step(f"sla: severity {types_pb2.Severity.Name(advice.current_severity)} -> "
+     f"{types_pb2.Severity.Name(advice.recommended_severity)} ({ssvc.RecommendSeverityResponse.Direction.Name(advice.direction)}): "
+     + "; ".join(r.detail for r in advice.reasons[:3]))
 step("done")
