@@ -181,6 +181,17 @@ while true {
     if ContinuousClock.now - sent > .seconds(300) { log("ranking not ready after 300 s"); exit(1) }
     try await Task.sleep(for: .milliseconds(5))
 }
+var budgetsMs = 0.0
+while true {
+    if try await pool.query("SELECT count(*) FROM dirty_customers").first!.decode(Int64.self, 0) == 0 {
+        budgetsMs = elapsedMs(ContinuousClock.now - sent)
+        break
+    }
+    if ContinuousClock.now - sent > .seconds(600) { log("budgets not evaluated after 600 s"); exit(1) }
+    try await Task.sleep(for: .milliseconds(20))
+}
+let statuses = try await pool.query("SELECT count(*) FROM budget_status").first!.decode(Int64.self, 0)
+log("budget statuses of the \(expected) hit customers evaluated after \(Int(budgetsMs)) ms (\(statuses) statuses stored)")
 log("event applied in \(String(format: "%.0f", appliedMs)) ms (\(applied.applied) event); ranking of \(expected) customers ready after \(String(format: "%.0f", readyMs)) ms")
 
 // MARK: First page over gRPC
@@ -230,7 +241,7 @@ let same = overlap == ours.count && ours.count == refFirst.count
 let p50 = percentile(samples, 0.5), p99 = percentile(samples, 0.99), refMs = percentile(refSamples, 0.5)
 log(String(format: "first page over gRPC: p50 %.2f ms, p99 %.2f ms; SQL reference (same page from the raw ledger): %.1f ms; ratio %.0fx; same customers: %d of %d",
            p50, p99, refMs, refMs / p50, overlap, ours.count))
-print(#"{"customers":\#(customers),"ledger_lines":\#(lines),"hit":\#(expected),"ready_ms":\#(Int(readyMs)),"first_page_p50_ms":\#(String(format: "%.2f", p50)),"first_page_p99_ms":\#(String(format: "%.2f", p99)),"sql_reference_ms":\#(String(format: "%.1f", refMs)),"ratio":\#(String(format: "%.1f", refMs / p50)),"same_first_page":\#(same)}"#)
+print(#"{"customers":\#(customers),"ledger_lines":\#(lines),"hit":\#(expected),"ready_ms":\#(Int(readyMs)),"budgets_ms":\#(Int(budgetsMs)),"first_page_p50_ms":\#(String(format: "%.2f", p50)),"first_page_p99_ms":\#(String(format: "%.2f", p99)),"sql_reference_ms":\#(String(format: "%.1f", refMs)),"ratio":\#(String(format: "%.1f", refMs / p50)),"same_first_page":\#(same)}"#)
 evaluating.cancel()
 client.beginGracefulShutdown()
 server.shutdown()

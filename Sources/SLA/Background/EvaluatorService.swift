@@ -57,6 +57,7 @@ public struct EvaluatorService: ServiceLifecycle.Service {
                     logger.debug("evaluated", metadata: ["incidents": "\(n.incidents)", "customers": "\(n.customers)"])
                 }
             } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 logger.warning("sla evaluation pass failed", metadata: ["error": "\(error)"])
             }
             await sleepUntilShutdown(for: settings.evaluateInterval)

@@ -15,6 +15,16 @@ enum Evaluator {
         var customers: [String: CustomerRow]
         var candidates: [ContractTerms]
         var impacts: [String: [ImpactRow]]
+        /// Credits per breach window, and recorded breaches, as of the load (for reads; a pass that
+        /// records breaches or credits asks the database again).
+        var credits: [String: [(contract: String, window: Interval, amount: Int64)]]
+        var breaches: [String: UUID]
+
+        /// What `customer` was credited under `contract` for windows overlapping `w`.
+        func credited(_ customer: String, contract: String, window w: Interval) -> Int64 {
+            (credits[customer] ?? []).filter { $0.contract == contract && $0.window.start < w.end && $0.window.end > w.start }
+                .reduce(0) { $0 + $1.amount }
+        }
     }
 
     static func load(_ c: PostgresConnection, _ ids: [String], now: Int64) throws -> Context {
@@ -22,7 +32,8 @@ enum Evaluator {
         let tiers = Array(Set(customers.values.map(\.tier)))
         let candidates = try Store.governingCandidates(c, customers: ids, tiers: tiers, from: Store.date(now - lookbackMs))
         let impacts = try Store.impacts(c, customers: ids, from: now - lookbackMs)
-        return Context(customers: customers, candidates: candidates, impacts: impacts)
+        return Context(customers: customers, candidates: candidates, impacts: impacts,
+                       credits: try Store.creditWindows(c, customers: ids), breaches: try Store.breachKeys(c, customers: ids))
     }
 
     /// The governing contract of a customer at `t`, with the candidates it was chosen from.
@@ -61,6 +72,8 @@ enum Evaluator {
         guard !ids.isEmpty else { return }
         let ctx = try load(c, ids, now: now)
         let horizon = Int64(settings.warningHorizon * 1000)
+        let known = try Store.warningKeys(c, customers: ids, from: now - lookbackMs)
+        let batch = StatementBatch()
         var statuses: [(customer: String, contract: String, state: Int, services: [String], body: ByteA)] = []
         var noContract: [String] = []
         var checks: [(String, Int64)] = []
@@ -79,7 +92,7 @@ enum Evaluator {
                 let period = k.calendar.period(o.period, containing: now)
                 let b = BudgetCalculator.budget(k, o, impacts: impacts, period: period, candidates: candidates, around: now, now: now)
                 current.append(b)
-                try warn(c, customer: id, b, now: now, horizonMs: horizon, settings: settings)
+                try warn(batch, known: known, customer: id, b, now: now, horizonMs: horizon, settings: settings)
                 if b.accruingWeight > 0 {
                     let w = Int64(b.accruingWeight)
                     for t in k.thresholds {
@@ -87,7 +100,7 @@ enum Evaluator {
                         if b.figures.consumedMs < line { check(now + ((line - b.figures.consumedMs) * 100 + w - 1) / w) }
                     }
                     if let p = BudgetCalculator.projectedBreach(b, now: now) { check(p - horizon); check(p) }
-                    check(now + 60_000)
+                    check(now + 15 * 60_000)  // the stored status stays fresh while downtime accrues
                     check(b.window.end)
                 }
             }
@@ -102,6 +115,7 @@ enum Evaluator {
             statuses.append((id, k.id, st.state.rawValue, current.map(\.objective.service).filter { !$0.isEmpty }, try Store.deterministic(st)))
             if let next { checks.append((id, next)) } else { clear.append(id) }
         }
+        if !batch.statements.isEmpty { _ = try c.pipeline(batch.statements) }
         try Store.upsertBudgetStatuses(c, statuses, now: Store.date(now))
         try Store.deleteBudgetStatuses(c, noContract)
         try Store.setNextChecks(c, checks, clear: clear)
@@ -127,7 +141,7 @@ enum Evaluator {
                         let b = BudgetCalculator.budget(k, o, impacts: impacts, period: p, candidates: candidates, around: probe, now: now)
                         if b.figures.breached {
                             try recordAvailabilityBreach(c, customer: customer, b, now: now, settings: settings)
-                        } else if let id = try Store.existingBreach(c, customer: customer, contract: k.id, objective: o.key, windowStart: b.window.start) {
+                        } else if let id = ctx.breaches["\(customer)|\(k.id)|\(o.key)|\(b.window.start)"] {
                             // A correction took the window back under its objective: the breach stays on
                             // record, its credits are adjusted to nothing.
                             try Store.updateBreachFigures(c, id, actual: b.figures.periodAvailabilityE4.description, incidents: [])
@@ -143,24 +157,30 @@ enum Evaluator {
 
     // MARK: Warnings
 
-    static func warn(_ c: PostgresConnection, customer: String, _ b: ObjectiveBudget, now: Int64, horizonMs: Int64, settings: SLASettings) throws {
+    /// Queues the budget's new warnings into `batch` (pipelined by the caller): each is recorded
+    /// and published in one statement that does nothing if it was already sent (`known` spares
+    /// the statement for those seen when the batch was loaded).
+    static func warn(_ batch: StatementBatch, known: Set<String>, customer: String, _ b: ObjectiveBudget, now: Int64, horizonMs: Int64,
+                     settings: SLASettings) throws {
         let incident = b.incidents.last.map { "incidents/" + $0.lowercasedString } ?? ""
-        let budget = BudgetCalculator.serviceBudget(b, now: now, horizonMs: horizonMs)
+        var budget: Liaison_Sla_V1_ServiceBudget? = nil
         func send(_ kind: Liaison_Sla_V1_BudgetWarning.Kind, _ threshold: Int, _ detail: String) throws {
-            guard try Store.insertWarning(c, customer: customer, contract: b.contract.id, objective: b.objective.key,
-                                          periodStart: b.period.start, kind: kind.rawValue, threshold: threshold) else { return }
-            try Store.publish(c, settings, { h in
-                var e = Liaison_Sla_V1_BudgetWarning()
-                e.header = h
-                e.customer = "customers/" + customer
-                e.contract = b.contract.name
-                e.kind = kind
-                e.thresholdPercent = Int32(threshold)
-                e.budget = budget
-                e.incident = incident
-                e.detail = detail
-                return e
-            }, aggregate: "customers/\(customer)/budget", version: now)
+            let key = Store.warningKey(customer: customer, contract: b.contract.id, objective: b.objective.key,
+                                       periodStart: b.period.start, kind: kind.rawValue, threshold: threshold)
+            guard !known.contains(key) else { return }
+            if budget == nil { budget = BudgetCalculator.serviceBudget(b, now: now, horizonMs: horizonMs) }
+            let (h, id) = Events.header(producer: "sla", aggregate: "customers/\(customer)/budget", version: now)
+            var e = Liaison_Sla_V1_BudgetWarning()
+            e.header = h
+            e.customer = "customers/" + customer
+            e.contract = b.contract.name
+            e.kind = kind
+            e.thresholdPercent = Int32(threshold)
+            e.budget = budget!
+            e.incident = incident
+            e.detail = detail
+            try Events.publish(batch, e, eventID: id, to: settings.destinations, onlyIf: Store.warningOnce,
+                               [customer, b.contract.id, b.objective.key, Store.date(b.period.start), kind.rawValue, threshold])
         }
         let allowed = DurationText.format(ms: b.figures.allowedMs)
         for t in Budget.crossedThresholds(b.contract.thresholds, consumedMs: b.figures.consumedMs, allowedMs: b.figures.allowedMs) {

@@ -40,7 +40,7 @@ enum IncidentAnalysis {
                 let b = BudgetCalculator.budget(k, o, impacts: impacts, period: k.calendar.period(o.period, containing: now),
                                                 candidates: candidates, around: now, now: now)
                 guard let t = BudgetCalculator.projectedBreach(b, now: now) else { continue }
-                let already = try Store.creditedInWindow(c, customer: customer, contract: k.id, window: b.window, except: nil)
+                let already = ctx.credited(customer, contract: k.id, window: b.window)
                 var r = base
                 r.service = o.service.isEmpty ? services.sorted().first { k.measures(o, $0) } ?? "" : o.service
                 r.kind = 1

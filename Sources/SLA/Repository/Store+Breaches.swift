@@ -55,13 +55,6 @@ extension Store {
         return (UUID(uuidString: existing)!, false)
     }
 
-    /// The breach recorded for (customer, contract, objective, window start), if any.
-    static func existingBreach(_ c: PostgresConnection, customer: String, contract: String, objective: String, windowStart: Int64) throws -> UUID? {
-        try c.query("""
-            SELECT id::text FROM breaches WHERE customer_id = $1 AND contract_id = $2 AND objective = $3 AND window_start = $4
-            """, [customer, contract, objective, date(windowStart)]).first.flatMap { UUID(uuidString: try $0.decode(String.self, 0)) }
-    }
-
     /// Updates a recorded breach's figures (actual, window end, incidents) as the period goes on.
     static func updateBreachFigures(_ c: PostgresConnection, _ id: UUID, actual: String, incidents: [String]) throws {
         guard let r = try c.query("SELECT body FROM breaches WHERE id = $1 FOR UPDATE", [id]).first else { return }
@@ -118,6 +111,35 @@ extension Store {
             """, [customer, contract, date(w.start), date(w.end), breach]).first!.decode(Int64.self, 0)
     }
 
+    /// Credit totals per breach window of `customers`: (customer, contract, window) -> amount, for
+    /// caps computed in memory over many customers at once.
+    static func creditWindows(_ c: PostgresConnection, customers: [String]) throws -> [String: [(contract: String, window: Interval, amount: Int64)]] {
+        guard !customers.isEmpty else { return [:] }
+        var out: [String: [(contract: String, window: Interval, amount: Int64)]] = [:]
+        for r in try c.query("""
+            SELECT b.customer_id, b.contract_id, b.window_start, b.window_end, sum(k.amount_minor)::bigint
+            FROM credits k JOIN breaches b ON b.id = k.breach_id WHERE b.customer_id = ANY($1::text[])
+            GROUP BY b.customer_id, b.contract_id, b.window_start, b.window_end
+            """, [TextArray(customers)]).rows {
+            out[try r.decode(String.self, 0), default: []].append(
+                (try r.decode(String.self, 1), Interval(ms(try r.decode(Date.self, 2)), ms(try r.decode(Date.self, 3))), try r.decode(Int64.self, 4)))
+        }
+        return out
+    }
+
+    /// Breaches recorded for `customers`, by "customer|contract|objective|window start".
+    static func breachKeys(_ c: PostgresConnection, customers: [String]) throws -> [String: UUID] {
+        guard !customers.isEmpty else { return [:] }
+        var out: [String: UUID] = [:]
+        for r in try c.query("""
+            SELECT customer_id, contract_id, objective, window_start, id::text FROM breaches WHERE customer_id = ANY($1::text[])
+            """, [TextArray(customers)]).rows {
+            let key = "\(try r.decode(String.self, 0))|\(try r.decode(String.self, 1))|\(try r.decode(String.self, 2))|\(ms(try r.decode(Date.self, 3)))"
+            out[key] = UUID(uuidString: try r.decode(String.self, 4))
+        }
+        return out
+    }
+
     static func insertCredit(_ c: PostgresConnection, id: UUID, _ k: Liaison_Sla_V1_Credit, breach: UUID, customer: String,
                              adjusts: UUID?, amount: Int64, currency: String) throws -> Liaison_Sla_V1_Credit {
         var stored = k
@@ -141,14 +163,32 @@ extension Store {
 
     // MARK: Warnings
 
-    /// Records a warning; false when this line was already crossed in this period.
-    static func insertWarning(_ c: PostgresConnection, customer: String, contract: String, objective: String, periodStart: Int64,
-                              kind: Int, threshold: Int) throws -> Bool {
-        try c.query("""
-            INSERT INTO warnings (customer_id, contract_id, objective, period_start, kind, threshold) VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT DO NOTHING
-            """, [customer, contract, objective, date(periodStart), kind, threshold]).affectedRows > 0
+    /// The warnings already sent to `customers` for periods starting at or after `from`, as
+    /// ``warningKey(customer:contract:objective:periodStart:kind:threshold:)`` keys.
+    static func warningKeys(_ c: PostgresConnection, customers: [String], from: Int64) throws -> Set<String> {
+        guard !customers.isEmpty else { return [] }
+        var out = Set<String>()
+        for r in try c.query("""
+            SELECT customer_id, contract_id, objective, period_start, kind, threshold FROM warnings
+            WHERE customer_id = ANY($1::text[]) AND period_start >= $2
+            """, [TextArray(customers), date(from)]).rows {
+            out.insert(warningKey(customer: try r.decode(String.self, 0), contract: try r.decode(String.self, 1),
+                                  objective: try r.decode(String.self, 2), periodStart: ms(try r.decode(Date.self, 3)),
+                                  kind: Int(try r.decode(Int64.self, 4)), threshold: Int(try r.decode(Int64.self, 5))))
+        }
+        return out
     }
+
+    static func warningKey(customer: String, contract: String, objective: String, periodStart: Int64, kind: Int, threshold: Int) -> String {
+        "\(customer)|\(contract)|\(objective)|\(periodStart)|\(kind)|\(threshold)"
+    }
+
+    /// The statement that records a warning once (returns a row only the first time), for
+    /// ``Events/publish(_:_:eventID:to:onlyIf:_:)``.
+    static let warningOnce = """
+        INSERT INTO warnings (customer_id, contract_id, objective, period_start, kind, threshold) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT DO NOTHING RETURNING 1
+        """
 
     // MARK: Budget statuses and at-risk lists
 
@@ -212,24 +252,24 @@ extension Store {
 
     static func takeDirtyCustomers(_ c: PostgresConnection, limit: Int) throws -> [String] {
         try c.query("""
-            DELETE FROM dirty_customers WHERE customer_id IN (
-                SELECT customer_id FROM dirty_customers ORDER BY customer_id LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+            DELETE FROM dirty_customers WHERE customer_id = ANY(ARRAY(
+                SELECT customer_id FROM dirty_customers ORDER BY customer_id LIMIT \(limit) FOR UPDATE SKIP LOCKED))
             RETURNING customer_id
             """).rows.map { try $0.decode(String.self, 0) }
     }
 
     static func takeDueCustomers(_ c: PostgresConnection, now: Date, limit: Int) throws -> [String] {
         try c.query("""
-            DELETE FROM next_checks WHERE customer_id IN (
-                SELECT customer_id FROM next_checks WHERE at <= $1 ORDER BY at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+            DELETE FROM next_checks WHERE customer_id = ANY(ARRAY(
+                SELECT customer_id FROM next_checks WHERE at <= $1 ORDER BY at LIMIT \(limit) FOR UPDATE SKIP LOCKED))
             RETURNING customer_id
             """, [now]).rows.map { try $0.decode(String.self, 0) }
     }
 
     static func takeDirtyIncident(_ c: PostgresConnection) throws -> UUID? {
         try c.query("""
-            DELETE FROM dirty_incidents WHERE incident_id = (
-                SELECT incident_id FROM dirty_incidents LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING incident_id::text
+            DELETE FROM dirty_incidents WHERE incident_id = ANY(ARRAY(
+                SELECT incident_id FROM dirty_incidents LIMIT 1 FOR UPDATE SKIP LOCKED)) RETURNING incident_id::text
             """).first.flatMap { UUID(uuidString: try $0.decode(String.self, 0)) }
     }
 
