@@ -8,7 +8,7 @@ the links on its reports and cases; an agent merges a customer's second ticket i
 correlation follows the merge.
 Prints what a responder would read. Exit status 0 when every step worked.
 """
-import calendar, os, random, sys, time, uuid
+import datetime, os, random, sys, time, uuid, zoneinfo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from liaison_client import load_stubs, request_id  # noqa: E402
@@ -58,15 +58,16 @@ for start in range(0, len(customers), 500):
 step(f"loaded {len(customers)} customers into intake")
 
 # 1b. The enterprise SLA: 99.95% a month in Berlin time, the cloud-provider credit schedule.
-month_start = timestamp_pb2.Timestamp()
-month_start.FromSeconds(calendar.timegm(time.gmtime()[:2] + (1, 0, 0, 0, 0, 0, 0)))
+month_start = timestamp_pb2.Timestamp()  # local midnight of the 1st in Berlin: the whole month is measured
+berlin_now = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin"))
+month_start.FromSeconds(int(berlin_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()))
 contract = sres.Contract(display_name="Enterprise SLA", tier=customer_pb2.TIER_ENTERPRISE, time_zone="Europe/Berlin",
                          availability_objectives=[sres.AvailabilityObjective(target_percent=99.95, period=sres.PERIOD_MONTH)],
                          credit_schedule=[sres.CreditStep(availability_below_percent=b, credit_percent=c)
                                           for b, c in ((99.95, 10), (99.0, 25), (95.0, 100))],
                          period_fee=types_pb2.Money(currency_code="EUR", units=2000))
 contract.effective_window.start_time.CopyFrom(month_start)
-month = time.strftime("%Y-%m", time.gmtime())
+month = berlin_now.strftime("%Y-%m")
 created = sla.CreateContract(ssvc.CreateContractRequest(contract_id=f"enterprise-{month}", contract=contract,
                                                         request_id=rid(f"demo-contract-{month}", per_run=False)), timeout=10)
 if created.state == sres.Contract.DRAFT:

@@ -321,3 +321,47 @@ final class SLAServiceTests: XCTestCase {
         XCTAssertEqual(code, .notFound)
     }
 }
+
+extension SLAServiceTests {
+    /// A customer's contract replaced mid-period: each version measures its own part of the month
+    /// (allowance prorated), the old one keeps its past, and a tier contract never applies while the
+    /// customer has its own.
+    func testAContractVersionSwitchingMidPeriodMeasuresItsOwnPart() async throws {
+        let sla = stack.sla
+        let now = Date()
+        let start = monthStartUTC(now)
+        let switchAt = Date(timeIntervalSince1970: Double(Int(max(start.addingTimeInterval(600), now.addingTimeInterval(-7200)).timeIntervalSince1970)))
+        let monthEnd = start.addingTimeInterval(Double(monthLengthMs(now)) / 1000)
+        _ = try await stack.create("tier", SLAStack.contract(tier: .enterprise, target: 90, start: start))
+        _ = try await stack.deliver([SLAStack.customer("acme", region: "eu-south")])
+        let v1 = try await stack.create("acme-v1", SLAStack.contract(customer: "acme", target: 99.9, start: start))
+        // 5 minutes under v1, 20 minutes under v2.
+        _ = try await stack.impact("acme", from: switchAt.addingTimeInterval(-600), to: switchAt.addingTimeInterval(-300))
+        _ = try await stack.impact("acme", from: switchAt.addingTimeInterval(60), to: switchAt.addingTimeInterval(1260))
+        let v2 = try await stack.create("acme-v2", SLAStack.contract(customer: "acme", target: 99.5, start: switchAt))
+        var getV1 = Liaison_Sla_V1_GetContractRequest()
+        getV1.name = v1.name
+        let retired = try await sla.getContract(getV1)
+        XCTAssertEqual(retired.state, .retired, "the overlapping version ends where the new one starts")
+        XCTAssertEqual(Store.ms(retired.effectiveWindow.endTime), Store.ms(switchAt))
+
+        var get = Liaison_Sla_V1_GetBudgetStatusRequest()
+        get.customer = "customers/acme"
+        let current = try await sla.getBudgetStatus(get)
+        XCTAssertEqual(current.contract, v2.name)
+        let b = current.budgets[0]
+        // v2 measures [switch, month end): allowance 0.5% of that span, and only its 20 minutes.
+        let span = Store.ms(monthEnd) - Store.ms(switchAt)
+        XCTAssertEqual(Store.ms(b.periodWindow.startTime), Store.ms(switchAt))
+        XCTAssertEqual(Store.ms(b.periodWindow.endTime), Store.ms(monthEnd))
+        XCTAssertEqual(ms(b.allowedDowntime), span * 5_000 / 1_000_000)
+        XCTAssertEqual(ms(b.consumedDowntime), 1_200_000)
+        // Asked about a moment before the switch, v1 answers for its own part with its 5 minutes.
+        get.time = SLAStack.ts(switchAt.addingTimeInterval(-60))
+        let before = try await sla.getBudgetStatus(get)
+        XCTAssertEqual(before.contract, v1.name)
+        XCTAssertEqual(Store.ms(before.budgets[0].periodWindow.endTime), Store.ms(switchAt))
+        XCTAssertEqual(ms(before.budgets[0].consumedDowntime), 300_000)
+        XCTAssertEqual(ms(before.budgets[0].allowedDowntime), (Store.ms(switchAt) - Store.ms(start)) / 1000)
+    }
+}

@@ -87,7 +87,7 @@ EXPECTED_EVENTS = {
                                "EmergingIssueRaised", "EmergingIssueStatusChanged",
                                "BlastRadiusChanged"},
     "liaison.sla.v1": {"BreachPredicted", "BreachOccurred", "CreditOwed", "CreditSettled",
-                       "SeverityRecommended"},
+                       "SeverityRecommended", "BudgetWarning"},
     "liaison.communications.v1": {"AnnouncementApproved", "AnnouncementFinished",
                                   "MessageDelivered", "MessageFailed", "PublicStatusChanged"},
     "liaison.followup.v1": {"TaskCreated", "TaskCompleted", "TaskCancelled", "AttentionRaised"},
