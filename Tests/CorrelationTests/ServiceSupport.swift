@@ -20,6 +20,7 @@ final class CorrelationStack: @unchecked Sendable {
         let settings: CorrelationSettings
         let calls: Shared<[String: Int]>
         var detector: EmergingIssueDetectorService
+        var refresher: BlastRadiusRefresher
     }
 
     let url: String
@@ -61,7 +62,8 @@ final class CorrelationStack: @unchecked Sendable {
             let port = try await server.port
             ports.append(port)
             replicas.append(Replica(pool: pool, server: server, port: port, settings: settings, calls: calls,
-                                    detector: EmergingIssueDetectorService(pool: pool, settings: settings, logger: logger)))
+                                    detector: EmergingIssueDetectorService(pool: pool, settings: settings, logger: logger),
+                                    refresher: BlastRadiusRefresher(pool: pool, settings: settings, logger: logger)))
         }
         let target = "ipv4:" + ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         let transport = try ShimClientTransport(target: target, config: .init(
@@ -221,7 +223,10 @@ final class CorrelationStack: @unchecked Sendable {
         return try await correlation.linkReports(link)
     }
 
+    /// GetBlastRadius after the refresher's pass (what a client sees a moment after the change:
+    /// reads compute, the refresher records the revision).
     func blastRadius(_ incident: String) async throws -> Liaison_Correlation_V1_BlastRadius {
+        try await replicas[0].refresher.runOnce()
         var r = Liaison_Correlation_V1_GetBlastRadiusRequest()
         r.incident = incident
         return try await correlation.getBlastRadius(r)

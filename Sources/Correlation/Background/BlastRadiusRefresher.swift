@@ -29,12 +29,14 @@ public struct BlastRadiusRefresher: ServiceLifecycle.Service {
         while true {
             let refreshed = try await pool.transaction { c -> Bool in
                 guard let row = try c.query("""
-                    SELECT id, revision FROM incidents WHERE state IN (1, 2) AND revision <> blast_checked_revision
+                    SELECT id, revision + incident_shard_revisions(id) FROM incidents
+                    WHERE state IN (1, 2) AND revision + incident_shard_revisions(id) <> blast_checked_revision
                     LIMIT 1 FOR UPDATE SKIP LOCKED
                     """).first else { return false }
                 let id = try row.decode(UUID.self, 0)
                 let incident = try Store.incident(c, id)
-                _ = try Analytics.blastRadius(c, incident: incident, options: Analytics.BlastOptions(), settings: settings, requireData: false)
+                _ = try Analytics.blastRadius(c, incident: incident, options: Analytics.BlastOptions(), settings: settings, requireData: false,
+                                         persist: true)
                 try c.query("UPDATE incidents SET blast_checked_revision = $2 WHERE id = $1", [id, try row.decode(Int64.self, 1)])
                 return true
             }

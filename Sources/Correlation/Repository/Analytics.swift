@@ -64,11 +64,13 @@ enum Analytics {
         return counts.filter { entry in entry.key.conditions.allSatisfy { dims.contains($0.dimension) } }
     }
 
-    /// Computes the blast radius; with default options also records the affected keys (for the
-    /// link scorer) and bumps `BlastRadius.revision` when they change (publishing BlastRadiusChanged).
+    /// Computes the blast radius. Reads (GetBlastRadius, WatchIncident) only compute: the answer
+    /// carries the last recorded `revision`. With `persist` (the ``BlastRadiusRefresher``, within
+    /// a second of a change) and default options it also records the AFFECTED keys (for the link
+    /// scorer) and bumps `BlastRadius.revision` when they change, publishing BlastRadiusChanged.
     static func blastRadius(
         _ c: PostgresConnection, incident: Store.IncidentRow, options o: BlastOptions, settings: CorrelationSettings,
-        requireData: Bool
+        requireData: Bool, persist: Bool = false
     ) throws -> Liaison_Correlation_V1_BlastRadius {
         let baseline = try Store.cachedPopulation(c)
         let (population, populationTotal) = (baseline.counts, baseline.total)
@@ -87,7 +89,7 @@ enum Analytics {
             population: filter(population, o.dimensions), populationTotal: populationTotal,
             reporters: filter(reporters, o.dimensions), reportersTotal: reportersTotal, options: o.options)
         var revision = incident.blastRevision
-        if o.isDefault {
+        if o.isDefault && persist {
             let keys = result.affected.map(\.segment.description).sorted()
             if keys != incident.affectedKeys.sorted() {
                 let row = try c.query("""
