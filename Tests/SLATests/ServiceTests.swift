@@ -365,3 +365,59 @@ extension SLAServiceTests {
         XCTAssertEqual(ms(before.budgets[0].allowedDowntime), (Store.ms(switchAt) - Store.ms(start)) / 1000)
     }
 }
+
+extension SLAServiceTests {
+    /// Weights: a SLOW line counts at 50%, and where it overlaps a full outage the outage counts
+    /// (the highest weight at each instant), never both.
+    func testImpactWeightsBySymptomAndSeverity() async throws {
+        let now = Date()
+        let start = monthStartUTC(now)
+        var k = SLAStack.contract(customer: "acme", target: 99.9, start: start)
+        var slow = Liaison_Sla_V1_ImpactWeight()
+        slow.symptom = .slow
+        slow.weightPercent = 50
+        var sev4 = Liaison_Sla_V1_ImpactWeight()
+        sev4.severity = .sev4
+        sev4.weightPercent = 0
+        k.impactWeights = [slow, sev4]
+        _ = try await stack.create("acme", k)
+        let t0 = max(start, now.addingTimeInterval(-4 * 3600))
+        // [t0, t0+40m) SLOW at 50%; [t0+30m, t0+50m) full; [t0+60m, t0+90m) SEV4 at 0%.
+        var r = Liaison_Sla_V1_CreateImpactRequest()
+        r.parent = "customers/acme"
+        r.impact.service = "services/checkout"
+        r.impact.interval.startTime = SLAStack.ts(t0)
+        r.impact.interval.endTime = SLAStack.ts(t0.addingTimeInterval(2400))
+        r.impact.symptom = .slow
+        r.impact.author = "alice"
+        r.impact.note = "slow checkout"
+        r.requestID = SLAStack.rid()
+        let line = try await stack.sla.createImpact(r)
+        XCTAssertEqual(line.symptom, .slow)
+        _ = try await stack.impact("acme", from: t0.addingTimeInterval(1800), to: t0.addingTimeInterval(3000))
+        r.impact.symptom = .unspecified
+        r.impact.severity = .sev4
+        r.impact.interval.startTime = SLAStack.ts(t0.addingTimeInterval(3600))
+        r.impact.interval.endTime = SLAStack.ts(t0.addingTimeInterval(5400))
+        r.requestID = SLAStack.rid()
+        _ = try await stack.sla.createImpact(r)
+        var get = Liaison_Sla_V1_GetBudgetStatusRequest()
+        get.customer = "customers/acme"
+        let b = try await stack.sla.getBudgetStatus(get).budgets[0]
+        // 30 min at 50% (15) + 20 min full (20) + 30 min at 0% = 35 minutes.
+        XCTAssertEqual(ms(b.consumedDowntime), 35 * 60_000)
+        // A weight needs a severity or a symptom, once each.
+        var bad = SLAStack.contract(customer: "x", start: start)
+        var none = Liaison_Sla_V1_ImpactWeight()
+        none.weightPercent = 10
+        bad.impactWeights = [none, slow, slow]
+        var create = Liaison_Sla_V1_CreateContractRequest()
+        create.contractID = "bad"
+        create.contract = bad
+        create.requestID = SLAStack.rid()
+        let sla = stack.sla
+        let fields = await violatedFields { _ = try await sla.createContract(create) }
+        XCTAssertTrue(fields.contains("contract.impact_weights[0]"), "\(fields)")
+        XCTAssertTrue(fields.contains("contract.impact_weights[2]"), "\(fields)")
+    }
+}

@@ -360,18 +360,24 @@ public nonisolated struct Liaison_Sla_V1_BusinessHours: Sendable {
   public init() {}
 }
 
-/// Weight of impact of one severity: 100 counts an impact minute as a full
-/// minute of downtime, 50 as half.
+/// Weight of impact of one severity and/or symptom: 100 counts an impact
+/// minute as a full minute of downtime, 50 as half. The most specific weight
+/// that matches an impact line applies (severity and symptom, then symptom,
+/// then severity); none: 100.
 public nonisolated struct Liaison_Sla_V1_ImpactWeight: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Required. The severity.
+  /// Optional (this or `symptom`). The severity.
   public var severity: Liaison_Common_V1_Severity = .unspecified
 
   /// Required. Weight in percent, 0-100.
   public var weightPercent: Int32 = 0
+
+  /// Optional (this or `severity`). The symptom the customer reported
+  /// (REPORTED lines carry the report's symptom; others have none).
+  public var symptom: Liaison_Common_V1_SymptomKind = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -591,7 +597,8 @@ public nonisolated struct Liaison_Sla_V1_Contract: @unchecked Sendable {
   /// Clears the value of `businessHours`. Subsequent reads from it will return its default value.
   public mutating func clearBusinessHours() {_uniqueStorage()._businessHours = nil}
 
-  /// Optional. Impact weights by severity; unlisted severities weigh 100.
+  /// Optional. Impact weights by severity and/or symptom; unmatched lines
+  /// weigh 100.
   public var impactWeights: [Liaison_Sla_V1_ImpactWeight] {
     get {_storage._impactWeights}
     set {_uniqueStorage()._impactWeights = newValue}
@@ -771,6 +778,13 @@ public nonisolated struct Liaison_Sla_V1_Impact: @unchecked Sendable {
   public var exclusions: [Liaison_Sla_V1_Exclusion] {
     get {_storage._exclusions}
     set {_uniqueStorage()._exclusions = newValue}
+  }
+
+  /// Output only (input for MANUAL). The symptom: for REPORTED lines the
+  /// report's; weighs the line if the contract weights symptoms.
+  public var symptom: Liaison_Common_V1_SymptomKind {
+    get {_storage._symptom}
+    set {_uniqueStorage()._symptom = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1649,7 +1663,7 @@ nonisolated extension Liaison_Sla_V1_BusinessHours.Day: SwiftProtobuf.Message, S
 
 nonisolated extension Liaison_Sla_V1_ImpactWeight: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ImpactWeight"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}severity\0\u{3}weight_percent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}severity\0\u{3}weight_percent\0\u{1}symptom\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1659,6 +1673,7 @@ nonisolated extension Liaison_Sla_V1_ImpactWeight: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.weightPercent) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.symptom) }()
       default: break
       }
     }
@@ -1671,12 +1686,16 @@ nonisolated extension Liaison_Sla_V1_ImpactWeight: SwiftProtobuf.Message, SwiftP
     if self.weightPercent != 0 {
       try visitor.visitSingularInt32Field(value: self.weightPercent, fieldNumber: 2)
     }
+    if self.symptom != .unspecified {
+      try visitor.visitSingularEnumField(value: self.symptom, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Liaison_Sla_V1_ImpactWeight, rhs: Liaison_Sla_V1_ImpactWeight) -> Bool {
     if lhs.severity != rhs.severity {return false}
     if lhs.weightPercent != rhs.weightPercent {return false}
+    if lhs.symptom != rhs.symptom {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1988,7 +2007,7 @@ nonisolated extension Liaison_Sla_V1_Contract.State: SwiftProtobuf._ProtoNamePro
 
 nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Impact"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}service\0\u{1}incident\0\u{1}interval\0\u{1}severity\0\u{1}source\0\u{1}excluded\0\u{3}exclusion_reason\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{1}author\0\u{1}note\0\u{1}exclusions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}service\0\u{1}incident\0\u{1}interval\0\u{1}severity\0\u{1}source\0\u{1}excluded\0\u{3}exclusion_reason\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{1}author\0\u{1}note\0\u{1}exclusions\0\u{1}symptom\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -2005,6 +2024,7 @@ nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobu
     var _author: String = String()
     var _note: String = String()
     var _exclusions: [Liaison_Sla_V1_Exclusion] = []
+    var _symptom: Liaison_Common_V1_SymptomKind = .unspecified
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2029,6 +2049,7 @@ nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobu
       _author = source._author
       _note = source._note
       _exclusions = source._exclusions
+      _symptom = source._symptom
     }
   }
 
@@ -2061,6 +2082,7 @@ nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobu
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._author) }()
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._note) }()
         case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._exclusions) }()
+        case 15: try { try decoder.decodeSingularEnumField(value: &_storage._symptom) }()
         default: break
         }
       }
@@ -2115,6 +2137,9 @@ nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._exclusions.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._exclusions, fieldNumber: 14)
       }
+      if _storage._symptom != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._symptom, fieldNumber: 15)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2138,6 +2163,7 @@ nonisolated extension Liaison_Sla_V1_Impact: SwiftProtobuf.Message, SwiftProtobu
         if _storage._author != rhs_storage._author {return false}
         if _storage._note != rhs_storage._note {return false}
         if _storage._exclusions != rhs_storage._exclusions {return false}
+        if _storage._symptom != rhs_storage._symptom {return false}
         return true
       }
       if !storagesAreEqual {return false}

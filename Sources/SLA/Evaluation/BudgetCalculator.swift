@@ -68,7 +68,7 @@ enum BudgetCalculator {
                 maintenanceByService[i.service] = m
                 return m
             }()
-            let weight = k.weight(severity: i.severity)
+            let weight = k.weight(severity: i.severity, symptom: i.symptom)
             for p in subtract(clipped, cuts) { out.append(WeightedInterval(interval: p, weightPercent: weight, excluded: false)) }
             if i.end == nil || i.end! > now, now < w.end, weight > 0,
                !cuts.contains(where: { $0.start <= now && now < $0.end }) {

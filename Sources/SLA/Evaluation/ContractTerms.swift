@@ -39,7 +39,8 @@ struct ContractTerms: Sendable {
     var maintenance: [(window: MaintenanceWindow, reason: String)]
     var thresholds: [Int]
     var businessHours: BusinessHours?
-    var weights: [Int: Int]
+    /// Weights by "severity:symptom" (0 for either: any).
+    var weights: [String: Int]
 
     var name: String { "contracts/" + id }
     var window: Interval { Interval(start, end ?? Int64.max / 4) }
@@ -83,7 +84,8 @@ struct ContractTerms: Sendable {
         } else {
             businessHours = nil
         }
-        weights = Dictionary(k.impactWeights.map { ($0.severity.rawValue, Int($0.weightPercent)) }, uniquingKeysWith: { a, _ in a })
+        weights = Dictionary(k.impactWeights.map { ("\($0.severity.rawValue):\($0.symptom.rawValue)", Int($0.weightPercent)) },
+                             uniquingKeysWith: { a, _ in a })
     }
 
     /// Whether the contract covers `service` (an empty list covers all).
@@ -94,7 +96,14 @@ struct ContractTerms: Sendable {
         o.service.isEmpty ? covers(service) : o.service == service
     }
 
-    func weight(severity: Int) -> Int { weights[severity] ?? 100 }
+    /// The most specific weight: severity and symptom, then symptom, then severity; else 100.
+    func weight(severity: Int, symptom: Int) -> Int {
+        guard !weights.isEmpty else { return 100 }
+        if symptom > 0, severity > 0, let w = weights["\(severity):\(symptom)"] { return w }
+        if symptom > 0, let w = weights["0:\(symptom)"] { return w }
+        if severity > 0, let w = weights["\(severity):0"] { return w }
+        return 100
+    }
 
     /// Maintenance occurrences inside `window` for `service`, with their reasons.
     func maintenance(in window: Interval, service: String) -> [(Interval, String)] {

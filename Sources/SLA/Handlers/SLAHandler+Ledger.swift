@@ -18,6 +18,7 @@ extension SLAHandler {
         m.interval.startTime = Store.timestamp(r.start)
         if let e = r.end { m.interval.endTime = Store.timestamp(e) }
         m.severity = Liaison_Common_V1_Severity(rawValue: r.severity) ?? .unspecified
+        m.symptom = Liaison_Common_V1_SymptomKind(rawValue: r.symptom) ?? .unspecified
         m.source = Liaison_Sla_V1_Impact.Source(rawValue: r.source.rawValue) ?? .unspecified
         m.excluded = r.excluded
         m.exclusionReason = r.exclusionReason
@@ -77,6 +78,7 @@ extension SLAHandler {
             v.append(.init("impact.incident", "must be incidents/{uuid}"))
         }
         if m.severity.rawValue < 0 || m.severity.rawValue > 5 { v.append(.init("impact.severity", "unknown severity")) }
+        if m.symptom.rawValue < 0 || m.symptom.rawValue > 5 { v.append(.init("impact.symptom", "unknown symptom")) }
         if m.excluded && m.exclusionReason.trimmingCharacters(in: .whitespaces).isEmpty {
             v.append(.init("impact.exclusion_reason", "is required when excluded"))
         }
@@ -97,7 +99,7 @@ extension SLAHandler {
             let row = ImpactRow(
                 id: RandomUUID.make(), customer: customer, service: m.service, incident: Store.uuid(m.incident, "incidents"),
                 start: Store.ms(m.interval.startTime), end: m.interval.hasEndTime ? Store.ms(m.interval.endTime) : nil,
-                severity: m.severity.rawValue, source: .manual, excluded: m.excluded, exclusionReason: m.exclusionReason,
+                severity: m.severity.rawValue, symptom: m.symptom.rawValue, source: .manual, excluded: m.excluded, exclusionReason: m.exclusionReason,
                 author: m.author, note: m.note, createTime: created, updateTime: created, version: 1)
             try Store.insertImpact(c, row)
             try Store.markCustomersDirty(c, [customer])

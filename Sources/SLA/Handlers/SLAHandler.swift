@@ -169,8 +169,12 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
                 add("business_hours.holidays[\(n)]", "must be a date YYYY-MM-DD")
             }
         }
+        var weightKeys = Set<String>()
         for (n, w) in k.impactWeights.enumerated() {
-            if w.severity == .unspecified || w.severity.rawValue > 5 { add("impact_weights[\(n)].severity", "is required") }
+            if w.severity.rawValue < 0 || w.severity.rawValue > 5 { add("impact_weights[\(n)].severity", "unknown severity") }
+            if w.symptom.rawValue < 0 || w.symptom.rawValue > 5 { add("impact_weights[\(n)].symptom", "unknown symptom") }
+            if w.severity == .unspecified && w.symptom == .unspecified { add("impact_weights[\(n)]", "needs a severity or a symptom") }
+            else if !weightKeys.insert("\(w.severity.rawValue):\(w.symptom.rawValue)").inserted { add("impact_weights[\(n)]", "is duplicated") }
             if !(0...100).contains(w.weightPercent) { add("impact_weights[\(n)].weight_percent", "must be in [0, 100]") }
         }
         var texts: [(String, String, Int)] = [(p + "display_name", k.displayName, 200), (p + "document.system", k.document.system, 64),

@@ -19,6 +19,7 @@ struct ImpactRow: Sendable {
     var start: Int64
     var end: Int64?
     var severity: Int
+    var symptom: Int = 0
     var source: ImpactSource
     var excluded: Bool
     var exclusionReason: String
@@ -30,7 +31,7 @@ struct ImpactRow: Sendable {
 
     static let columns = """
         id::text, customer_id, service, incident_id::text, start_time, end_time, severity, source, excluded, exclusion_reason,
-        author, note, create_time, update_time, version
+        author, note, create_time, update_time, version, symptom
         """
 }
 
@@ -51,6 +52,7 @@ extension ImpactRow {
         createTime = try r.decode(Date.self, 12)
         updateTime = try r.decode(Date.self, 13)
         version = try r.decode(Int64.self, 14)
+        symptom = Int(try r.decode(Int64.self, 15))
     }
 }
 
@@ -232,12 +234,13 @@ extension Store {
         let services = e.services.isEmpty ? (inc?.services ?? []) : e.services
         for svc in services {
             try c.query("""
-                INSERT INTO impacts (id, customer_id, service, incident_id, start_time, end_time, severity, source, author, note)
-                VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, 1, 'sla', $7)
+                INSERT INTO impacts (id, customer_id, service, incident_id, start_time, end_time, severity, source, author, note, symptom)
+                VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, 1, 'sla', $7, $8)
                 ON CONFLICT (customer_id, service, incident_id, source) WHERE source <> 3 DO UPDATE
                 SET excluded = false, exclusion_reason = '', version = impacts.version + 1, update_time = now()
                 WHERE impacts.excluded AND NOT impacts.corrected
-                """, [customer, svc, incidentID, start, end, inc?.severity ?? 0, "report \(link.report) linked to the incident"])
+                """, [customer, svc, incidentID, start, end, inc?.severity ?? 0, "report \(link.report) linked to the incident",
+                      link.symptom.rawValue])
         }
         try markCustomersDirty(c, [customer])
         try markIncidentDirty(c, incidentID)
@@ -291,19 +294,20 @@ extension Store {
     static func insertImpact(_ c: PostgresConnection, _ row: ImpactRow) throws {
         try c.query("""
             INSERT INTO impacts (id, customer_id, service, incident_id, start_time, end_time, severity, source, excluded,
-                                 exclusion_reason, author, note, corrected, create_time, update_time)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 3, $8, $9, $10, $11, true, $12, $12)
+                                 exclusion_reason, author, note, corrected, create_time, update_time, symptom)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 3, $8, $9, $10, $11, true, $12, $12, $13)
             """, [row.id, row.customer, row.service, row.incident, date(row.start), row.end.map(date), row.severity,
-                  row.excluded, row.exclusionReason, row.author, row.note, row.createTime])
+                  row.excluded, row.exclusionReason, row.author, row.note, row.createTime, row.symptom])
     }
 
     /// Stores a person's correction of a line; from now on events leave the line alone.
     static func correctImpact(_ c: PostgresConnection, _ row: ImpactRow) throws -> ImpactRow {
         let r = try c.query("""
             UPDATE impacts SET start_time = $3, end_time = $4, excluded = $5, exclusion_reason = $6, author = $7, note = $8,
-                corrected = true, version = version + 1, update_time = now()
+                severity = $9, corrected = true, version = version + 1, update_time = now()
             WHERE id = $1 AND customer_id = $2 RETURNING \(ImpactRow.columns)
-            """, [row.id, row.customer, date(row.start), row.end.map(date), row.excluded, row.exclusionReason, row.author, row.note]).first!
+            """, [row.id, row.customer, date(row.start), row.end.map(date), row.excluded, row.exclusionReason, row.author, row.note,
+                  row.severity]).first!
         return try ImpactRow(r)
     }
 }
