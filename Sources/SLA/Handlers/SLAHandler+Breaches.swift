@@ -103,19 +103,4 @@ extension SLAHandler {
             $0.note = request.note
         }
     }
-
-    public func listContracts(request: Liaison_Sla_V1_ListContractsRequest, context: ServerContext) async throws -> Liaison_Sla_V1_ListContractsResponse {
-        let q = try ListQuery(
-            collection: "contracts", pageSize: request.pageSize, defaultSize: 100, maxSize: 1000, filter: request.filter,
-            parser: Self.contractFilter, orderBy: request.orderBy, orderings: Self.contractOrderings, pageToken: request.pageToken,
-            codec: codec, domain: domain)
-        let (codec, lifetime) = (self.codec, settings.pageTokenLifetime)
-        return try await read { c in
-            let page = try q.page(c, table: "contracts", columns: Store.contractColumns, codec: codec, lifetime: lifetime)
-            var out = Liaison_Sla_V1_ListContractsResponse()
-            out.contracts = try page.rows.map(Store.contract)
-            out.nextPageToken = page.next
-            return out
-        }
-    }
 }
