@@ -45,22 +45,6 @@ public enum Events {
     }
 }
 
-extension Events {
-    /// Queues `event` for each destination if and only if `guardSQL` returns a row (see
-    /// ``Outbox/enqueue(_:eventID:topic:payload:destinations:onlyIf:_:)``): for "once" events whose
-    /// record and publication travel in one pipelined statement.
-    public static func publish<E: SwiftProtobuf.Message>(
-        _ c: some SQLWriter, _ event: E, eventID: UUID, to destinations: [String],
-        onlyIf guardSQL: String, _ guardParameters: [any PostgresBindable]
-    ) throws {
-        var options = BinaryEncodingOptions()
-        options.useDeterministicOrdering = true
-        let payload: [UInt8] = try event.serializedBytes(options: options)
-        try Outbox.enqueue(c, eventID: eventID, topic: E.protoMessageName, payload: payload, destinations: destinations,
-                           onlyIf: guardSQL, guardParameters)
-    }
-}
-
 /// The consuming side: `liaison.events.v1.EventSinkService` over a table of appliers keyed by event
 /// type. Each batch is applied in one transaction; each event's id is recorded in `inbox` in that
 /// transaction, so a redelivered event is acknowledged and changes nothing.

@@ -42,27 +42,6 @@ public enum Outbox {
         }
     }
 
-    /// Queues one event for each destination if and only if `guardSQL` (a data-modifying
-    /// statement with `RETURNING`, e.g. an `INSERT ... ON CONFLICT DO NOTHING RETURNING 1` that
-    /// records "sent once") returns a row, in one statement: a writer can pipeline many such
-    /// events, and a concurrent transaction that recorded the same fact first makes this one
-    /// queue nothing. `guardSQL` uses `$1...$n` for `guardParameters`.
-    public static func enqueue(
-        _ c: some SQLWriter, eventID: UUID, topic: String, payload: [UInt8], destinations: [String],
-        onlyIf guardSQL: String, _ guardParameters: [any PostgresBindable]
-    ) throws {
-        guard !destinations.isEmpty else {
-            try c.write(guardSQL, guardParameters)
-            return
-        }
-        let n = guardParameters.count
-        try c.write("""
-            WITH g AS (\(guardSQL))
-            INSERT INTO outbox (event_id, destination, topic, payload)
-            SELECT $\(n + 1)::uuid, d, $\(n + 2)::text, $\(n + 3)::bytea FROM g, unnest($\(n + 4)::text[]) AS d
-            """, guardParameters + [eventID, topic, ByteA(payload), TextArray(destinations)])
-    }
-
     /// Makes dead-lettered rows (of one destination, or all) due again with a fresh attempt count,
     /// once the consumer that refused them is fixed. Returns how many rows were requeued.
     @discardableResult

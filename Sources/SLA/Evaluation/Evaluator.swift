@@ -73,7 +73,7 @@ enum Evaluator {
         let ctx = try load(c, ids, now: now)
         let horizon = Int64(settings.warningHorizon * 1000)
         let known = try Store.warningKeys(c, customers: ids, from: now - lookbackMs)
-        let batch = StatementBatch()
+        var pending: [PendingWarning] = []
         var statuses: [(customer: String, contract: String, state: Int, services: [String], body: ByteA)] = []
         var noContract: [String] = []
         var checks: [(String, Int64)] = []
@@ -92,7 +92,7 @@ enum Evaluator {
                 let period = k.calendar.period(o.period, containing: now)
                 let b = BudgetCalculator.budget(k, o, impacts: impacts, period: period, candidates: candidates, around: now, now: now)
                 current.append(b)
-                try warn(batch, known: known, customer: id, b, now: now, horizonMs: horizon, settings: settings)
+                warn(&pending, known: known, customer: id, b, now: now, horizonMs: horizon)
                 if b.accruingWeight > 0 {
                     let w = Int64(b.accruingWeight)
                     for t in k.thresholds {
@@ -115,7 +115,7 @@ enum Evaluator {
             statuses.append((id, k.id, st.state.rawValue, current.map(\.objective.service).filter { !$0.isEmpty }, try Store.deterministic(st)))
             if let next { checks.append((id, next)) } else { clear.append(id) }
         }
-        if !batch.statements.isEmpty { _ = try c.pipeline(batch.statements) }
+        try sendWarnings(c, pending, settings: settings)
         try Store.upsertBudgetStatuses(c, statuses, now: Store.date(now))
         try Store.deleteBudgetStatuses(c, noContract)
         try Store.setNextChecks(c, checks, clear: clear)
@@ -157,14 +157,41 @@ enum Evaluator {
 
     // MARK: Warnings
 
-    /// Queues the budget's new warnings into `batch` (pipelined by the caller): each is recorded
-    /// and published in one statement that does nothing if it was already sent (`known` spares
-    /// the statement for those seen when the batch was loaded).
-    static func warn(_ batch: StatementBatch, known: Set<String>, customer: String, _ b: ObjectiveBudget, now: Int64, horizonMs: Int64,
-                     settings: SLASettings) throws {
+    /// A warning not yet known to be sent, with its event.
+    struct PendingWarning {
+        var customer: String
+        var contract: String
+        var objective: String
+        var periodStart: Int64
+        var kind: Int
+        var threshold: Int
+        var event: Liaison_Sla_V1_BudgetWarning
+        var eventID: UUID
+    }
+
+    /// Records the new warnings of a batch in one statement and publishes those it inserted (a
+    /// warning another transaction recorded first is skipped by the insert, so it is never
+    /// published twice), coalesced into multi-row outbox inserts in one pipeline.
+    static func sendWarnings(_ c: PostgresConnection, _ pending: [PendingWarning], settings: SLASettings) throws {
+        guard !pending.isEmpty else { return }
+        let inserted = try Store.recordWarnings(c, pending.map { ($0.customer, $0.contract, $0.objective, $0.periodStart, $0.kind, $0.threshold) })
+        let units: [[StatementBatch.Statement]] = try pending.compactMap { w in
+            guard inserted.contains(Store.warningKey(customer: w.customer, contract: w.contract, objective: w.objective,
+                                                     periodStart: w.periodStart, kind: w.kind, threshold: w.threshold)) else { return nil }
+            let batch = StatementBatch()
+            try Events.publish(batch, w.event, eventID: w.eventID, to: settings.destinations)
+            return batch.statements
+        }
+        let statements = StatementBatch.coalesce(units)
+        if !statements.isEmpty { _ = try c.pipeline(statements) }
+    }
+
+    /// The budget's warnings not in `known`, appended to `pending` (sent by ``sendWarnings(_:_:settings:)``).
+    static func warn(_ pending: inout [PendingWarning], known: Set<String>, customer: String, _ b: ObjectiveBudget, now: Int64,
+                     horizonMs: Int64) {
         let incident = b.incidents.last.map { "incidents/" + $0.lowercasedString } ?? ""
         var budget: Liaison_Sla_V1_ServiceBudget? = nil
-        func send(_ kind: Liaison_Sla_V1_BudgetWarning.Kind, _ threshold: Int, _ detail: String) throws {
+        func send(_ kind: Liaison_Sla_V1_BudgetWarning.Kind, _ threshold: Int, _ detail: String) {
             let key = Store.warningKey(customer: customer, contract: b.contract.id, objective: b.objective.key,
                                        periodStart: b.period.start, kind: kind.rawValue, threshold: threshold)
             guard !known.contains(key) else { return }
@@ -179,20 +206,20 @@ enum Evaluator {
             e.budget = budget!
             e.incident = incident
             e.detail = detail
-            try Events.publish(batch, e, eventID: id, to: settings.destinations, onlyIf: Store.warningOnce,
-                               [customer, b.contract.id, b.objective.key, Store.date(b.period.start), kind.rawValue, threshold])
+            pending.append(PendingWarning(customer: customer, contract: b.contract.id, objective: b.objective.key,
+                                          periodStart: b.period.start, kind: kind.rawValue, threshold: threshold, event: e, eventID: id))
         }
         let allowed = DurationText.format(ms: b.figures.allowedMs)
         for t in Budget.crossedThresholds(b.contract.thresholds, consumedMs: b.figures.consumedMs, allowedMs: b.figures.allowedMs) {
-            try send(.consumption, t, "\(t)% of the \(allowed) \(b.objective.target.description) budget used (\(DurationText.format(ms: b.figures.consumedMs)))")
+            send(.consumption, t, "\(t)% of the \(allowed) \(b.objective.target.description) budget used (\(DurationText.format(ms: b.figures.consumedMs)))")
         }
         if !b.figures.breached, let p = BudgetCalculator.projectedBreach(b, now: now), p - now <= horizonMs {
-            try send(.exhaustionProjected, 0, "budget exhausted in \(DurationText.format(ms: p - now)) if the impact continues")
+            send(.exhaustionProjected, 0, "budget exhausted in \(DurationText.format(ms: p - now)) if the impact continues")
         }
         // Multiwindow burn-rate alerts for tier-level objectives (SRE workbook defaults).
         if b.contract.tier != nil {
             for rule in BurnRate.firing(BurnRateRule.workbook, entries: b.entries, exclusions: [], now: now, target: b.objective.target) {
-                try send(.burnRate, Int(rule.factor), "burn rate at or above \(rule.factor)x over \(DurationText.format(ms: rule.long)) and \(DurationText.format(ms: rule.short))")
+                send(.burnRate, Int(rule.factor), "burn rate at or above \(rule.factor)x over \(DurationText.format(ms: rule.long)) and \(DurationText.format(ms: rule.short))")
             }
         }
     }
