@@ -12,6 +12,38 @@ public func sleepUntilShutdown(for duration: Duration) async {
     }
 }
 
+/// A service's periodic background work (detectors, refreshers, evaluators): `pass` runs every
+/// `interval` until shutdown, its statements bounded by `passDeadline` (a stuck lock cannot stall
+/// the loop); a failed pass is logged and the next one tries again; SIGTERM interrupts the pause.
+public struct BackgroundLoop: Service {
+    let name: String
+    let interval: Duration
+    let passDeadline: Duration
+    let logger: Logger
+    let pass: @Sendable () async throws -> Void
+
+    public init(_ name: String, every interval: Duration, passDeadline: Duration = .seconds(60), logger: Logger,
+                _ pass: @escaping @Sendable () async throws -> Void) {
+        self.name = name
+        self.interval = interval
+        self.passDeadline = passDeadline
+        self.logger = logger
+        self.pass = pass
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await PostgresPool.$deadline.withValue(ContinuousClock.now + passDeadline) { try await pass() }
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                logger.warning("\(name) pass failed", metadata: ["error": "\(error)"])
+            }
+            await sleepUntilShutdown(for: interval)
+        }
+    }
+}
+
 /// Platform housekeeping that every service runs (registered once by `ServiceMain`): forgets
 /// request ids past `idempotencyRetention` and applied event ids past `inboxRetention`, every
 /// `interval`, in bounded deletes so that a large backlog never holds one long transaction.

@@ -33,6 +33,17 @@ public enum Events {
         return (h, id)
     }
 
+    /// Makes the event with a fresh header (`make` receives it) and queues it for `destinations`;
+    /// nothing at all when there are none. The one way a service publishes a change.
+    public static func publish<E: SwiftProtobuf.Message>(
+        _ c: some SQLWriter, producer: String, to destinations: [String], aggregate: String, version: Int64,
+        _ make: (Liaison_Common_V1_EventHeader) -> E
+    ) throws {
+        guard !destinations.isEmpty else { return }
+        let (h, id) = header(producer: producer, aggregate: aggregate, version: version)
+        try publish(c, make(h), eventID: id, to: destinations)
+    }
+
     /// Queues `event` (its `header.event_id` must be set) for each destination service.
     public static func publish<E: SwiftProtobuf.Message>(
         _ c: some SQLWriter, _ event: E, eventID: UUID, to destinations: [String]

@@ -46,13 +46,8 @@ public struct BlastRadiusRefresher: ServiceLifecycle.Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
-                try await PostgresPool.$deadline.withValue(ContinuousClock.now + .seconds(60)) { _ = try await runOnce() }
-            } catch {
-                logger.warning("blast-radius refresh failed", metadata: ["error": "\(error)"])
-            }
-            await sleepUntilShutdown(for: settings.blastRefreshInterval)
-        }
+        try await BackgroundLoop("blast-radius refresher", every: settings.blastRefreshInterval, logger: logger) {
+            _ = try await runOnce()
+        }.run()
     }
 }

@@ -20,26 +20,12 @@ enum Convert {
         }
     }
 
-    static func platformName(_ p: Liaison_Common_V1_PlatformUsage) -> String {
-        switch p.platform {
-        case .web: "web"
-        case .ios: "ios"
-        case .android: "android"
-        case .windows: "windows"
-        case .macos: "macos"
-        case .linux: "linux"
-        case .api: "api"
-        case .other: p.platformName.lowercased()
-        default: ""
-        }
-    }
-
     /// The domain attributes of an API snapshot.
     static func attributes(_ a: Liaison_Common_V1_CustomerAttributes) -> CustomerAttributes {
         CustomerAttributes(
             accountNumber: a.accountNumber, accountPartition: a.accountPartition, region: a.region,
             country: a.country, tier: tierName(a.tier), whiteGlove: a.whiteGlove, features: a.features,
-            platforms: a.platforms.map { PlatformUsage(platform: platformName($0), clientVersion: $0.clientVersion) })
+            platforms: a.platforms.map { PlatformUsage(platform: $0.canonicalPlatform, clientVersion: $0.clientVersion) })
     }
 
     /// Sorted text keys (1-D and 2-D) of an API snapshot.

@@ -63,9 +63,7 @@ enum Store {
         _ c: PostgresConnection, _ settings: CorrelationSettings, _ make: (Liaison_Common_V1_EventHeader) -> E,
         aggregate: String, version: Int64
     ) throws {
-        guard !settings.destinations.isEmpty else { return }
-        let (h, id) = Events.header(producer: "correlation", aggregate: aggregate, version: version)
-        try Events.publish(c, make(h), eventID: id, to: settings.destinations)
+        try Events.publish(c, producer: "correlation", to: settings.destinations, aggregate: aggregate, version: version, make)
     }
 
     // MARK: Services catalogue

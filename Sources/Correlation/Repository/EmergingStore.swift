@@ -266,15 +266,9 @@ public struct EmergingIssueDetectorService: ServiceLifecycle.Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
-                // A pass's statements are bounded: a stuck lock cannot stall the detector.
-                let n = try await PostgresPool.$deadline.withValue(ContinuousClock.now + .seconds(60)) { try await runOnce() }
-                if let n, n > 0 { logger.info("emerging issues raised", metadata: ["count": "\(n)"]) }
-            } catch {
-                logger.warning("emerging-issue detector pass failed", metadata: ["error": "\(error)"])
-            }
-            await sleepUntilShutdown(for: settings.detectorInterval)
-        }
+        let logger = self.logger
+        try await BackgroundLoop("emerging-issue detector", every: settings.detectorInterval, logger: logger) {
+            if let n = try await runOnce(), n > 0 { logger.info("emerging issues raised", metadata: ["count": "\(n)"]) }
+        }.run()
     }
 }

@@ -50,17 +50,12 @@ public struct EvaluatorService: ServiceLifecycle.Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
-                let n = try await PostgresPool.$deadline.withValue(ContinuousClock.now + .seconds(120)) { try await drain() }
-                if n.incidents + n.customers > 0 {
-                    logger.debug("evaluated", metadata: ["incidents": "\(n.incidents)", "customers": "\(n.customers)"])
-                }
-            } catch {
-                if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                logger.warning("sla evaluation pass failed", metadata: ["error": "\(error)"])
+        let logger = self.logger
+        try await BackgroundLoop("sla evaluator", every: settings.evaluateInterval, passDeadline: .seconds(120), logger: logger) {
+            let n = try await drain()
+            if n.incidents + n.customers > 0 {
+                logger.debug("evaluated", metadata: ["incidents": "\(n.incidents)", "customers": "\(n.customers)"])
             }
-            await sleepUntilShutdown(for: settings.evaluateInterval)
-        }
+        }.run()
     }
 }

@@ -238,25 +238,34 @@ enum Evaluator {
         breach.actual = b.figures.periodAvailabilityE4.description
         breach.incidents = b.incidents.map { "incidents/" + $0.lowercasedString }
         breach.occurTime = Store.timestamp(occur)
-        let (id, new) = try Store.insertBreach(c, breach, customer: customer, contract: b.contract.id, objective: b.objective.key,
-                                               kind: 1, window: b.window, occur: occur)
-        if new {
-            breach.name = "breaches/" + id.lowercasedString
-            breach.createTime = Store.timestamp(now)
-            let event = breach
-            try Store.publish(c, settings, { h in
-                var e = Liaison_Sla_V1_BreachOccurred()
-                e.header = h
-                e.breach = event
-                return e
-            }, aggregate: event.name, version: 1)
-        } else {
-            try Store.updateBreachFigures(c, id, actual: breach.actual, incidents: breach.incidents)
-        }
+        let id = try record(c, breach, customer: customer, contract: b.contract.id, objective: b.objective.key, kind: 1,
+                            window: b.window, occur: occur, now: now, settings: settings)
         let already = try Store.creditedInWindow(c, customer: customer, contract: b.contract.id, window: b.window, except: id)
         let (_, amount, text) = BudgetCalculator.availabilityCredit(b, consumedMs: b.figures.consumedMs, alreadyCredited: already)
         try reconcileCredit(c, breach: id, customer: customer, currency: b.contract.currency, amount: amount, calculation: text,
                             reason: "availability now \(b.figures.periodAvailabilityE4.description) in the window", settings: settings)
+    }
+
+    /// Records a breach once (publishing BreachOccurred the first time); later, its figures move.
+    static func record(_ c: PostgresConnection, _ breach: Liaison_Sla_V1_Breach, customer: String, contract: String, objective: String,
+                       kind: Int, window: Interval, occur: Int64, now: Int64, settings: SLASettings) throws -> UUID {
+        let (id, new) = try Store.insertBreach(c, breach, customer: customer, contract: contract, objective: objective, kind: kind,
+                                               window: window, occur: occur)
+        guard new else {
+            try Store.updateBreachFigures(c, id, actual: breach.actual, incidents: breach.incidents)
+            return id
+        }
+        var event = breach
+        event.name = "breaches/" + id.lowercasedString
+        event.createTime = Store.timestamp(now)
+        let recorded = event
+        try Store.publish(c, settings, { h in
+            var e = Liaison_Sla_V1_BreachOccurred()
+            e.header = h
+            e.breach = recorded
+            return e
+        }, aggregate: recorded.name, version: 1)
+        return id
     }
 
     static func recordRestoreBreach(_ c: PostgresConnection, customer: String, _ k: ContractTerms, _ r: RestoreCheck, now: Int64,
@@ -273,21 +282,8 @@ enum Evaluator {
         breach.incidents = ["incidents/" + r.incident.lowercasedString]
         breach.occurTime = Store.timestamp(occur)
         let objective = "restore:\(r.incident.lowercasedString):\(r.service)"
-        let (id, new) = try Store.insertBreach(c, breach, customer: customer, contract: k.id, objective: objective, kind: 2,
-                                               window: Interval(r.interval.start, r.interval.start), occur: occur)
-        if new {
-            breach.name = "breaches/" + id.lowercasedString
-            breach.createTime = Store.timestamp(now)
-            let event = breach
-            try Store.publish(c, settings, { h in
-                var e = Liaison_Sla_V1_BreachOccurred()
-                e.header = h
-                e.breach = event
-                return e
-            }, aggregate: event.name, version: 1)
-        } else {
-            try Store.updateBreachFigures(c, id, actual: breach.actual, incidents: breach.incidents)
-        }
+        let id = try record(c, breach, customer: customer, contract: k.id, objective: objective, kind: 2,
+                            window: Interval(r.interval.start, r.interval.start), occur: occur, now: now, settings: settings)
         guard r.objective.creditPercentE2 > 0, k.feeMinor > 0 else { return }
         // The fee period: that of the contract's first availability objective (monthly by default).
         let period = k.calendar.period(k.availability.first?.period ?? .month, containing: occur)

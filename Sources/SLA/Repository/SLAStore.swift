@@ -63,9 +63,7 @@ enum Store {
         _ c: PostgresConnection, _ settings: SLASettings, _ make: (Liaison_Common_V1_EventHeader) -> E,
         aggregate: String, version: Int64
     ) throws {
-        guard !settings.destinations.isEmpty else { return }
-        let (h, id) = Events.header(producer: "sla", aggregate: aggregate, version: version)
-        try Events.publish(c, make(h), eventID: id, to: settings.destinations)
+        try Events.publish(c, producer: "sla", to: settings.destinations, aggregate: aggregate, version: version, make)
     }
 
     // MARK: Work for the evaluator
@@ -109,20 +107,6 @@ struct CustomerRow: Sendable {
 }
 
 extension Store {
-    static func platformName(_ p: Liaison_Common_V1_PlatformUsage) -> String {
-        switch p.platform {
-        case .web: "web"
-        case .ios: "ios"
-        case .android: "android"
-        case .windows: "windows"
-        case .macos: "macos"
-        case .linux: "linux"
-        case .api: "api"
-        case .other: p.platformName.lowercased()
-        default: ""
-        }
-    }
-
     static func minorVersion(_ v: String) -> String {
         let parts = v.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count > 2 ? parts[0] + "." + parts[1] : v
@@ -145,7 +129,7 @@ extension Store {
                 features = EXCLUDED.features, version = EXCLUDED.version
             WHERE customers.version < EXCLUDED.version
             """, [id, ByteA(try a.serializedBytes(options: options)), a.tier.rawValue, a.whiteGlove, a.region, a.country, partition,
-                  TextArray(Array(Set(a.platforms.map(platformName).filter { !$0.isEmpty })).sorted()),
+                  TextArray(Array(Set(a.platforms.map(\.canonicalPlatform).filter { !$0.isEmpty })).sorted()),
                   TextArray(versions), TextArray(Array(Set(versions.map(minorVersion))).sorted()),
                   TextArray(Array(Set(a.features)).sorted()), e.header.aggregateVersion]).affectedRows
         // A tier change can change the governing contract.
