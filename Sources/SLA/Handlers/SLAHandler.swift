@@ -204,6 +204,13 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
         return id
     }
 
+    /// The contract a mutation changes, locked, after its etag check (NOT_FOUND, ABORTED).
+    static func lockedContract(_ c: PostgresConnection, _ id: String, name: String, etag: String) throws -> Liaison_Sla_V1_Contract {
+        guard let (k, version) = try Store.contract(c, id, forUpdate: true) else { throw notFound("Contract", name) }
+        try Store.checkEtag(etag, version, name: k.name)
+        return k
+    }
+
     static func validID(_ id: String) -> Bool {
         (1...63).contains(id.utf8.count) && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
     }
@@ -256,8 +263,7 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
         }
         let given = request.contract
         return try await mutate("UpdateContract", request.requestID, request) { c in
-            guard let (current, version) = try Store.contract(c, id, forUpdate: true) else { throw Self.notFound("Contract", request.contract.name) }
-            try Store.checkEtag(request.etag, version, name: current.name)
+            let current = try Self.lockedContract(c, id, name: request.contract.name, etag: request.etag)
             var k = current
             for path in paths {
                 switch path {
@@ -333,8 +339,7 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
     public func deleteContract(request: Liaison_Sla_V1_DeleteContractRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
         let id = try Self.contractID(request.name)
         return try await mutate("DeleteContract", request.requestID, request) { c in
-            guard let (k, version) = try Store.contract(c, id, forUpdate: true) else { throw Self.notFound("Contract", request.name) }
-            try Store.checkEtag(request.etag, version, name: k.name)
+            let k = try Self.lockedContract(c, id, name: request.name, etag: request.etag)
             guard k.state == .draft else {
                 throw APIError.failedPrecondition(domain: domain, type: "STATE", subject: k.name, "only a DRAFT contract can be deleted; retire it instead")
             }
@@ -346,8 +351,7 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
     public func activateContract(request: Liaison_Sla_V1_ActivateContractRequest, context: ServerContext) async throws -> Liaison_Sla_V1_Contract {
         let id = try Self.contractID(request.name)
         return try await mutate("ActivateContract", request.requestID, request) { c in
-            guard let (current, version) = try Store.contract(c, id, forUpdate: true) else { throw Self.notFound("Contract", request.name) }
-            try Store.checkEtag(request.etag, version, name: current.name)
+            let current = try Self.lockedContract(c, id, name: request.name, etag: request.etag)
             guard current.state == .draft else {
                 throw APIError.failedPrecondition(domain: domain, type: "STATE", subject: current.name, "only a DRAFT contract can be activated")
             }
@@ -388,8 +392,7 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
     public func retireContract(request: Liaison_Sla_V1_RetireContractRequest, context: ServerContext) async throws -> Liaison_Sla_V1_Contract {
         let id = try Self.contractID(request.name)
         return try await mutate("RetireContract", request.requestID, request) { c in
-            guard let (current, version) = try Store.contract(c, id, forUpdate: true) else { throw Self.notFound("Contract", request.name) }
-            try Store.checkEtag(request.etag, version, name: current.name)
+            let current = try Self.lockedContract(c, id, name: request.name, etag: request.etag)
             guard current.state == .active else {
                 throw APIError.failedPrecondition(domain: domain, type: "STATE", subject: current.name, "only an ACTIVE contract can be retired")
             }
