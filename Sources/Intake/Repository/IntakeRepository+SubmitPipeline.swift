@@ -530,7 +530,11 @@ extension IntakeRepository {
         let reportBytes: [UInt8]
         var record: CaseRecord
         var events: [(any SwiftProtobuf.Message, UUID, [String])] = []
-        if let joinCase, let (current, version, symptoms, candidates) = joined {
+        // A report joins its duplicate's case only while that case is OPEN. The case was OPEN when
+        // the duplicate was found; if it changed meanwhile (its incident resolved: AWAITING_CUSTOMER_NOTICE;
+        // closed; merged), the report opens a new case instead: a customer's report is never refused
+        // for the state of their case, whatever the timing (issue 22).
+        if let joinCase, let (current, version, symptoms, candidates) = joined, current.state == .open {
             report.case = current.name
             var next = try CaseRules.addReport(current, report: ref, actor: actor, at: now)
             next.symptom = SymptomClassifier.dominant(symptoms + [candidate.symptom])
