@@ -421,3 +421,33 @@ extension SLAServiceTests {
         XCTAssertTrue(fields.contains("contract.impact_weights[2]"), "\(fields)")
     }
 }
+
+extension SLAServiceTests {
+    /// One customer whose contract cannot be read (a corrupt row) does not stall the evaluator:
+    /// the rest of the batch is evaluated, the bad one is left out and the queue drains.
+    func testABadRowIsLeftOutAndTheQueueDrains() async throws {
+        let start = monthStartUTC()
+        _ = try await stack.create("good", SLAStack.contract(customer: "good", start: start))
+        _ = try await stack.create("bad", SLAStack.contract(customer: "bad", start: start))
+        try await stack.evaluate()
+        _ = try await stack.pool.query("UPDATE contracts SET body = '\\xffffffff'::bytea WHERE id = 'bad'")
+        _ = try await stack.pool.query("DELETE FROM budget_status")
+        _ = try await stack.pool.query("INSERT INTO dirty_customers VALUES ('good'), ('bad')")
+        let n = try await stack.evaluate()
+        XCTAssertEqual(n.customers, 2)
+        let statuses = try await stack.pool.query("SELECT id FROM budget_status").rows.map { try $0.decode(String.self, 0) }
+        XCTAssertEqual(statuses, ["good"])
+        let left = try await stack.pool.query("SELECT count(*) FROM dirty_customers").first!.decode(Int.self, 0)
+        XCTAssertEqual(left, 0)
+        // A fee beyond any real contract is refused at the edge.
+        var huge = SLAStack.contract(customer: "x", start: start)
+        huge.periodFee = SLAStack.money(Int64.max / 10)
+        var r = Liaison_Sla_V1_CreateContractRequest()
+        r.contractID = "huge"
+        r.contract = huge
+        r.requestID = SLAStack.rid()
+        let sla = stack.sla
+        let fields = await violatedFields { _ = try await sla.createContract(r) }
+        XCTAssertTrue(fields.contains("contract.period_fee"), "\(fields)")
+    }
+}

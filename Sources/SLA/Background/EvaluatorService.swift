@@ -25,28 +25,74 @@ public struct EvaluatorService: ServiceLifecycle.Service {
         var incidents = 0, customers = 0
         let settings = self.settings
         while true {
+            let logger = self.logger
             let done = try await pool.transaction { c -> Bool in
                 guard let id = try Store.takeDirtyIncident(c) else { return false }
-                try IncidentAnalysis.refresh(c, id, now: Store.ms(Date()), settings: settings)
+                try Self.isolating(c, [id], what: "incident", logger: logger) { ids in
+                    try IncidentAnalysis.refresh(c, ids[0], now: Store.ms(Date()), settings: settings)
+                }
                 return true
             }
             if !done { break }
             incidents += 1
         }
         while true {
+            let logger = self.logger
             let n = try await pool.transaction { c -> Int in
                 var ids = try Store.takeDirtyCustomers(c, limit: settings.evaluateBatch)
                 if ids.count < settings.evaluateBatch {
                     ids += try Store.takeDueCustomers(c, now: Date(), limit: settings.evaluateBatch - ids.count)
                 }
                 let unique = Array(Set(ids)).sorted()
-                try Evaluator.evaluateCustomers(c, unique, now: Store.ms(Date()), settings: settings)
+                try Self.isolating(c, unique, what: "customer", logger: logger) { ids in
+                    try Evaluator.evaluateCustomers(c, ids, now: Store.ms(Date()), settings: settings)
+                }
                 return unique.count
             }
             customers += n
             if n == 0 { break }
         }
         return (incidents, customers)
+    }
+
+    /// Runs `body` over the batch under a savepoint. If it fails for good (not a lost connection,
+    /// a deadline, a conflict), each item runs alone, and an item that fails alone is logged and
+    /// left out (it is evaluated again when it next changes): one bad row never stalls the queue
+    /// behind it.
+    static func isolating<T>(_ c: PostgresConnection, _ items: [T], what: String, logger: Logger,
+                             _ body: ([T]) throws -> Void) throws {
+        try c.query("SAVEPOINT evaluate_batch")
+        do {
+            try body(items)
+            try c.query("RELEASE SAVEPOINT evaluate_batch")
+            return
+        } catch where !isTransient(error) {
+            try c.query("ROLLBACK TO SAVEPOINT evaluate_batch")
+        }
+        for item in items {
+            try c.query("SAVEPOINT evaluate_one")
+            do {
+                try body([item])
+                try c.query("RELEASE SAVEPOINT evaluate_one")
+            } catch where !isTransient(error) {
+                try c.query("ROLLBACK TO SAVEPOINT evaluate_one")
+                logger.error("sla cannot evaluate this \(what); left out until it changes",
+                             metadata: [what: "\(item)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Failures worth retrying the whole pass for: the connection, cancellation, deadlines,
+    /// overload, conflicts (SQLSTATE 40), resources (53), operator intervention (57).
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let p = error as? PostgresError else { return error is CancellationError }
+        switch p.kind {
+        case .connection, .cancelled, .deadlineExceeded, .overloaded: return true
+        case .server:
+            let state = p.sqlState ?? ""
+            return state.hasPrefix("40") || state.hasPrefix("53") || state.hasPrefix("57") || state.hasPrefix("08")
+        case .decoding, .client: return false
+        }
     }
 
     public func run() async throws {

@@ -123,6 +123,8 @@ public struct SLAHandler: Liaison_Sla_V1_SlaService.SimpleServiceProtocol {
                 add("period_fee.currency_code", "must be an ISO 4217 code such as EUR")
             } else if k.periodFee.units < 0 || k.periodFee.nanos < 0 {
                 add("period_fee", "must not be negative")
+            } else if k.periodFee.units > 1_000_000_000_000 {
+                add("period_fee", "must be at most 1,000,000,000,000 units")
             } else if Currency.minorUnits(units: k.periodFee.units, nanos: k.periodFee.nanos, code: code) == nil {
                 add("period_fee", "must be a whole number of \(code) minor units")
             }
