@@ -226,6 +226,13 @@ for a in at_risk.customers:
          f"credit {money(a.credit_exposure)}")
 if any(a.attributes.tier != customer_pb2.TIER_ENTERPRISE for a in at_risk.customers):
     sys.exit("demo: sla lists a customer without an enterprise contract")
+first_at_risk = at_risk.customers[0]
+status = sla.GetBudgetStatus(ssvc.GetBudgetStatusRequest(customer=first_at_risk.customer), timeout=10)
+b = status.budgets[0]
+step(f"sla: {first_at_risk.customer}'s budget: {b.consumed_downtime.seconds // 60} of {b.allowed_downtime.seconds // 60} min used, "
+     f"{sres.BudgetState.Name(b.state)}, burn rate {b.burn_rate:.0f}x")
+if b.consumed_downtime.seconds <= 0 or status.state == sres.BUDGET_STATE_HEALTHY:
+    sys.exit("demo: the outage did not move the at-risk customer's budget")
 ranked = sla.RankRestorationPriorities(ssvc.RankRestorationPrioritiesRequest(incident=incident.name), timeout=10)
 for p in ranked.priorities[:3]:
     step(f"  restore #{p.rank} {p.service}: " + "; ".join(p.reasons))
