@@ -68,20 +68,13 @@ enum Store {
 
     // MARK: Services catalogue
 
+    /// The catalogue as the domain reads it, and the transaction's `now()` (constant within it),
+    /// read in the same round trip.
     struct Catalogue {
-        var aliases: [String: String] = [:]  // lower-case alias or id -> id
-        var names: [String: [String]] = [:]  // id -> lower-case id and aliases
-        var dependencies: [String: [String]] = [:]
-        /// The transaction's `now()` (constant within it), read in the same round trip.
+        var services = ServiceCatalogue()
         var now: Date? = nil
 
-        func resolve(_ hint: String) -> String? {
-            let h = hint.trimmingCharacters(in: .whitespaces).lowercased()
-            if h.isEmpty { return nil }
-            if let id = aliases[h] { return id }
-            if h.hasPrefix("services/") { return aliases[String(h.dropFirst(9))] }
-            return nil
-        }
+        func resolve(_ hint: String) -> String? { services.resolve(hint) }
     }
 
     static func catalogue(_ c: PostgresConnection) throws -> Catalogue {
@@ -94,12 +87,12 @@ enum Store {
         cat.now = try results[2].first?.decode(Date.self, 0)
         for row in results[0].rows {
             let alias = try row.decode(String.self, 0), id = try row.decode(String.self, 1)
-            cat.aliases[alias] = id
-            cat.names[id, default: []].append(alias)
+            cat.services.aliases[alias] = id
+            cat.services.names[id, default: []].append(alias)
         }
         for row in results[1].rows {
             let svc = try Liaison_Correlation_V1_TechnicalService(serializedBytes: try row.decode(ByteA.self, 1).bytes)
-            cat.dependencies[try row.decode(String.self, 0)] = svc.dependencies.map { String($0.dropFirst(9)) }
+            cat.services.dependencies[try row.decode(String.self, 0)] = svc.dependencies.map { String($0.dropFirst(9)) }
         }
         return cat
     }
